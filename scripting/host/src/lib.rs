@@ -1,0 +1,1 @@
+//! siphon scripting host: embeds CPython, one own-GIL subinterpreter per core.
