@@ -1,15 +1,165 @@
 //! The `siphon` binary: CLI, config and the wiring of edge + reactors + scripting.
+//!
+//! ```text
+//! siphon [-c siphon.yaml]          run (no -c and no ./siphon.yaml: the embedded default)
+//! siphon check [-c siphon.yaml]    validate everything a start would, exit 1 on the first error
+//! siphon --version
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use mimalloc::MiMalloc;
+use siphon_bin::{check, config};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--version" || a == "-V") {
-        println!("siphon {}", env!("CARGO_PKG_VERSION"));
-        return Ok(());
+/// What the command line asked for.
+#[derive(Debug, PartialEq, Eq)]
+enum Command {
+    Run { config: Option<PathBuf> },
+    Check { config: Option<PathBuf> },
+    Version,
+    Help,
+}
+
+const USAGE: &str = "usage: siphon [check] [-c|--config siphon.yaml]\n       siphon --version";
+
+fn parse_args(args: &[String]) -> Result<Command, String> {
+    let mut check = false;
+    let mut config = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "check" if !check && config.is_none() => check = true,
+            "-c" | "--config" => match it.next() {
+                Some(p) => config = Some(PathBuf::from(p)),
+                None => return Err(format!("{a} needs a path")),
+            },
+            s if s.starts_with("--config=") => config = Some(PathBuf::from(&s[9..])),
+            "-V" | "--version" => return Ok(Command::Version),
+            "-h" | "--help" => return Ok(Command::Help),
+            other => return Err(format!("unexpected argument `{other}`")),
+        }
     }
-    anyhow::bail!("siphon: the node is not wired yet (see issue 6)")
+    Ok(if check {
+        Command::Check { config }
+    } else {
+        Command::Run { config }
+    })
+}
+
+/// The config to use: `-c`, else `./siphon.yaml`, else the embedded default.
+fn load_config(explicit: Option<PathBuf>) -> Result<config::Loaded, config::ConfigError> {
+    let path = explicit.or_else(|| {
+        let p = PathBuf::from("siphon.yaml");
+        p.exists().then_some(p)
+    });
+    match path {
+        Some(p) => config::load(&p),
+        None => {
+            eprintln!(
+                "siphon: no -c and no ./siphon.yaml: running the embedded default \
+                 (loopback proxy + registrar, default script)"
+            );
+            check::embedded_default()
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cmd = match parse_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("siphon: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match cmd {
+        Command::Version => {
+            println!("siphon {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Help => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Command::Check { config } => {
+            let loaded = match load_config(config) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(1);
+                }
+            };
+            for w in &loaded.warnings {
+                eprintln!(
+                    "{}:{}: warning: {}",
+                    loaded.path.display(),
+                    w.line,
+                    w.message
+                );
+            }
+            match check::deep_check(&loaded) {
+                Ok(summary) => {
+                    println!("{}: OK ({summary})", loaded.path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Run { config } => {
+            let loaded = match load_config(config) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(1);
+                }
+            };
+            for w in &loaded.warnings {
+                eprintln!(
+                    "{}:{}: warning: {}",
+                    loaded.path.display(),
+                    w.line,
+                    w.message
+                );
+            }
+            eprintln!("siphon: the node is not wired yet (issue 6); `siphon check` works");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn cli_forms() {
+        assert_eq!(parse_args(&args("")), Ok(Command::Run { config: None }));
+        assert_eq!(
+            parse_args(&args("-c x.yaml")),
+            Ok(Command::Run {
+                config: Some("x.yaml".into())
+            })
+        );
+        assert_eq!(
+            parse_args(&args("check --config=y.yaml")),
+            Ok(Command::Check {
+                config: Some("y.yaml".into())
+            })
+        );
+        assert_eq!(parse_args(&args("--version")), Ok(Command::Version));
+        assert!(parse_args(&args("-c")).is_err());
+        assert!(parse_args(&args("frobnicate")).is_err());
+    }
 }

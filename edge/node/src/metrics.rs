@@ -1,0 +1,453 @@
+//! Node metrics and the Prometheus exporter (`/metrics`, `/health`, `/ready`).
+//!
+//! Hot-path counters are per core (`CoreMetrics`, one cache-line-aligned block per reactor,
+//! `Relaxed` increments, never shared between writers); the exporter sums them when scraped.
+//! Node-wide gauges and info (io backend, draining) live in `Metrics`. User metrics from the
+//! script `metrics` namespace are appended through `Metrics::set_extra_renderer`.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// Methods counted by name; anything else is `OTHER`.
+pub const METHODS: &[&str] = &[
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "REGISTER",
+    "OPTIONS",
+    "INFO",
+    "UPDATE",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "REFER",
+    "MESSAGE",
+    "PUBLISH",
+    "OTHER",
+];
+
+/// Index of a method in [`METHODS`].
+pub fn method_index(method: &str) -> usize {
+    METHODS
+        .iter()
+        .position(|m| *m == method)
+        .unwrap_or(METHODS.len() - 1)
+}
+
+/// Why a message was dropped without an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum DropReason {
+    /// Unparseable and not answerable (a response, or no usable Via).
+    Malformed = 0,
+    /// A response that matched no transaction and could not be routed statelessly.
+    Stray = 1,
+    /// A queue to a script worker or another core was full.
+    QueueFull = 2,
+    /// The script recorded no action.
+    NoAction = 3,
+    /// Receive buffers ran out.
+    NoBuffer = 4,
+}
+
+const DROP_NAMES: &[&str] = &["malformed", "stray", "queue_full", "no_action", "no_buffer"];
+
+/// Counters written by one reactor only.
+#[derive(Debug)]
+#[repr(align(64))]
+pub struct CoreMetrics {
+    /// Requests received, by [`METHODS`] index.
+    pub requests: [AtomicU64; 15],
+    /// Responses sent or relayed, by status code (100..=699 at index code-100).
+    pub responses: Box<[AtomicU64]>,
+    /// Malformed messages answered with 400.
+    pub malformed_answered: AtomicU64,
+    /// Drops by [`DropReason`].
+    pub dropped: [AtomicU64; 5],
+    /// Transactions created.
+    pub transactions: AtomicU64,
+    /// Transactions alive now (incremented and decremented by the owner core).
+    pub transactions_active: AtomicI64,
+    /// Script handler invocations.
+    pub script_executions: AtomicU64,
+    /// Script handler exceptions (500 Script Error).
+    pub script_errors: AtomicU64,
+    /// Messages forwarded to another core over the mesh.
+    pub mesh_forwards: AtomicU64,
+    /// Depth of this core's worker queue at the last loop turn.
+    pub queue_depth: AtomicU64,
+}
+
+impl Default for CoreMetrics {
+    fn default() -> Self {
+        Self {
+            requests: Default::default(),
+            responses: (100..=699).map(|_| AtomicU64::new(0)).collect(),
+            malformed_answered: AtomicU64::new(0),
+            dropped: Default::default(),
+            transactions: AtomicU64::new(0),
+            transactions_active: AtomicI64::new(0),
+            script_executions: AtomicU64::new(0),
+            script_errors: AtomicU64::new(0),
+            mesh_forwards: AtomicU64::new(0),
+            queue_depth: AtomicU64::new(0),
+        }
+    }
+}
+
+impl CoreMetrics {
+    /// Count a received request.
+    pub fn request(&self, method: &str) {
+        self.requests[method_index(method)].fetch_add(1, Ordering::Relaxed);
+    }
+    /// Count a response sent or relayed.
+    pub fn response(&self, code: u16) {
+        if let Some(c) = self.responses.get(usize::from(code).wrapping_sub(100)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    /// Count a drop.
+    pub fn dropped(&self, why: DropReason) {
+        self.dropped[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+type ExtraRenderer = Box<dyn Fn(&mut String) + Send + Sync>;
+
+/// Node-wide metrics: the per-core blocks plus gauges and info.
+pub struct Metrics {
+    cores: Vec<Arc<CoreMetrics>>,
+    io_backend: Mutex<(String, String)>,
+    draining: AtomicBool,
+    registrations: AtomicU64,
+    extra: Mutex<Vec<ExtraRenderer>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("cores", &self.cores.len())
+            .finish()
+    }
+}
+
+impl Metrics {
+    /// Metrics for `cores` reactors.
+    pub fn new(cores: usize) -> Arc<Self> {
+        Arc::new(Self {
+            cores: (0..cores)
+                .map(|_| Arc::new(CoreMetrics::default()))
+                .collect(),
+            io_backend: Mutex::new(("unknown".into(), String::new())),
+            draining: AtomicBool::new(false),
+            registrations: AtomicU64::new(0),
+            extra: Mutex::new(Vec::new()),
+        })
+    }
+    /// The block core `k` writes.
+    pub fn core(&self, k: usize) -> Arc<CoreMetrics> {
+        Arc::clone(&self.cores[k % self.cores.len()])
+    }
+    /// Record which io backend runs and why.
+    pub fn set_io_backend(&self, backend: &str, reason: &str) {
+        if let Ok(mut g) = self.io_backend.lock() {
+            *g = (backend.into(), reason.into());
+        }
+    }
+    /// Enter drain mode (`/ready` answers 503).
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+    /// Whether draining.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+    /// Active registrations (bindings), sampled by the registrar.
+    pub fn set_registrations(&self, n: u64) {
+        self.registrations.store(n, Ordering::Relaxed);
+    }
+    /// Append more exposition text at scrape time (script metrics).
+    pub fn add_extra_renderer(&self, f: ExtraRenderer) {
+        if let Ok(mut g) = self.extra.lock() {
+            g.push(f);
+        }
+    }
+
+    fn sum(&self, f: impl Fn(&CoreMetrics) -> u64) -> u64 {
+        self.cores.iter().map(|c| f(c)).sum()
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut o = String::with_capacity(4096);
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        header(
+            &mut o,
+            "siphon_requests_total",
+            "counter",
+            "SIP requests received",
+        );
+        for (i, m) in METHODS.iter().enumerate() {
+            let v = self.sum(|c| load(&c.requests[i]));
+            if v > 0 {
+                let _ = writeln!(o, "siphon_requests_total{{method=\"{m}\"}} {v}");
+            }
+        }
+        header(
+            &mut o,
+            "siphon_responses_total",
+            "counter",
+            "SIP responses sent or relayed",
+        );
+        for code in 100..=699u16 {
+            let v = self.sum(|c| load(&c.responses[usize::from(code - 100)]));
+            if v > 0 {
+                let _ = writeln!(o, "siphon_responses_total{{code=\"{code}\"}} {v}");
+            }
+        }
+        header(
+            &mut o,
+            "siphon_malformed_total",
+            "counter",
+            "Malformed messages answered with 400",
+        );
+        let _ = writeln!(
+            o,
+            "siphon_malformed_total {}",
+            self.sum(|c| load(&c.malformed_answered))
+        );
+        header(
+            &mut o,
+            "siphon_dropped_total",
+            "counter",
+            "Messages dropped without an answer",
+        );
+        for (i, n) in DROP_NAMES.iter().enumerate() {
+            let v = self.sum(|c| load(&c.dropped[i]));
+            let _ = writeln!(o, "siphon_dropped_total{{reason=\"{n}\"}} {v}");
+        }
+        header(
+            &mut o,
+            "siphon_transactions_total",
+            "counter",
+            "Transactions created",
+        );
+        let _ = writeln!(
+            o,
+            "siphon_transactions_total {}",
+            self.sum(|c| load(&c.transactions))
+        );
+        header(
+            &mut o,
+            "siphon_transactions_active",
+            "gauge",
+            "Transactions alive",
+        );
+        let active: i64 = self
+            .cores
+            .iter()
+            .map(|c| c.transactions_active.load(Ordering::Relaxed))
+            .sum();
+        let _ = writeln!(o, "siphon_transactions_active {active}");
+        header(
+            &mut o,
+            "siphon_registrations_active",
+            "gauge",
+            "Registered contact bindings",
+        );
+        let _ = writeln!(
+            o,
+            "siphon_registrations_active {}",
+            load(&self.registrations)
+        );
+        header(
+            &mut o,
+            "siphon_script_executions_total",
+            "counter",
+            "Script handler runs",
+        );
+        let _ = writeln!(
+            o,
+            "siphon_script_executions_total {}",
+            self.sum(|c| load(&c.script_executions))
+        );
+        header(
+            &mut o,
+            "siphon_script_errors_total",
+            "counter",
+            "Script handler exceptions",
+        );
+        let _ = writeln!(
+            o,
+            "siphon_script_errors_total {}",
+            self.sum(|c| load(&c.script_errors))
+        );
+        header(
+            &mut o,
+            "siphon_mesh_forwards_total",
+            "counter",
+            "Messages forwarded to their owner core",
+        );
+        let _ = writeln!(
+            o,
+            "siphon_mesh_forwards_total {}",
+            self.sum(|c| load(&c.mesh_forwards))
+        );
+        header(
+            &mut o,
+            "siphon_queue_depth",
+            "gauge",
+            "Events waiting in a core's script queue",
+        );
+        for (k, c) in self.cores.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "siphon_queue_depth{{core=\"{k}\"}} {}",
+                load(&c.queue_depth)
+            );
+        }
+        header(
+            &mut o,
+            "siphon_io_backend_info",
+            "gauge",
+            "The io backend in use and why",
+        );
+        if let Ok(g) = self.io_backend.lock() {
+            let _ = writeln!(
+                o,
+                "siphon_io_backend_info{{backend=\"{}\",reason=\"{}\"}} 1",
+                escape(&g.0),
+                escape(&g.1)
+            );
+        }
+        header(
+            &mut o,
+            "siphon_draining",
+            "gauge",
+            "1 while draining after SIGTERM",
+        );
+        let _ = writeln!(o, "siphon_draining {}", u8::from(self.is_draining()));
+        if let Ok(g) = self.extra.lock() {
+            for f in g.iter() {
+                f(&mut o);
+            }
+        }
+        o
+    }
+}
+
+fn header(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Serve `/metrics` (or `path`), `/health` and `/ready` on `addr` from one thread.
+pub fn serve(addr: SocketAddr, path: String, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    thread::Builder::new()
+        .name("siphon-metrics".into())
+        .spawn(move || {
+            for conn in listener.incoming().flatten() {
+                // One short request per connection; a slow client cannot hold the thread long.
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = answer(conn, &path, &metrics);
+            }
+        })?;
+    Ok(bound)
+}
+
+fn answer(conn: TcpStream, path: &str, metrics: &Metrics) -> std::io::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    // Drain the request headers.
+    let mut h = String::new();
+    while reader.read_line(&mut h)? > 2 {
+        h.clear();
+    }
+    let target = line.split_whitespace().nth(1).unwrap_or("");
+    let target = target.split('?').next().unwrap_or("");
+    let (status, ctype, body) = if target == path {
+        ("200 OK", "text/plain; version=0.0.4", metrics.render())
+    } else if target == "/health" {
+        ("200 OK", "text/plain", "ok\n".to_string())
+    } else if target == "/ready" {
+        if metrics.is_draining() {
+            (
+                "503 Service Unavailable",
+                "text/plain",
+                "draining\n".to_string(),
+            )
+        } else {
+            ("200 OK", "text/plain", "ready\n".to_string())
+        }
+    } else {
+        ("404 Not Found", "text/plain", "not found\n".to_string())
+    };
+    let mut w = conn;
+    write!(
+        w,
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn exposition_and_readiness() {
+        let m = Metrics::new(2);
+        m.core(0).request("INVITE");
+        m.core(1).request("INVITE");
+        m.core(1).request("FOO");
+        m.core(0).response(404);
+        m.core(1).dropped(DropReason::Malformed);
+        m.set_io_backend("epoll", "io_uring_setup: EPERM");
+        let addr = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            "/metrics".into(),
+            Arc::clone(&m),
+        )
+        .unwrap();
+        let body = get(addr, "/metrics");
+        assert!(
+            body.contains("siphon_requests_total{method=\"INVITE\"} 2"),
+            "{body}"
+        );
+        assert!(body.contains("siphon_requests_total{method=\"OTHER\"} 1"));
+        assert!(body.contains("siphon_responses_total{code=\"404\"} 1"));
+        assert!(body.contains("siphon_dropped_total{reason=\"malformed\"} 1"));
+        assert!(body.contains(
+            "siphon_io_backend_info{backend=\"epoll\",reason=\"io_uring_setup: EPERM\"} 1"
+        ));
+        assert!(get(addr, "/ready").starts_with("HTTP/1.1 200"));
+        m.set_draining();
+        assert!(get(addr, "/ready").starts_with("HTTP/1.1 503"));
+        assert!(get(addr, "/health").starts_with("HTTP/1.1 200"));
+        assert!(get(addr, "/nope").starts_with("HTTP/1.1 404"));
+    }
+}

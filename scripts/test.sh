@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite, set-up included, on a fresh Debian/Ubuntu machine:
+# formatting, clippy (-D warnings), every Rust test (unit, RFC 4475/5118 conformance,
+# loopback reactors, end-to-end with SIPp), the fuzz targets' build, and pytest against the
+# real embedded engine on Python 3.13 (own GIL per core) and 3.11 (degraded mode).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$SIPHON_ROOT"
+
+ensure_apt build-essential pkg-config sip-tester redis-server
+# Independent SMPP implementations for the interop test; pytest for the scripting suite.
+python3 -m pip install -q --disable-pip-version-check pytest smpplib smpp34 2>&1 | grep -v "^$" >&2 || true
+pick_python
+
+step() { say "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --workspace
+
+step "fuzz targets build"
+for fz in edge/*/fuzz; do
+    [ -f "$fz/Cargo.toml" ] || continue
+    RUSTFLAGS="--cfg fuzzing" CARGO_TARGET_DIR="$CARGO_TARGET_DIR/fuzz" \
+        cargo build --manifest-path "$fz/Cargo.toml" --bins
+done
+
+if [ -x scripting/run-tests.sh ]; then
+    step "pytest: scripting on $PYO3_PYTHON"
+    scripting/run-tests.sh "$PYO3_PYTHON"
+    py311=$(command -v python3.11 || command -v python3)
+    step "pytest: scripting on $py311 (degraded single-interpreter mode)"
+    scripting/run-tests.sh "$py311"
+fi
+say "all checks passed"
