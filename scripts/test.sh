@@ -7,7 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$SIPHON_ROOT"
 
-ensure_apt build-essential pkg-config sip-tester redis-server
+ensure_apt build-essential pkg-config sip-tester redis-server socat openssl
 # Independent SMPP implementations for the interop test; pytest for the scripting suite.
 python3 -m pip install -q --disable-pip-version-check pytest smpplib smpp34 2>&1 | grep -v "^$" >&2 || true
 pick_python
