@@ -1,0 +1,194 @@
+//! UDP loopback tests (IPv4 and IPv6, echo with peer and local address, buffer-ring
+//! exhaustion), each run against both backends.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use siphon_reactor::{BackendPref, Cx, Datagram, Handler, Runtime, metrics};
+
+struct Echo {
+    seen_local: Arc<std::sync::Mutex<Vec<Option<IpAddr>>>>,
+    count: Arc<AtomicU64>,
+}
+
+impl Handler for Echo {
+    type Msg = ();
+    fn on_datagram(&mut self, cx: &mut Cx<'_, ()>, d: Datagram<'_>) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.seen_local.lock().expect("lock").push(d.local);
+        cx.send_to(d.socket, d.peer, d.local, d.data);
+    }
+}
+
+fn echo_roundtrip(backend: BackendPref, listen: &str, client_bind: &str) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let count = Arc::new(AtomicU64::new(0));
+    let mut cfg = common::config(backend);
+    cfg.udp = vec![listen.parse().expect("addr")];
+    let (s2, c2) = (seen.clone(), count.clone());
+    let rt = Runtime::start(cfg, move |_| Echo {
+        seen_local: s2.clone(),
+        count: c2.clone(),
+    })
+    .expect("start");
+    let server: SocketAddr = rt.udp_addrs()[0];
+    let target: SocketAddr = if server.ip().is_unspecified() {
+        SocketAddr::new(
+            if server.is_ipv4() {
+                "127.0.0.1".parse().expect("ip")
+            } else {
+                "::1".parse().expect("ip")
+            },
+            server.port(),
+        )
+    } else {
+        server
+    };
+    let c = common::client(client_bind);
+    let mut buf = [0u8; 2048];
+    for i in 0..100u32 {
+        let msg = vec![(i % 251) as u8; 300];
+        c.send_to(&msg, target).expect("send");
+        let (n, from) = c.recv_from(&mut buf).expect("echo");
+        assert_eq!(&buf[..n], &msg[..], "payload {i} on {backend:?}");
+        assert_eq!(from, target, "reply comes from the address we sent to");
+    }
+    assert_eq!(count.load(Ordering::Relaxed), 100);
+    let locals = seen.lock().expect("lock");
+    assert!(
+        locals.iter().all(|l| *l == Some(target.ip())),
+        "pktinfo local address on {backend:?}: {locals:?}"
+    );
+    let m = rt.handle();
+    let snap = m.metrics(0).expect("core 0");
+    assert_eq!(metrics::get(&snap.udp_rx), 100);
+    rt.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn udp_echo_ipv4() {
+    for b in common::backends() {
+        echo_roundtrip(b, "127.0.0.1:0", "127.0.0.1:0");
+    }
+}
+
+#[test]
+fn udp_echo_ipv6() {
+    for b in common::backends() {
+        echo_roundtrip(b, "[::1]:0", "[::1]:0");
+    }
+}
+
+#[test]
+fn udp_echo_wildcard_replies_from_pktinfo_address() {
+    for b in common::backends() {
+        echo_roundtrip(b, "0.0.0.0:0", "127.0.0.1:0");
+        echo_roundtrip(b, "[::]:0", "[::1]:0");
+    }
+}
+
+/// Handler that, on the first datagram, floods its own socket from inside the callback, so the
+/// backlog is queued in the kernel before the reactor returns to the ring: with 4 provided
+/// buffers the multishot receive must run dry (ENOBUFS), be re-armed, and still deliver all.
+struct Flood {
+    target: SocketAddr,
+    count: Arc<AtomicU64>,
+    flooded: bool,
+}
+
+impl Handler for Flood {
+    type Msg = ();
+    fn on_datagram(&mut self, _cx: &mut Cx<'_, ()>, d: Datagram<'_>) {
+        assert_eq!(d.data.len(), 300);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        if !self.flooded {
+            self.flooded = true;
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            for _ in 0..64 {
+                s.send_to(&[7u8; 300], self.target).expect("flood");
+            }
+        }
+    }
+}
+
+#[test]
+fn udp_buffer_ring_exhaustion_rearms_and_delivers_everything() {
+    for b in common::backends() {
+        let count = Arc::new(AtomicU64::new(0));
+        let mut cfg = common::config(b);
+        cfg.udp = vec!["127.0.0.1:0".parse().expect("addr")];
+        cfg.udp_buffers = 4;
+        cfg.udp_buffer_size = 512;
+        // Bind first to learn the port, then hand it to the handler through the mesh-free way:
+        // a fixed port chosen by a probe socket.
+        let probe_sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("probe");
+        let port = probe_sock.local_addr().expect("addr").port();
+        drop(probe_sock);
+        cfg.udp = vec![SocketAddr::new("127.0.0.1".parse().expect("ip"), port)];
+        let target = cfg.udp[0];
+        let c2 = count.clone();
+        let rt = Runtime::start(cfg, move |_| Flood {
+            target,
+            count: c2.clone(),
+            flooded: false,
+        })
+        .expect("start");
+        let c = common::client("127.0.0.1:0");
+        c.send_to(&[1u8; 300], target).expect("kick");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while count.load(Ordering::Relaxed) < 65 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            count.load(Ordering::Relaxed),
+            65,
+            "all datagrams delivered on {b:?}"
+        );
+        let h = rt.handle();
+        let m = h.metrics(0).expect("core 0");
+        let exhausted = metrics::get(&m.buf_exhausted);
+        match rt.info().backend {
+            siphon_reactor::BackendKind::Uring => {
+                assert!(
+                    exhausted >= 1,
+                    "io_uring: the 4-buffer ring must have run dry at least once"
+                );
+                assert!(metrics::get(&m.rearms) >= exhausted);
+            }
+            // epoll has no provided-buffer ring: recvmmsg reads a batch of 4 into its own
+            // buffers, so the same backlog is drained batch by batch and nothing is exhausted.
+            siphon_reactor::BackendKind::Epoll => assert_eq!(exhausted, 0),
+        }
+        rt.shutdown().expect("shutdown");
+    }
+}
+
+#[test]
+fn udp_ipv4_and_ipv6_listeners_on_one_runtime() {
+    for b in common::backends() {
+        let mut cfg = common::config(b);
+        cfg.cpus = vec![0, 1];
+        cfg.udp = vec![
+            "127.0.0.1:0".parse().expect("v4"),
+            "[::1]:0".parse().expect("v6"),
+        ];
+        let rt = Runtime::start(cfg, |_| Echo {
+            seen_local: Arc::default(),
+            count: Arc::default(),
+        })
+        .expect("start");
+        assert_eq!(rt.udp_addrs().len(), 2);
+        for (addr, bind) in rt.udp_addrs().iter().zip(["127.0.0.1:0", "[::1]:0"]) {
+            let c = common::client(bind);
+            let mut buf = [0u8; 64];
+            c.send_to(b"NOTIFY", addr).expect("send");
+            let (n, from) = c.recv_from(&mut buf).expect("echo");
+            assert_eq!((&buf[..n], from), (&b"NOTIFY"[..], *addr), "{b:?}");
+        }
+        rt.shutdown().expect("shutdown");
+    }
+}
