@@ -159,16 +159,16 @@ target_start() {
 		[[ -x "$SIPHON_BIN" ]] || die "SIPHON_BIN=$SIPHON_BIN is not an executable file"
 		local cfg=${SIPHON_CONFIG:-$REPO_ROOT/deploy/examples/siphon.yaml}
 		[[ -r $cfg ]] || die "SIPHON_CONFIG=$cfg is not readable"
+		ensure_cert
+		# the configs read these (deploy/examples/siphon.yaml, bench/sipp/siphon-e2e.yaml)
+		export SIPHON_LISTEN_UDP="$LOOPBACK:$SIP_PORT" SIPHON_LISTEN_TCP="$LOOPBACK:$SIP_PORT" \
+			SIPHON_LISTEN_TLS="$LOOPBACK:$TLS_PORT" SIPHON_TLS_CERT="$WORK/cert.pem" \
+			SIPHON_TLS_KEY="$WORK/key.pem" SIPHON_TLS_CA="$WORK/ca.pem" SIPHON_METRICS="$LOOPBACK:${METRICS_PORT:-9090}"
 		if ! "$SIPHON_BIN" check -c "$cfg" >"$WORK/siphon-check.log" 2>&1; then
 			tail -n 20 "$WORK/siphon-check.log" >&2
 			die "siphon check -c $cfg failed (full output: $WORK/siphon-check.log)"
 		fi
-		[[ -n $tls ]] && ensure_cert
-		# the example config reads these (deploy/examples/siphon.yaml)
-		SIPHON_LISTEN_UDP="$LOOPBACK:$SIP_PORT" SIPHON_LISTEN_TCP="$LOOPBACK:$SIP_PORT" \
-			SIPHON_LISTEN_TLS="$LOOPBACK:$TLS_PORT" SIPHON_TLS_CERT="$WORK/cert.pem" \
-			SIPHON_TLS_KEY="$WORK/key.pem" SIPHON_TLS_CA="$WORK/ca.pem" SIPHON_METRICS="$LOOPBACK:${METRICS_PORT:-9090}" \
-			timeout -k 5 "${TARGET_MAX_SECS:-1800}" "$SIPHON_BIN" -c "$cfg" >"$TARGET_LOG" 2>&1 &
+		timeout -k 5 "${TARGET_MAX_SECS:-1800}" "$SIPHON_BIN" -c "$cfg" >"$TARGET_LOG" 2>&1 &
 		TARGET_PID=$!
 		;;
 	*) die "unknown target '$name' (kamailio or siphon)" ;;

@@ -4,4 +4,6 @@
 
 pub mod check;
 pub mod config;
+pub mod engine;
 pub mod metrics;
+pub mod node;

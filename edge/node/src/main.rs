@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use mimalloc::MiMalloc;
-use siphon_bin::{check, config};
+use siphon_bin::{check, config, node};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -121,18 +121,81 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
+            init_logging(&loaded.config.log);
             for w in &loaded.warnings {
-                eprintln!(
-                    "{}:{}: warning: {}",
-                    loaded.path.display(),
-                    w.line,
-                    w.message
-                );
+                tracing::warn!("{}:{}: {}", loaded.path.display(), w.line, w.message);
             }
-            eprintln!("siphon: the node is not wired yet (issue 6); `siphon check` works");
-            ExitCode::from(1)
+            run(&loaded)
         }
     }
+}
+
+fn init_logging(log: &config::Log) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("SIPHON_LOG").unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let file = log.file.as_ref().and_then(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .map_err(|e| {
+                eprintln!(
+                    "siphon: cannot open log file {}: {e}; logging to stderr",
+                    p.display()
+                )
+            })
+            .ok()
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_thread_names(true);
+    let res = match (log.format, file) {
+        (config::LogFormat::Json, Some(f)) => builder
+            .json()
+            .with_writer(std::sync::Mutex::new(f))
+            .try_init(),
+        (config::LogFormat::Json, None) => builder.json().with_writer(std::io::stderr).try_init(),
+        (_, Some(f)) => builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+            .try_init(),
+        (_, None) => builder.with_writer(std::io::stderr).try_init(),
+    };
+    if let Err(e) = res {
+        eprintln!("siphon: logging not initialised: {e}");
+    }
+}
+
+fn run(loaded: &config::Loaded) -> ExitCode {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    // Install the handlers before any thread exists, so every signal lands here.
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("siphon: cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let node = match node::Node::start(loaded) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("siphon: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    for sig in signals.forever() {
+        match sig {
+            SIGHUP => node.reload(),
+            _ => {
+                tracing::info!(signal = sig, "stopping");
+                node.drain_and_stop();
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 #[cfg(test)]

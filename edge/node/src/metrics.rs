@@ -172,6 +172,13 @@ impl Metrics {
     pub fn set_registrations(&self, n: u64) {
         self.registrations.store(n, Ordering::Relaxed);
     }
+    /// Transactions alive on all cores.
+    pub fn transactions_active(&self) -> i64 {
+        self.cores
+            .iter()
+            .map(|c| c.transactions_active.load(Ordering::Relaxed))
+            .sum()
+    }
     /// Append more exposition text at scrape time (script metrics).
     pub fn add_extra_renderer(&self, f: ExtraRenderer) {
         if let Ok(mut g) = self.extra.lock() {

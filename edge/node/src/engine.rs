@@ -1,0 +1,640 @@
+//! The per-core SIP engine: the reactor [`Handler`] that glues one core's transports, its share
+//! of the transaction table (the §16 proxy core of `siphon_sip`), and its script worker.
+//!
+//! Data path of one request (DESIGN.md): datagram or stream bytes → parse → validate (400, 416,
+//! 420, 483, 505 answered here, never reaching Python) → proxy core (retransmissions, ACK for
+//! non-2xx, CANCEL and 100 Trying absorbed) → `ProxyEvent::Request` → script worker ring →
+//! `Actions` back (doorbell → `Msg::Wake`) → forward / fork / reply through the proxy core →
+//! transmits queued into the reactor's batch.
+//!
+//! Ownership: a transaction belongs to the core that created it. Responses carry that core in
+//! the branch we generated (`owner_core`); one that arrives elsewhere is forwarded over the mesh.
+//! Streams belong to the core that accepted or dialled them.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use siphon_reactor::{
+    CloseReason, ConnId, ConnInfo, ConnectError, Cx, Datagram, Handler, TimerId, UdpSocketId,
+};
+use siphon_script::{Disposition, Event, EventKind, ForkStrategy, HostHandle, Meta, SipMessage};
+use siphon_sip::proxy::{ContextId, Interface, Proxy, ProxyConfig, ProxyEvent, Target, owner_core};
+use siphon_sip::transaction::{Outgoing, Remote, Transmit, Transport, TxRequest, TxResponse};
+use siphon_sip::validate::{ValidationConfig, validate_request};
+use siphon_sip::{Message, ParseErrorKind, StreamFramer, StreamItem, Uri};
+
+use crate::metrics::{CoreMetrics, DropReason, Metrics};
+
+/// Messages between cores (and from the script host) over the reactor mesh.
+#[derive(Debug)]
+pub enum Msg {
+    /// The script worker pushed actions for this core.
+    Wake,
+    /// A message that belongs to this core (its transaction lives here).
+    Inbound {
+        /// Transport it arrived on.
+        transport: Transport,
+        /// Sender.
+        peer: SocketAddr,
+        /// The bytes.
+        data: Bytes,
+    },
+}
+
+/// What every core shares (read-only on the data path).
+pub struct Shared {
+    /// The script host's rings.
+    pub host: HostHandle,
+    /// Node metrics.
+    pub metrics: Arc<Metrics>,
+    /// Our interfaces (Via, Record-Route), by transport.
+    pub interfaces: Vec<Interface>,
+    /// `domain.local`.
+    pub domains: Vec<String>,
+    /// Transaction timers.
+    pub transactions: siphon_sip::transaction::Config,
+    /// UDP socket index for IPv4 and IPv6 sends.
+    pub udp_v4: Option<UdpSocketId>,
+    /// See `udp_v4`.
+    pub udp_v6: Option<UdpSocketId>,
+    /// Set by SIGTERM: new INVITEs get 503.
+    pub draining: AtomicBool,
+    /// Outbound TLS settings (trust roots from `tls.client_ca`), if configured.
+    pub tls_client: Option<siphon_reactor::tls::TlsClient>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("interfaces", &self.interfaces)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Stream {
+    framer: StreamFramer,
+    peer: SocketAddr,
+    transport: Transport,
+}
+
+/// One core's engine.
+pub struct Engine {
+    core: usize,
+    shared: Arc<Shared>,
+    m: Arc<CoreMetrics>,
+    proxy: Proxy,
+    /// Script event id → the context waiting for its actions.
+    pending: HashMap<u64, ContextId>,
+    next_id: u64,
+    timer: Option<(TimerId, Instant)>,
+    streams: HashMap<ConnId, Stream>,
+    by_peer: HashMap<(Transport, SocketAddr), ConnId>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("core", &self.core)
+            .finish_non_exhaustive()
+    }
+}
+
+fn transport_name(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "udp",
+        Transport::Tcp => "tcp",
+        Transport::Tls => "tls",
+        Transport::Sctp => "sctp",
+        Transport::Ws => "ws",
+        _ => "wss",
+    }
+}
+
+impl Engine {
+    /// The engine of `core`.
+    pub fn new(core: usize, shared: Arc<Shared>) -> Self {
+        let proxy = Proxy::new(ProxyConfig {
+            core: u16::try_from(core).unwrap_or(u16::MAX),
+            interfaces: shared.interfaces.clone(),
+            domains: shared.domains.clone(),
+            transactions: shared.transactions,
+            hooks: siphon_sip::proxy::Hooks::default(),
+        });
+        Self {
+            core,
+            m: shared.metrics.core(core),
+            shared,
+            proxy,
+            pending: HashMap::new(),
+            next_id: 0,
+            timer: None,
+            streams: HashMap::new(),
+            by_peer: HashMap::new(),
+        }
+    }
+
+    fn interface_index(&self, transport: Transport) -> usize {
+        self.shared
+            .interfaces
+            .iter()
+            .position(|i| i.transport == transport)
+            .unwrap_or(0)
+    }
+
+    /// One complete message from `peer`.
+    fn handle_bytes(
+        &mut self,
+        cx: &mut Cx<'_, Msg>,
+        transport: Transport,
+        peer: SocketAddr,
+        data: Bytes,
+    ) {
+        let msg = match Message::parse(data) {
+            Ok(m) => m,
+            Err(e) if e.kind == ParseErrorKind::Empty => return, // keep-alive
+            Err(_) => {
+                self.m.dropped(DropReason::Malformed);
+                return;
+            }
+        };
+        let now = cx.now();
+        let source = Remote {
+            addr: peer,
+            transport,
+        };
+        if msg.is_response() {
+            self.handle_response(cx, source, msg);
+            return;
+        }
+        let method = msg.method_str().unwrap_or("");
+        self.m.request(method);
+        if let Err(rej) = validate_request(&msg, &ValidationConfig::PROXY) {
+            let headers = rej
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_string(), v.clone()))
+                .collect();
+            self.reply_stateless(cx, &msg, source, rej.status.0, rej.reason, headers);
+            return;
+        }
+        let Ok(tx) = TxRequest::try_from(&msg) else {
+            self.reply_stateless(cx, &msg, source, 400, "Bad Request", Vec::new());
+            return;
+        };
+        if method == "INVITE"
+            && tx.to_tag().is_none()
+            && self.shared.draining.load(Ordering::Relaxed)
+        {
+            self.reply_stateless(cx, &msg, source, 503, "Service Unavailable", Vec::new());
+            return;
+        }
+        let iface = self.interface_index(transport);
+        self.proxy.handle_request(now, source, iface, tx);
+        self.drain(cx);
+    }
+
+    fn handle_response(&mut self, cx: &mut Cx<'_, Msg>, source: Remote, msg: Message) {
+        if let Some(owner) = msg
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().and_then(owner_core))
+            .map(usize::from)
+            && owner != self.core
+            && owner < cx.cores()
+        {
+            self.m.mesh_forwards.fetch_add(1, Ordering::Relaxed);
+            let fwd = Msg::Inbound {
+                transport: source.transport,
+                peer: source.addr,
+                data: msg.bytes().clone(),
+            };
+            if cx.forward(owner, fwd).is_err() {
+                self.m.dropped(DropReason::QueueFull);
+            }
+            return;
+        }
+        match TxResponse::try_from(&msg) {
+            Ok(r) => {
+                let now = cx.now();
+                self.proxy.handle_response(now, source, r);
+                self.drain(cx);
+            }
+            Err(_) => self.m.dropped(DropReason::Malformed),
+        }
+    }
+
+    /// Answer without a transaction (validation failures, overload).
+    fn reply_stateless(
+        &mut self,
+        cx: &mut Cx<'_, Msg>,
+        msg: &Message,
+        source: Remote,
+        status: u16,
+        reason: &str,
+        headers: Vec<(String, String)>,
+    ) {
+        if msg.method_str() == Some("ACK") {
+            return; // never answer an ACK
+        }
+        let Ok(tx) = TxRequest::try_from(msg) else {
+            self.m.dropped(DropReason::Malformed);
+            return;
+        };
+        if status == 400 {
+            self.m.malformed_answered.fetch_add(1, Ordering::Relaxed);
+        }
+        let resp =
+            TxResponse::to_request(&tx, status, reason, Some(&format!("{:x}", self.next_id)));
+        let resp = if headers.is_empty() {
+            resp
+        } else {
+            let mut parts = resp.parts();
+            parts.headers.extend(headers);
+            TxResponse::build(parts)
+        };
+        self.m.response(status);
+        let dest = siphon_sip::proxy::via_destination(tx.vias().first().map_or("", |v| v))
+            .map(|mut r| {
+                r.transport = source.transport;
+                if source.transport.is_reliable() {
+                    r.addr = source.addr;
+                }
+                r
+            })
+            .unwrap_or(source);
+        self.send(cx, dest, resp.bytes().clone());
+    }
+
+    /// Drain the proxy core: transmits, events, then re-arm the timer.
+    fn drain(&mut self, cx: &mut Cx<'_, Msg>) {
+        loop {
+            let mut progressed = false;
+            while let Some(t) = self.proxy.poll_transmit() {
+                progressed = true;
+                self.transmit(cx, t);
+            }
+            while let Some(ev) = self.proxy.poll_event() {
+                progressed = true;
+                self.proxy_event(cx, ev);
+            }
+            if !progressed {
+                break;
+            }
+        }
+        self.rearm(cx);
+    }
+
+    fn rearm(&mut self, cx: &mut Cx<'_, Msg>) {
+        let next = self.proxy.poll_timeout();
+        match (next, self.timer) {
+            (Some(at), Some((_, armed))) if armed <= at => {}
+            (Some(at), old) => {
+                if let Some((id, _)) = old {
+                    cx.cancel_timer(id);
+                }
+                let after = at.saturating_duration_since(cx.now());
+                self.timer = Some((cx.set_timer(after, 0), at));
+            }
+            (None, _) => {}
+        }
+    }
+
+    fn transmit(&mut self, cx: &mut Cx<'_, Msg>, t: Transmit) {
+        if let Outgoing::Response(r) = &t.message {
+            self.m.response(r.status());
+        }
+        self.send(cx, t.destination, t.message.bytes().clone());
+    }
+
+    fn send(&mut self, cx: &mut Cx<'_, Msg>, dest: Remote, bytes: Bytes) {
+        match dest.transport {
+            Transport::Udp => {
+                let sock = match dest.addr.ip() {
+                    IpAddr::V4(_) => self.shared.udp_v4,
+                    IpAddr::V6(_) => self.shared.udp_v6,
+                };
+                match sock {
+                    Some(s) => cx.send_to(s, dest.addr, None, &bytes),
+                    None => self.m.dropped(DropReason::Stray),
+                }
+            }
+            Transport::Tcp | Transport::Tls => {
+                let conn = match self.by_peer.get(&(dest.transport, dest.addr)) {
+                    Some(c) => *c,
+                    None => {
+                        let c = if dest.transport == Transport::Tls {
+                            let Some(client) = self.shared.tls_client.as_ref() else {
+                                // No trust roots configured for outbound TLS.
+                                self.m.dropped(DropReason::Stray);
+                                return;
+                            };
+                            match cx.connect_tls(
+                                dest.addr,
+                                client,
+                                &dest.addr.ip().to_string(),
+                                None,
+                            ) {
+                                Ok(c) => c,
+                                Err(_) => {
+                                    self.m.dropped(DropReason::Stray);
+                                    return;
+                                }
+                            }
+                        } else {
+                            cx.connect(dest.addr, None)
+                        };
+                        self.by_peer.insert((dest.transport, dest.addr), c);
+                        self.streams.insert(
+                            c,
+                            Stream {
+                                framer: StreamFramer::new(),
+                                peer: dest.addr,
+                                transport: dest.transport,
+                            },
+                        );
+                        c
+                    }
+                };
+                if cx.write(conn, &bytes).is_err() {
+                    self.m.dropped(DropReason::Stray);
+                }
+            }
+            _ => self.m.dropped(DropReason::Stray),
+        }
+    }
+
+    fn proxy_event(&mut self, cx: &mut Cx<'_, Msg>, ev: ProxyEvent) {
+        match ev {
+            ProxyEvent::Request {
+                ctx,
+                request,
+                source,
+            } => self.submit_to_script(cx, ctx, &request, source),
+            ProxyEvent::Stateless { request, source: _ } => {
+                // ACK for 2xx and friends: next hop from the remaining Route or the R-URI.
+                let next = request
+                    .routes()
+                    .first()
+                    .map(|r| siphon_sip::proxy::strip_angle(r).to_string())
+                    .unwrap_or_else(|| request.uri().to_string());
+                match resolve(&next) {
+                    Some(dest) => self.proxy.forward_stateless(&request, None, dest),
+                    None => self.m.dropped(DropReason::Stray),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn submit_to_script(
+        &mut self,
+        cx: &mut Cx<'_, Msg>,
+        ctx: ContextId,
+        request: &TxRequest,
+        source: Remote,
+    ) {
+        let now = cx.now();
+        let Ok(msg) = SipMessage::parse(request.bytes()) else {
+            let _ = self.proxy.respond(now, ctx, 400, "Bad Request");
+            return;
+        };
+        self.next_id += 1;
+        let id = self.next_id;
+        let ev = Event {
+            id,
+            core: self.core,
+            kind: EventKind::Request,
+            request: Arc::new(msg),
+            reply: None,
+            meta: Meta {
+                transport: transport_name(source.transport),
+                source: source.addr,
+            },
+            request_id: None,
+        };
+        if self.shared.host.submit(ev).is_err() {
+            self.m.dropped(DropReason::QueueFull);
+            let _ = self.proxy.respond(now, ctx, 503, "Service Unavailable");
+            return;
+        }
+        self.pending.insert(id, ctx);
+    }
+
+    /// Carry out the script's decisions for this core.
+    fn apply_actions(&mut self, cx: &mut Cx<'_, Msg>) {
+        let now = cx.now();
+        let mut any = false;
+        while let Some(a) = self.shared.host.poll(self.core) {
+            any = true;
+            self.m.script_executions.fetch_add(1, Ordering::Relaxed);
+            if a.script_error {
+                self.m.script_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            let Some(ctx) = self.pending.remove(&a.id) else {
+                continue;
+            };
+            if let Some(edited) = &a.request
+                && let Ok(m) = Message::parse(Bytes::from(edited.to_bytes()))
+                && let Ok(tx) = TxRequest::try_from(&m)
+            {
+                let _ = self.proxy.set_request(ctx, tx);
+            }
+            let result = match a.disposition {
+                Disposition::Reply {
+                    status,
+                    reason,
+                    headers,
+                    body,
+                    ..
+                } => self
+                    .proxy
+                    .respond_with(now, ctx, status, &reason, headers, body),
+                Disposition::Relay { next_hop, .. } => {
+                    let target = next_hop.or_else(|| self.proxy.next_hop(ctx));
+                    match target.as_deref().and_then(resolve) {
+                        Some(destination) => self.proxy.forward(
+                            now,
+                            ctx,
+                            vec![Target {
+                                uri: None,
+                                destination,
+                                q: 1000,
+                            }],
+                            a.record_route,
+                        ),
+                        None => self.proxy.respond(now, ctx, 503, "Service Unavailable"),
+                    }
+                }
+                Disposition::Fork { targets, strategy } => {
+                    let n = targets.len();
+                    let ts: Vec<Target> = targets
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, t)| {
+                            let destination = resolve(t)?;
+                            let q = match strategy {
+                                ForkStrategy::Parallel => 1000,
+                                _ => u16::try_from(1000 - (i * 1000 / n.max(1))).unwrap_or(0),
+                            };
+                            Some(Target {
+                                uri: Some(siphon_sip::proxy::strip_angle(t).to_string()),
+                                destination,
+                                q,
+                            })
+                        })
+                        .collect();
+                    if ts.is_empty() {
+                        self.proxy.respond(now, ctx, 480, "Temporarily Unavailable")
+                    } else {
+                        self.proxy.forward(now, ctx, ts, a.record_route)
+                    }
+                }
+                _ => {
+                    self.m.dropped(DropReason::NoAction);
+                    self.proxy.abandon(ctx);
+                    Ok(())
+                }
+            };
+            if result.is_err() {
+                self.m.dropped(DropReason::Stray);
+            }
+        }
+        if any {
+            self.drain(cx);
+        }
+    }
+}
+
+/// Where a SIP URI points: IP literal or name, port (5060, 5061 for sips/TLS), transport param.
+pub fn resolve(uri: &str) -> Option<Remote> {
+    let text = siphon_sip::proxy::strip_angle(uri);
+    let parsed = Uri::parse(text).ok()?;
+    let sip = parsed.as_sip()?;
+    let transport = match sip.transport().map(str::to_ascii_lowercase).as_deref() {
+        Some("tcp") => Transport::Tcp,
+        Some("tls") => Transport::Tls,
+        _ if sip.secure => Transport::Tls,
+        _ => Transport::Udp,
+    };
+    let port = sip.port.unwrap_or(if transport == Transport::Tls {
+        5061
+    } else {
+        5060
+    });
+    let ip = match &sip.host {
+        siphon_sip::uri::Host::Ipv4(a) => IpAddr::V4(*a),
+        siphon_sip::uri::Host::Ipv6(a) => IpAddr::V6(*a),
+        siphon_sip::uri::Host::Domain(d) => (*d, port).to_socket_addrs().ok()?.next()?.ip(),
+    };
+    Some(Remote {
+        addr: SocketAddr::new(ip, port),
+        transport,
+    })
+}
+
+impl Handler for Engine {
+    type Msg = Msg;
+
+    fn on_datagram(&mut self, cx: &mut Cx<'_, Msg>, dgram: Datagram<'_>) {
+        let data = Bytes::copy_from_slice(dgram.data);
+        self.handle_bytes(cx, Transport::Udp, dgram.peer, data);
+    }
+
+    fn on_accepted(&mut self, _cx: &mut Cx<'_, Msg>, conn: ConnId, info: ConnInfo) {
+        let transport = if info.tls {
+            Transport::Tls
+        } else {
+            Transport::Tcp
+        };
+        self.by_peer.insert((transport, info.peer), conn);
+        self.streams.insert(
+            conn,
+            Stream {
+                framer: StreamFramer::new(),
+                peer: info.peer,
+                transport,
+            },
+        );
+    }
+
+    fn on_connected(
+        &mut self,
+        _cx: &mut Cx<'_, Msg>,
+        conn: ConnId,
+        result: Result<ConnInfo, ConnectError>,
+    ) {
+        if result.is_err()
+            && let Some(s) = self.streams.remove(&conn)
+        {
+            self.by_peer.remove(&(s.transport, s.peer));
+        }
+    }
+
+    fn on_stream_data(&mut self, cx: &mut Cx<'_, Msg>, conn: ConnId, data: &[u8]) {
+        let Some(s) = self.streams.get_mut(&conn) else {
+            return;
+        };
+        s.framer.push(data);
+        let (peer, transport) = (s.peer, s.transport);
+        loop {
+            let Some(s) = self.streams.get_mut(&conn) else {
+                return;
+            };
+            match s.framer.poll_item() {
+                Ok(Some(StreamItem::Message(m))) => {
+                    let bytes = m.bytes().clone();
+                    self.handle_bytes(cx, transport, peer, bytes);
+                }
+                Ok(Some(StreamItem::Ping)) => {
+                    let _ = cx.write(conn, b"\r\n");
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => {
+                    // A stream that lost framing cannot be resynchronised: close it.
+                    self.m.dropped(DropReason::Malformed);
+                    cx.close(conn);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn on_closed(&mut self, _cx: &mut Cx<'_, Msg>, conn: ConnId, _reason: CloseReason) {
+        if let Some(s) = self.streams.remove(&conn) {
+            self.by_peer.remove(&(s.transport, s.peer));
+        }
+    }
+
+    fn on_timer(&mut self, cx: &mut Cx<'_, Msg>, id: TimerId, _token: u64) {
+        if self.timer.is_some_and(|(t, _)| t == id) {
+            self.timer = None;
+        }
+        let now = cx.now();
+        self.proxy.handle_timeout(now);
+        self.drain(cx);
+    }
+
+    fn on_message(&mut self, cx: &mut Cx<'_, Msg>, _from: Option<usize>, msg: Msg) {
+        match msg {
+            Msg::Wake => self.apply_actions(cx),
+            Msg::Inbound {
+                transport,
+                peer,
+                data,
+            } => self.handle_bytes(cx, transport, peer, data),
+        }
+    }
+
+    fn on_turn_end(&mut self, cx: &mut Cx<'_, Msg>) {
+        self.apply_actions(cx);
+        self.m.transactions_active.store(
+            i64::try_from(self.proxy.contexts()).unwrap_or(i64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+}

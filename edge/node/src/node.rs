@@ -1,0 +1,410 @@
+//! Starting and stopping a node: config → script host → reactors → exporter, then signals
+//! (SIGTERM/SIGINT drain and exit 0, SIGHUP reloads the script).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use siphon_reactor::tls::TlsServer;
+use siphon_reactor::{BackendPref, ListenTcp, Runtime, RuntimeHandle, UdpSocketId};
+use siphon_script::{Host, HostConfig, LogLevel, ReloadMode};
+use siphon_sip::proxy::Interface;
+use siphon_sip::transaction::Transport;
+
+use crate::config::{self, Loaded};
+use crate::engine::{Engine, Msg, Shared};
+use crate::metrics::{self, Metrics};
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A config value is unusable at start (located in the file).
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The script host failed (script error, interpreter).
+    #[error("script: {0}")]
+    Script(String),
+    /// The reactors failed (bind, io backend).
+    #[error("reactors: {0}")]
+    Reactors(String),
+    /// The exporter could not bind.
+    #[error("metrics listener: {0}")]
+    Metrics(std::io::Error),
+    /// Signal handling could not be installed.
+    #[error("signals: {0}")]
+    Signals(std::io::Error),
+}
+
+fn cpus(l: &Loaded) -> Vec<usize> {
+    if let Some(c) = &l.config.tuning.reactor_cpus {
+        return c.clone();
+    }
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (0..n).collect()
+}
+
+fn tls_server(l: &Loaded) -> Result<Option<TlsServer>, StartError> {
+    if l.config.listen.tls.is_empty() {
+        return Ok(None);
+    }
+    let Some(t) = &l.config.tls else {
+        return Ok(None);
+    };
+    let read = |p: &Option<std::path::PathBuf>, key: &str| -> Result<Vec<u8>, StartError> {
+        let p = p
+            .as_ref()
+            .ok_or_else(|| l.error_at(&["tls", key], format!("`tls.{key}` is required")))?;
+        std::fs::read(p).map_err(|e| {
+            StartError::Config(l.error_at(&["tls", key], format!("`{}`: {e}", p.display())))
+        })
+    };
+    let cert = read(&t.certificate, "certificate")?;
+    let key = read(&t.private_key, "private_key")?;
+    let ca = if t.verify_client {
+        Some(read(&t.client_ca, "client_ca")?)
+    } else {
+        None
+    };
+    let server = TlsServer::from_pem(&cert, &key, ca.as_deref())
+        .map_err(|e| StartError::Config(l.error_at(&["tls", "certificate"], e.to_string())))?;
+    for s in &t.certificates {
+        let c = std::fs::read(&s.certificate)
+            .map_err(|e| StartError::Config(l.error_at(&["tls", "certificates"], e.to_string())))?;
+        let k = std::fs::read(&s.private_key)
+            .map_err(|e| StartError::Config(l.error_at(&["tls", "certificates"], e.to_string())))?;
+        for name in &s.server_names {
+            server.add_sni(name, &c, &k).map_err(|e| {
+                StartError::Config(l.error_at(&["tls", "certificates"], e.to_string()))
+            })?;
+        }
+    }
+    Ok(Some(server))
+}
+
+/// Outbound TLS: trust `tls.client_ca` (our extension; upstream has no outbound trust setting)
+/// and present `tls.client_certificate`/`client_private_key` when set.
+fn tls_client(l: &Loaded) -> Result<Option<siphon_reactor::tls::TlsClient>, StartError> {
+    let Some(t) = &l.config.tls else {
+        return Ok(None);
+    };
+    let Some(ca) = &t.client_ca else {
+        return Ok(None);
+    };
+    let located = |key: &str, m: String| StartError::Config(l.error_at(&["tls", key], m));
+    let roots =
+        std::fs::read(ca).map_err(|e| located("client_ca", format!("`{}`: {e}", ca.display())))?;
+    let pair = match (&t.client_certificate, &t.client_private_key) {
+        (Some(c), Some(k)) => Some((
+            std::fs::read(c).map_err(|e| located("client_certificate", e.to_string()))?,
+            std::fs::read(k).map_err(|e| located("client_private_key", e.to_string()))?,
+        )),
+        _ => None,
+    };
+    siphon_reactor::tls::TlsClient::from_pem(
+        &roots,
+        pair.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+    )
+    .map(Some)
+    .map_err(|e| located("client_ca", e.to_string()))
+}
+
+fn log_sink() -> siphon_script::LogSink {
+    Arc::new(|lvl, worker, msg| match lvl {
+        LogLevel::Debug => tracing::debug!(worker, "{msg}"),
+        LogLevel::Info => tracing::info!(worker, "{msg}"),
+        LogLevel::Warn => tracing::warn!(worker, "{msg}"),
+        _ => tracing::error!(worker, "{msg}"),
+    })
+}
+
+fn advertised(l: &Loaded, addr: SocketAddr, advertise: Option<&str>) -> SocketAddr {
+    let host = advertise.or(l.config.advertised_address.as_deref());
+    match host.and_then(|h| h.parse::<std::net::IpAddr>().ok()) {
+        Some(ip) => SocketAddr::new(ip, addr.port()),
+        None => addr,
+    }
+}
+
+/// A running node.
+pub struct Node {
+    runtime: Option<Runtime<Msg>>,
+    host: Option<Host>,
+    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
+    drain_secs: u64,
+    /// Bound UDP addresses (port 0 resolved).
+    pub udp: Vec<SocketAddr>,
+    /// Bound TCP/TLS addresses.
+    pub tcp: Vec<SocketAddr>,
+    /// Bound exporter address.
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("udp", &self.udp)
+            .field("tcp", &self.tcp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Start everything the config describes.
+    pub fn start(l: &Loaded) -> Result<Self, StartError> {
+        let c = &l.config;
+        let cpus = cpus(l);
+        let cores = cpus.len();
+        let metrics = Metrics::new(cores);
+
+        // Script host first: a script that does not compile stops the start.
+        let handle_cell: Arc<OnceLock<RuntimeHandle<Msg>>> = Arc::new(OnceLock::new());
+        let bell_cell = Arc::clone(&handle_cell);
+        let mut hc = HostConfig::new(cores, c.script.path.clone());
+        hc.cpus = c.tuning.script_cpus.clone().unwrap_or_else(|| cpus.clone());
+        hc.include_paths = c.script.include_paths.clone();
+        hc.reload = match c.script.reload {
+            config::Reload::Auto => ReloadMode::Auto,
+            config::Reload::Sighup => ReloadMode::Sighup,
+        };
+        if let Some(q) = c.tuning.queue_capacity.or(c.script.executor_queue_capacity) {
+            hc.queue_capacity = q;
+        }
+        hc.local_domains = c.domain.local.clone();
+        hc.auth_realm = c
+            .auth
+            .realm
+            .clone()
+            .or_else(|| c.domain.local.first().cloned())
+            .unwrap_or_else(|| "siphon".into());
+        hc.auth_users = c
+            .auth
+            .users
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<HashMap<_, _>>();
+        hc.registrar.default_expires = c.registrar.default_expires;
+        hc.registrar.max_expires = c.registrar.max_expires;
+        hc.registrar.min_expires = c.registrar.min_expires;
+        hc.registrar.max_contacts = c.registrar.max_contacts as usize;
+        hc.registrar.enforce_auth_aor_match = c.registrar.enforce_auth_aor_match;
+        if let Some(doc) = &c.script_config {
+            hc.script_config = serde_json::to_value(doc).unwrap_or_default();
+        }
+        hc.log = log_sink();
+        hc.doorbell = Some(Arc::new(move |core| {
+            if let Some(h) = bell_cell.get()
+                && core != usize::MAX
+            {
+                let _ = h.send(core, Msg::Wake);
+            }
+        }));
+        let host = Host::start(hc).map_err(|e| StartError::Script(e.to_string()))?;
+        tracing::info!(python = siphon_script::python_version(), mode = ?host.mode(), "script host started");
+
+        // Reactors.
+        let mut rc = siphon_reactor::Config {
+            cpus: cpus.clone(),
+            backend: match c.tuning.io_backend {
+                config::IoBackend::Auto => BackendPref::Auto,
+                config::IoBackend::Uring => BackendPref::Uring,
+                config::IoBackend::Epoll => BackendPref::Epoll,
+            },
+            ..Default::default()
+        };
+        if let Some(n) = c.tuning.ring_entries {
+            rc.ring_entries = n;
+        }
+        if let Some(n) = c.tuning.buffer_count {
+            rc.udp_buffers = u16::try_from(n.next_power_of_two()).unwrap_or(u16::MAX / 2 + 1);
+        }
+        if let Some(n) = c.tuning.buffer_size {
+            rc.udp_buffer_size = n;
+        }
+        if let Some(q) = c.tuning.queue_capacity {
+            rc.mesh_capacity = q;
+        }
+        let mut interfaces = Vec::new();
+        let mut udp_v4 = None;
+        let mut udp_v6 = None;
+        for e in &c.listen.udp {
+            let addr: SocketAddr = e.address().parse().map_err(|_| {
+                l.error_at(
+                    &["listen", "udp"],
+                    format!("`{}` is not ip:port", e.address()),
+                )
+            })?;
+            let id = UdpSocketId(u32::try_from(rc.udp.len()).unwrap_or(0));
+            if addr.is_ipv4() {
+                udp_v4.get_or_insert(id);
+            } else {
+                udp_v6.get_or_insert(id);
+            }
+            rc.udp.push(addr);
+        }
+        for e in &c.listen.tcp {
+            let addr: SocketAddr = e.address().parse().map_err(|_| {
+                l.error_at(
+                    &["listen", "tcp"],
+                    format!("`{}` is not ip:port", e.address()),
+                )
+            })?;
+            rc.tcp.push(ListenTcp { addr, tls: None });
+        }
+        let tls = tls_server(l)?;
+        for e in &c.listen.tls {
+            let addr: SocketAddr = e.address().parse().map_err(|_| {
+                l.error_at(
+                    &["listen", "tls"],
+                    format!("`{}` is not ip:port", e.address()),
+                )
+            })?;
+            rc.tcp.push(ListenTcp {
+                addr,
+                tls: tls.clone(),
+            });
+        }
+        // Interfaces are known only after binding (port 0); build them from the config now
+        // and fix ports below when the runtime reports them.
+        let shared_slot: Arc<OnceLock<Arc<Shared>>> = Arc::new(OnceLock::new());
+        let factory_slot = Arc::clone(&shared_slot);
+        let runtime = Runtime::start(rc, move |core| {
+            let shared = factory_slot.get().cloned().unwrap_or_else(|| {
+                // The runtime builds handlers on its threads after `start` returns the bound
+                // addresses; they wait here for the shared state to be published.
+                loop {
+                    if let Some(s) = factory_slot.get() {
+                        break Arc::clone(s);
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            });
+            Engine::new(core, shared)
+        })
+        .map_err(|e| StartError::Reactors(e.to_string()))?;
+        let udp = runtime.udp_addrs().to_vec();
+        let tcp = runtime.tcp_addrs().to_vec();
+        for (a, e) in udp.iter().zip(&c.listen.udp) {
+            interfaces.push(Interface {
+                addr: advertised(l, *a, e.advertise()),
+                transport: Transport::Udp,
+            });
+        }
+        for (a, e) in tcp.iter().zip(c.listen.tcp.iter()) {
+            interfaces.push(Interface {
+                addr: advertised(l, *a, e.advertise()),
+                transport: Transport::Tcp,
+            });
+        }
+        for (a, e) in tcp.iter().skip(c.listen.tcp.len()).zip(c.listen.tls.iter()) {
+            interfaces.push(Interface {
+                addr: advertised(l, *a, e.advertise()),
+                transport: Transport::Tls,
+            });
+        }
+        let info = runtime.info().clone();
+        metrics.set_io_backend(info.backend.as_str(), &info.reason);
+        if info.fell_back {
+            tracing::warn!(backend = info.backend.as_str(), reason = %info.reason, "io_uring unavailable: running the epoll backend");
+        }
+        let mut domains = c.domain.local.clone();
+        if let Some(a) = &c.advertised_address {
+            domains.push(a.clone());
+        }
+        let t = &c.transaction;
+        let mut txc = siphon_sip::transaction::Config::default();
+        txc.timers.t1 = Duration::from_millis(t.t1_ms);
+        txc.timers.t2 = Duration::from_millis(t.t2_ms);
+        txc.timers.t4 = Duration::from_millis(t.t4_ms);
+        txc.send_trying = t.auto_emit_100_trying;
+        let shared = Arc::new(Shared {
+            host: host.handle(),
+            metrics: Arc::clone(&metrics),
+            interfaces,
+            domains,
+            transactions: txc,
+            udp_v4,
+            udp_v6,
+            draining: std::sync::atomic::AtomicBool::new(false),
+            tls_client: tls_client(l)?,
+        });
+        let _ = shared_slot.set(Arc::clone(&shared));
+        let _ = handle_cell.set(runtime.handle());
+        let hh = host.handle();
+        metrics.add_extra_renderer(Box::new(move |o| o.push_str(&hh.render_metrics())));
+
+        let metrics_addr = match &c.metrics.prometheus {
+            Some(p) => {
+                let addr: SocketAddr = p
+                    .listen
+                    .parse()
+                    .map_err(|_| l.error_at(&["metrics", "prometheus", "listen"], "not ip:port"))?;
+                Some(
+                    metrics::serve(addr, p.path.clone(), Arc::clone(&metrics))
+                        .map_err(StartError::Metrics)?,
+                )
+            }
+            None => None,
+        };
+        tracing::info!(
+            ?udp,
+            ?tcp,
+            ?metrics_addr,
+            cores,
+            backend = info.backend.as_str(),
+            "siphon is serving"
+        );
+        Ok(Self {
+            runtime: Some(runtime),
+            host: Some(host),
+            shared,
+            metrics,
+            drain_secs: c.server.drain_secs,
+            udp,
+            tcp,
+            metrics_addr,
+        })
+    }
+
+    /// Reload the script (SIGHUP).
+    pub fn reload(&self) {
+        if let Some(h) = &self.host {
+            let generation = h.handle().reload();
+            tracing::info!(generation, "script reload requested");
+        }
+    }
+
+    /// SIGTERM: refuse new INVITEs with 503, let in-flight transactions finish (up to
+    /// `server.drain_secs`), then stop.
+    pub fn drain_and_stop(mut self) {
+        self.shared.draining.store(true, Ordering::SeqCst);
+        self.metrics.set_draining();
+        tracing::info!(drain_secs = self.drain_secs, "draining");
+        let deadline = Instant::now() + Duration::from_secs(self.drain_secs);
+        while Instant::now() < deadline && self.metrics.transactions_active() > 0 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(rt) = self.runtime.take()
+            && let Err(e) = rt.shutdown()
+        {
+            tracing::warn!(error = %e, "reactor shutdown");
+        }
+        if let Some(h) = self.host.take() {
+            h.shutdown();
+        }
+        tracing::info!("stopped");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

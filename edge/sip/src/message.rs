@@ -1,0 +1,352 @@
+//! The SIP message model (RFC 3261 §7): an owned, cheaply clonable [`Message`] that keeps the
+//! received bytes (`bytes::Bytes`, so a receive buffer can be frozen and shared without a copy)
+//! plus byte ranges for the start line and every header line. Header values are parsed into
+//! typed views only when asked (`crate::headers`), so one malformed exotic header never stops
+//! routing. Framing (how a message is cut out of a datagram or stream) is `crate::framing`.
+
+use bytes::Bytes;
+
+use crate::error::{HeaderError, HeaderErrorKind, ParseError, ParseErrorKind};
+use crate::header_name::HeaderName;
+use crate::method::{Method, StatusCode};
+use crate::parser::{Head, Limits, RawHeader, StartSpans, parse_head};
+use crate::uri::Uri;
+
+/// Request or response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A request (Request-Line).
+    Request,
+    /// A response (Status-Line).
+    Response,
+}
+
+/// One header line as received: its recognised name, raw name and raw value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderField<'a> {
+    /// Position in the message's header list (stable for [`crate::Editor`] operations).
+    pub index: usize,
+    /// The recognised name (`Other` for unknown headers).
+    pub name: HeaderName,
+    /// The name as written (`v`, `MaX-fOrWaRdS`, `X-Custom`).
+    pub raw_name: &'a [u8],
+    /// The value as written, without surrounding whitespace; folds (CRLF SP) are kept.
+    pub value: &'a [u8],
+}
+
+impl<'a> HeaderField<'a> {
+    /// The value as text, if it is UTF-8.
+    pub fn value_str(&self) -> Option<&'a str> {
+        std::str::from_utf8(self.value).ok()
+    }
+
+    /// The raw name as text (header names are tokens, hence ASCII).
+    pub fn name_str(&self) -> &'a str {
+        std::str::from_utf8(self.raw_name).unwrap_or("")
+    }
+}
+
+/// A parsed SIP request or response owning its bytes.
+///
+/// Cloning is cheap (a refcount and the header index). The bytes are exactly the message:
+/// trailing octets of a datagram or the next message of a stream are not included.
+#[derive(Clone)]
+pub struct Message {
+    buf: Bytes,
+    head: Head,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("start_line", &String::from_utf8_lossy(self.start_line()))
+            .field("headers", &self.head.headers.len())
+            .field("body_len", &self.body().len())
+            .finish()
+    }
+}
+
+impl Message {
+    /// Parse one message from a datagram (RFC 3261 §18.3): the body is `Content-Length` octets
+    /// (octets beyond it are ignored), or the rest of the datagram when Content-Length is
+    /// absent. A Content-Length larger than what follows the header section is an error.
+    pub fn parse(buf: impl Into<Bytes>) -> Result<Self, ParseError> {
+        Self::parse_with(buf.into(), &Limits::default())
+    }
+
+    /// [`Message::parse`] from a borrowed slice (copies it once into an owned buffer).
+    pub fn parse_slice(buf: &[u8]) -> Result<Self, ParseError> {
+        Self::parse_with(Bytes::copy_from_slice(buf), &Limits::default())
+    }
+
+    /// [`Message::parse`] with explicit limits.
+    pub fn parse_with(buf: Bytes, limits: &Limits) -> Result<Self, ParseError> {
+        if buf.len() > limits.max_message {
+            return Err(ParseError::new(
+                ParseErrorKind::TooLarge,
+                limits.max_message,
+            ));
+        }
+        let mut buf = buf;
+        let mut head = parse_head(&buf, limits)?;
+        if head.start_offset > 0 {
+            // CRLFs before the start line (§7.5) are not part of the message: drop them so the
+            // message bytes start at the start line (rare; reparse with rebased offsets).
+            buf = buf.slice(head.start_offset as usize..);
+            head = parse_head(&buf, limits)?;
+        }
+        let body_start = head.body_start as usize;
+        let end = match head.content_length {
+            Some(cl) => {
+                let end = body_start + cl as usize;
+                if end > buf.len() {
+                    return Err(ParseError::new(ParseErrorKind::BodyTruncated, buf.len()));
+                }
+                end
+            }
+            None => buf.len(),
+        };
+        // Slicing a Vec-backed `Bytes` promotes it to a shared allocation; skip it when the
+        // datagram holds exactly one message (the common case).
+        let buf = if end == buf.len() {
+            buf
+        } else {
+            buf.slice(..end)
+        };
+        Ok(Self::from_parts(buf, head))
+    }
+
+    /// Build from a buffer holding exactly one message and its parsed head.
+    pub(crate) fn from_parts(buf: Bytes, head: Head) -> Self {
+        Self { buf, head }
+    }
+
+    /// The message bytes (start line to end of body), exactly as received.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The shared buffer (cheap clone).
+    pub fn bytes(&self) -> &Bytes {
+        &self.buf
+    }
+
+    #[inline]
+    pub(crate) fn slice(&self, s: crate::parser::Span) -> &[u8] {
+        &self.buf[s.range()]
+    }
+
+    pub(crate) fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// Request or response.
+    pub fn kind(&self) -> Kind {
+        match self.head.start {
+            StartSpans::Request { .. } => Kind::Request,
+            StartSpans::Response { .. } => Kind::Response,
+        }
+    }
+
+    /// Is this a request?
+    pub fn is_request(&self) -> bool {
+        self.kind() == Kind::Request
+    }
+
+    /// Is this a response?
+    pub fn is_response(&self) -> bool {
+        self.kind() == Kind::Response
+    }
+
+    /// The request method (`None` for a response).
+    pub fn method(&self) -> Option<Method> {
+        match self.head.start {
+            StartSpans::Request { method, .. } => Some(method),
+            StartSpans::Response { .. } => None,
+        }
+    }
+
+    /// The request method as written (`None` for a response).
+    pub fn method_str(&self) -> Option<&str> {
+        match self.head.start {
+            StartSpans::Request { method_span, .. } => {
+                std::str::from_utf8(self.slice(method_span)).ok()
+            }
+            StartSpans::Response { .. } => None,
+        }
+    }
+
+    /// The Request-URI as written (`None` for a response).
+    pub fn request_uri_str(&self) -> Option<&str> {
+        match self.head.start {
+            StartSpans::Request { uri, .. } => std::str::from_utf8(self.slice(uri)).ok(),
+            StartSpans::Response { .. } => None,
+        }
+    }
+
+    /// The parsed Request-URI (validated by the parser, so `None` only for a response).
+    pub fn request_uri(&self) -> Option<Uri<'_>> {
+        self.request_uri_str().and_then(|u| Uri::parse(u).ok())
+    }
+
+    /// The status code (`None` for a request).
+    pub fn status(&self) -> Option<StatusCode> {
+        match self.head.start {
+            StartSpans::Response { code, .. } => Some(code),
+            StartSpans::Request { .. } => None,
+        }
+    }
+
+    /// The reason phrase bytes (`None` for a request; may be empty or UTF-8).
+    pub fn reason_bytes(&self) -> Option<&[u8]> {
+        match self.head.start {
+            StartSpans::Response { reason, .. } => Some(self.slice(reason)),
+            StartSpans::Request { .. } => None,
+        }
+    }
+
+    /// The reason phrase as text (`None` for a request or non-UTF-8 phrase).
+    pub fn reason(&self) -> Option<&str> {
+        self.reason_bytes()
+            .and_then(|r| std::str::from_utf8(r).ok())
+    }
+
+    /// The SIP-Version as written (`SIP/2.0`).
+    pub fn version(&self) -> &str {
+        let v = match self.head.start {
+            StartSpans::Request { version, .. } | StartSpans::Response { version, .. } => version,
+        };
+        std::str::from_utf8(self.slice(v)).unwrap_or("")
+    }
+
+    /// Is the version SIP/2.0?
+    pub fn is_sip_2_0(&self) -> bool {
+        self.version().eq_ignore_ascii_case("SIP/2.0")
+    }
+
+    /// The start line without its line end.
+    pub fn start_line(&self) -> &[u8] {
+        let s = self.head.start_offset as usize;
+        let mut e = self.head.headers_start as usize - 1;
+        if e > s && self.buf[e - 1] == b'\r' {
+            e -= 1;
+        }
+        &self.buf[s..e]
+    }
+
+    /// The body (may be empty; opaque, possibly binary).
+    pub fn body(&self) -> &[u8] {
+        &self.buf[self.head.body_start as usize..]
+    }
+
+    /// The Content-Length value, if the header is present (validated by the parser).
+    pub fn content_length(&self) -> Option<u32> {
+        self.head.content_length
+    }
+
+    /// Number of header lines.
+    pub fn header_count(&self) -> usize {
+        self.head.headers.len()
+    }
+
+    fn field(&self, index: usize, h: &RawHeader) -> HeaderField<'_> {
+        HeaderField {
+            index,
+            name: h.name,
+            raw_name: self.slice(h.name_span),
+            value: self.slice(h.value),
+        }
+    }
+
+    /// All header lines in order.
+    pub fn headers(&self) -> impl Iterator<Item = HeaderField<'_>> + '_ {
+        self.head
+            .headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| self.field(i, h))
+    }
+
+    /// The header line at `index`.
+    pub fn header_at(&self, index: usize) -> Option<HeaderField<'_>> {
+        self.head.headers.get(index).map(|h| self.field(index, h))
+    }
+
+    /// Header lines with a recognised name (for `HeaderName::Other` use [`Self::headers_by_name`]).
+    pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = HeaderField<'_>> + '_ {
+        self.head
+            .headers
+            .iter()
+            .enumerate()
+            .filter(move |(_, h)| h.name == name)
+            .map(|(i, h)| self.field(i, h))
+    }
+
+    /// The first header line with a recognised name.
+    pub fn header(&self, name: HeaderName) -> Option<HeaderField<'_>> {
+        self.headers_named(name).next()
+    }
+
+    /// The first value (raw bytes) of a recognised header.
+    pub fn header_value(&self, name: HeaderName) -> Option<&[u8]> {
+        self.header(name).map(|f| f.value)
+    }
+
+    /// Header lines by textual name, any case, long or compact form (`"Via"`, `"v"`,
+    /// `"X-Foo"`).
+    pub fn headers_by_name<'s>(
+        &'s self,
+        name: &'s str,
+    ) -> impl Iterator<Item = HeaderField<'s>> + 's {
+        let known = HeaderName::from_name(name);
+        self.headers().filter(move |f| {
+            if known == HeaderName::Other {
+                f.name == HeaderName::Other && f.raw_name.eq_ignore_ascii_case(name.as_bytes())
+            } else {
+                f.name == known
+            }
+        })
+    }
+
+    /// The first value of a header by textual name, as text.
+    pub fn header_str<'s>(&'s self, name: &str) -> Option<&'s str> {
+        let known = HeaderName::from_name(name);
+        self.headers()
+            .find(|f| {
+                if known == HeaderName::Other {
+                    f.name == HeaderName::Other && f.raw_name.eq_ignore_ascii_case(name.as_bytes())
+                } else {
+                    f.name == known
+                }
+            })
+            .and_then(|f| f.value_str())
+    }
+
+    /// How many header lines carry `name`.
+    pub fn count_of(&self, name: HeaderName) -> usize {
+        self.head.headers.iter().filter(|h| h.name == name).count()
+    }
+
+    /// The first value of `name` as text; `Missing` / `NotUtf8` errors.
+    pub(crate) fn required_str(&self, name: HeaderName) -> Result<&str, HeaderError> {
+        let v = self
+            .header_value(name)
+            .ok_or_else(|| HeaderError::new(name, HeaderErrorKind::Missing))?;
+        std::str::from_utf8(v).map_err(|_| HeaderError::new(name, HeaderErrorKind::NotUtf8))
+    }
+
+    /// The first value of `name` as text if present.
+    pub(crate) fn optional_str(&self, name: HeaderName) -> Result<Option<&str>, HeaderError> {
+        match self.header_value(name) {
+            None => Ok(None),
+            Some(v) => std::str::from_utf8(v)
+                .map(Some)
+                .map_err(|_| HeaderError::new(name, HeaderErrorKind::NotUtf8)),
+        }
+    }
+
+    /// Start an edit of this message (see [`crate::Editor`]).
+    pub fn edit(&self) -> crate::edit::Editor<'_> {
+        crate::edit::Editor::new(self)
+    }
+}

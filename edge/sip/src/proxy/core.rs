@@ -1,0 +1,1056 @@
+//! The stateful proxy core, RFC 3261 §16, sans-IO: one response context per server
+//! transaction with its client branches (§16.6 request forwarding, §16.7 response processing,
+//! §16.10 CANCEL), over the transaction layer of `crate::transaction`.
+//!
+//! It does not choose targets or resolve names: for every new request it asks its TU (the
+//! routing script) with [`ProxyEvent::Request`], and the TU answers with [`Proxy::forward`]
+//! (resolved targets, q-ordered: equal q in parallel, groups in sequence) or [`Proxy::respond`].
+//! ACKs for 2xx come up as [`ProxyEvent::Stateless`] and go out with [`Proxy::forward_stateless`].
+//!
+//! Drain order after every input: [`Proxy::poll_transmit`] until `None`, [`Proxy::poll_event`]
+//! until `None`, then re-arm the wake-up from [`Proxy::poll_timeout`].
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::time::Instant;
+
+use super::branch::{Branch, branch_loop_hash, loop_hash, owner_core, stateless_branch};
+use super::route::{
+    Interface, is_local, next_hop_uri, preprocess_routes, stamp_received, strict_next_hop,
+    via_destination,
+};
+use super::select::best_response;
+use crate::transaction::{
+    Config, Event, MethodKind, Outgoing, Remote, State, TransactionError, TransactionKey,
+    TransactionLayer, Transmit, TxRequest, TxResponse, via_sent_by,
+};
+
+/// Proxy configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// The core this proxy instance runs on (encoded in every branch it generates).
+    pub core: u16,
+    /// Our interfaces; the first of a transport is used for forwarding on that transport.
+    pub interfaces: Vec<Interface>,
+    /// Domains that name this proxy in Route / Request-URI (besides the interface addresses).
+    pub domains: Vec<String>,
+    /// Transaction layer settings.
+    pub transactions: Config,
+    /// Which decisions are handed to the TU (the script's `on_reply` / `on_failure`).
+    pub hooks: Hooks,
+}
+
+/// Optional TU decision points. With both off the proxy forwards replies and sends the best
+/// final response by itself (RFC 3261 §16.7).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hooks {
+    /// Hold every branch response except 100 and emit [`ProxyEvent::Reply`]; the TU answers
+    /// with [`Proxy::relay_reply`] or [`Proxy::drop_reply`] (SIPhon `@proxy.on_reply`: a reply
+    /// is dropped unless relayed).
+    pub replies: bool,
+    /// When every branch failed, emit [`ProxyEvent::Failure`] with the best response instead of
+    /// sending it; the TU answers with [`Proxy::forward`] (re-target), [`Proxy::relay_failure`]
+    /// or [`Proxy::respond`] (SIPhon `@proxy.on_failure`).
+    pub failures: bool,
+}
+
+/// A branch response held for the TU (see [`Hooks::replies`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReplyId(u64);
+
+/// One response context: the handle of the server transaction that created it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContextId(pub TransactionKey);
+
+/// A resolved forwarding target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// New Request-URI (`None` keeps the received one, e.g. in-dialog requests).
+    pub uri: Option<String>,
+    /// Next hop address and transport: resolved (RFC 3263, by the caller) from the top Route of
+    /// the forwarded copy when it has one (pre-loaded or dialog route set, see
+    /// [`super::next_hop_uri`]), else from `uri`.
+    pub destination: Remote,
+    /// q-value × 1000 (Contact q, RFC 3261 §20.10); higher first, equal q forked in parallel.
+    pub q: u16,
+}
+
+/// Misuse of the proxy by its TU.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// No live context with this id.
+    #[error("no such response context")]
+    UnknownContext,
+    /// A final response was already sent for this context.
+    #[error("response context already answered")]
+    AlreadyAnswered,
+    /// `forward` was called with no target.
+    #[error("no targets")]
+    NoTargets,
+    /// No held reply or pending failure with this id / for this context.
+    #[error("nothing held")]
+    NothingHeld,
+    /// The transaction layer refused.
+    #[error(transparent)]
+    Transaction(#[from] TransactionError),
+}
+
+/// What the proxy tells its TU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProxyEvent {
+    /// A new request needs a routing decision (`forward` or `respond`). `request` is already
+    /// Route-processed (§16.4) and has `received`/`rport` on its top Via.
+    Request {
+        /// Its response context.
+        ctx: ContextId,
+        /// The request.
+        request: TxRequest,
+        /// Where it came from.
+        source: Remote,
+    },
+    /// An ACK for a 2xx (or another request with no transaction) to forward statelessly with
+    /// [`Proxy::forward_stateless`]; already Route-processed.
+    Stateless {
+        /// The request.
+        request: TxRequest,
+        /// Where it came from.
+        source: Remote,
+    },
+    /// A branch response held for the TU ([`Hooks::replies`]): relay or drop it.
+    Reply {
+        /// Its response context.
+        ctx: ContextId,
+        /// Handle for [`Proxy::relay_reply`] / [`Proxy::drop_reply`].
+        reply: ReplyId,
+        /// The response, our Via already removed.
+        response: TxResponse,
+    },
+    /// Every branch failed ([`Hooks::failures`]): re-target, relay or respond.
+    Failure {
+        /// Its response context.
+        ctx: ContextId,
+        /// The best response (§16.7 step 6) that [`Proxy::relay_failure`] would send.
+        response: TxResponse,
+    },
+    /// A response context sent its final response.
+    Completed {
+        /// The context.
+        ctx: ContextId,
+        /// Status sent upstream.
+        status: u16,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BranchState {
+    /// Request sent, nothing back.
+    Trying,
+    /// A provisional arrived: a CANCEL may be sent (§9.1).
+    Proceeding,
+    /// CANCEL sent; its final (487 or a late 2xx) is still awaited.
+    Cancelling,
+    /// Final response received (or synthesized).
+    Done,
+}
+
+#[derive(Debug)]
+struct ClientBranch {
+    key: TransactionKey,
+    request: TxRequest,
+    destination: Remote,
+    state: BranchState,
+    cancel_when_provisional: bool,
+    /// Timer C deadline (INVITE branches only, §16.6 item 11).
+    timer_c: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Context {
+    request: TxRequest,
+    source: Remote,
+    interface: usize,
+    invite: bool,
+    loop_hash: u64,
+    record_route: bool,
+    groups: VecDeque<Vec<Target>>,
+    branches: Vec<ClientBranch>,
+    finals: Vec<TxResponse>,
+    final_sent: bool,
+    server_alive: bool,
+    cancelled: bool,
+    got_6xx: bool,
+    /// Branch finals held for the TU; the answer waits for them.
+    held: usize,
+    /// Best response offered to the TU by [`ProxyEvent::Failure`].
+    failure: Option<TxResponse>,
+}
+
+#[derive(Debug)]
+struct Held {
+    ctx: ContextId,
+    response: TxResponse,
+}
+
+/// The stateful proxy core. See the module docs for the drain order.
+#[derive(Debug)]
+pub struct Proxy {
+    config: ProxyConfig,
+    txns: TransactionLayer,
+    contexts: HashMap<ContextId, Context>,
+    branch_of: HashMap<TransactionKey, (ContextId, usize)>,
+    timer_c: BinaryHeap<Reverse<(Instant, TransactionKey)>>,
+    held: HashMap<ReplyId, Held>,
+    counter: u64,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<ProxyEvent>,
+}
+
+impl Proxy {
+    /// A proxy with no transactions.
+    pub fn new(config: ProxyConfig) -> Self {
+        Self {
+            txns: TransactionLayer::new(config.transactions),
+            config,
+            contexts: HashMap::new(),
+            branch_of: HashMap::new(),
+            timer_c: BinaryHeap::new(),
+            held: HashMap::new(),
+            counter: 0,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The transaction layer (read-only: state inspection).
+    pub fn transactions(&self) -> &TransactionLayer {
+        &self.txns
+    }
+
+    /// Number of live response contexts.
+    pub fn contexts(&self) -> usize {
+        self.contexts.len()
+    }
+
+    /// A request arrived from `source` on our interface number `interface` at `now`. The
+    /// message layer has validated it already (400/416/420/483/505).
+    pub fn handle_request(
+        &mut self,
+        now: Instant,
+        source: Remote,
+        interface: usize,
+        request: TxRequest,
+    ) {
+        let stamped = request
+            .vias()
+            .first()
+            .map(|top| stamp_received(top, source.addr))
+            .filter(|v| request.vias().first().is_some_and(|top| **top != **v));
+        let request = match stamped {
+            Some(top) => {
+                let mut parts = request.parts();
+                parts.vias[0] = top;
+                TxRequest::from_parts(parts, request.bytes().clone())
+            }
+            None => request,
+        };
+        self.txns.handle_request(now, source, request);
+        self.drain_transactions(now, interface);
+    }
+
+    /// A response arrived from `source` at `now`.
+    pub fn handle_response(&mut self, now: Instant, source: Remote, response: TxResponse) {
+        self.txns.handle_response(now, source, response);
+        self.drain_transactions(now, 0);
+    }
+
+    /// Timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.txns.handle_timeout(now);
+        self.drain_transactions(now, 0);
+        while let Some(&Reverse((at, key))) = self.timer_c.peek() {
+            if at > now {
+                break;
+            }
+            self.timer_c.pop();
+            self.on_timer_c(now, key, at);
+        }
+        self.drain_transactions(now, 0);
+    }
+
+    /// §16.8: Timer C fired. A branch with a provisional is CANCELled; either way the branch
+    /// counts as a 408 and its later non-2xx final is ignored.
+    fn on_timer_c(&mut self, now: Instant, key: TransactionKey, at: Instant) {
+        let Some(&(ctx, idx)) = self.branch_of.get(&key) else {
+            return;
+        };
+        let Some(b) = self
+            .contexts
+            .get_mut(&ctx)
+            .and_then(|c| c.branches.get_mut(idx))
+        else {
+            return;
+        };
+        if b.timer_c != Some(at) {
+            return; // re-armed by a provisional
+        }
+        b.timer_c = None;
+        let cancel =
+            (b.state == BranchState::Proceeding).then(|| (b.destination, b.request.cancel()));
+        if matches!(b.state, BranchState::Trying | BranchState::Proceeding) {
+            if let Some((dest, cancel)) = cancel {
+                let _ = self.txns.send_request(now, dest, cancel);
+            }
+            self.on_branch_final(now, ctx, idx, None, 408, "Request Timeout");
+        }
+    }
+
+    /// The TU's routing decision: forward the context's request to `targets`, inserting
+    /// Record-Route when `record_route` is set.
+    pub fn forward(
+        &mut self,
+        now: Instant,
+        ctx: ContextId,
+        targets: Vec<Target>,
+        record_route: bool,
+    ) -> Result<(), ProxyError> {
+        if targets.is_empty() {
+            return Err(ProxyError::NoTargets);
+        }
+        let c = self
+            .contexts
+            .get_mut(&ctx)
+            .ok_or(ProxyError::UnknownContext)?;
+        if c.final_sent {
+            return Err(ProxyError::AlreadyAnswered);
+        }
+        c.record_route = record_route;
+        c.failure = None;
+        let mut sorted = targets;
+        sorted.sort_by_key(|t| Reverse(t.q));
+        let mut groups: VecDeque<Vec<Target>> = VecDeque::new();
+        for t in sorted {
+            match groups.back_mut() {
+                Some(g) if g[0].q == t.q => g.push(t),
+                _ => groups.push_back(vec![t]),
+            }
+        }
+        c.groups = groups;
+        self.start_next_group(now, ctx);
+        self.drain_transactions(now, 0);
+        Ok(())
+    }
+
+    /// The TU answers the context itself (e.g. 404, 403, or a redirect).
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        ctx: ContextId,
+        status: u16,
+        reason: &str,
+    ) -> Result<(), ProxyError> {
+        self.respond_with(now, ctx, status, reason, Vec::new(), None)
+    }
+
+    /// [`Self::respond`] with extra header fields (challenges, Contact lists of a registrar
+    /// 200, Min-Expires, Unsupported) and an optional body given as (content type, bytes).
+    pub fn respond_with(
+        &mut self,
+        now: Instant,
+        ctx: ContextId,
+        status: u16,
+        reason: &str,
+        headers: Vec<(String, String)>,
+        body: Option<(String, Vec<u8>)>,
+    ) -> Result<(), ProxyError> {
+        let tag = self.local_tag();
+        let c = self.contexts.get(&ctx).ok_or(ProxyError::UnknownContext)?;
+        if c.final_sent {
+            return Err(ProxyError::AlreadyAnswered);
+        }
+        let mut response = TxResponse::to_request(&c.request, status, reason, Some(&tag));
+        if !headers.is_empty() || body.is_some() {
+            let mut parts = response.parts();
+            parts.headers.extend(headers);
+            if let Some((content_type, bytes)) = body {
+                parts.headers.push(("Content-Type".into(), content_type));
+                parts.body = bytes;
+            }
+            response = TxResponse::build(parts);
+        }
+        self.send_upstream(now, ctx, response)?;
+        if status >= 200 {
+            // The TU ended the context: stop the branches (§16.7 step 10).
+            self.cancel_pending(now, ctx);
+        }
+        self.drain_transactions(now, 0);
+        Ok(())
+    }
+
+    /// The TU edited the request before deciding (script header, Request-URI or body
+    /// changes): later forwarding uses `request`. Via values must be the received ones.
+    pub fn set_request(&mut self, ctx: ContextId, request: TxRequest) -> Result<(), ProxyError> {
+        let c = self
+            .contexts
+            .get_mut(&ctx)
+            .ok_or(ProxyError::UnknownContext)?;
+        c.request = request;
+        Ok(())
+    }
+
+    /// Where the context's request goes next without a routing decision: the top remaining
+    /// Route, else the Request-URI (§16.6 item 6/7).
+    pub fn next_hop(&self, ctx: ContextId) -> Option<String> {
+        self.contexts
+            .get(&ctx)
+            .map(|c| next_hop_uri(&c.request).to_string())
+    }
+
+    /// The TU decided nothing (SIPhon: no action is a silent drop): forget the context and
+    /// its server transaction without answering. A retransmission starts over.
+    pub fn abandon(&mut self, ctx: ContextId) {
+        let Some(c) = self.contexts.get(&ctx) else {
+            return;
+        };
+        if c.final_sent || !c.branches.is_empty() {
+            return;
+        }
+        self.contexts.remove(&ctx);
+        self.txns.abandon(ctx.0);
+    }
+
+    /// Send the best response offered by [`ProxyEvent::Failure`].
+    pub fn relay_failure(&mut self, now: Instant, ctx: ContextId) -> Result<(), ProxyError> {
+        let c = self
+            .contexts
+            .get_mut(&ctx)
+            .ok_or(ProxyError::UnknownContext)?;
+        let best = c.failure.take().ok_or(ProxyError::NothingHeld)?;
+        self.send_upstream(now, ctx, best)?;
+        self.maybe_remove(ctx);
+        self.drain_transactions(now, 0);
+        Ok(())
+    }
+
+    /// Let a held reply continue: provisionals and 2xx go upstream, other finals join the
+    /// response selection.
+    pub fn relay_reply(&mut self, now: Instant, reply: ReplyId) -> Result<(), ProxyError> {
+        let h = self.held.remove(&reply).ok_or(ProxyError::NothingHeld)?;
+        let status = h.response.status();
+        if status < 200 {
+            if self
+                .contexts
+                .get(&h.ctx)
+                .is_some_and(|c| !c.final_sent && !c.cancelled)
+            {
+                let _ = self.send_upstream(now, h.ctx, h.response);
+            }
+        } else {
+            if let Some(c) = self.contexts.get_mut(&h.ctx) {
+                c.held = c.held.saturating_sub(1);
+            }
+            self.apply_final(now, h.ctx, h.response);
+        }
+        self.drain_transactions(now, 0);
+        Ok(())
+    }
+
+    /// Discard a held reply: it is not forwarded and takes no part in response selection.
+    pub fn drop_reply(&mut self, now: Instant, reply: ReplyId) -> Result<(), ProxyError> {
+        let h = self.held.remove(&reply).ok_or(ProxyError::NothingHeld)?;
+        if h.response.status() >= 200 {
+            if let Some(c) = self.contexts.get_mut(&h.ctx) {
+                c.held = c.held.saturating_sub(1);
+            }
+            self.check_complete(now, h.ctx);
+        }
+        self.drain_transactions(now, 0);
+        Ok(())
+    }
+
+    fn hold(&mut self, ctx: ContextId, response: TxResponse) {
+        self.counter += 1;
+        let reply = ReplyId(self.counter);
+        if response.status() >= 200
+            && let Some(c) = self.contexts.get_mut(&ctx)
+        {
+            c.held += 1;
+        }
+        self.events.push_back(ProxyEvent::Reply {
+            ctx,
+            reply,
+            response: response.clone(),
+        });
+        self.held.insert(reply, Held { ctx, response });
+    }
+
+    /// Forward a request statelessly (§16.11): ACK for 2xx. Max-Forwards is decremented and
+    /// a Via with a deterministic branch pushed; no transaction is created.
+    pub fn forward_stateless(
+        &mut self,
+        request: &TxRequest,
+        uri: Option<&str>,
+        destination: Remote,
+    ) {
+        let branch = stateless_branch(self.config.core, request);
+        let mut parts = request.parts();
+        if let Some(u) = uri {
+            parts.uri = u.to_string();
+        }
+        parts.max_forwards = Some(parts.max_forwards.map_or(70, |m| m.saturating_sub(1)));
+        strict_next_hop(&mut parts);
+        let iface = self.interface_for(destination);
+        parts.vias.insert(0, iface.via(branch.as_str()));
+        self.transmits.push_back(Transmit {
+            destination,
+            message: Outgoing::Request(TxRequest::build(parts)),
+        });
+    }
+
+    /// The next message to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits
+            .pop_front()
+            .or_else(|| self.txns.poll_transmit())
+    }
+
+    /// The next event for the TU.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ProxyEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Self::handle_timeout`] next.
+    #[must_use]
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        // Drop Timer C entries of finished branches so they do not cause idle wake-ups.
+        while let Some(&Reverse((at, key))) = self.timer_c.peek() {
+            let live = self.branch_of.get(&key).is_some_and(|&(ctx, idx)| {
+                self.contexts
+                    .get(&ctx)
+                    .and_then(|c| c.branches.get(idx))
+                    .is_some_and(|b| b.timer_c == Some(at))
+            });
+            if live {
+                break;
+            }
+            self.timer_c.pop();
+        }
+        let c = self.timer_c.peek().map(|Reverse((at, _))| *at);
+        match (self.txns.poll_timeout(), c) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn local_tag(&mut self) -> String {
+        self.counter += 1;
+        format!("px{:x}{:x}", self.config.core, self.counter)
+    }
+
+    fn interface_for(&self, destination: Remote) -> Interface {
+        let ifs = &self.config.interfaces;
+        ifs.iter()
+            .find(|i| {
+                i.transport == destination.transport
+                    && i.addr.is_ipv4() == destination.addr.is_ipv4()
+            })
+            .or_else(|| ifs.iter().find(|i| i.transport == destination.transport))
+            .or_else(|| ifs.first())
+            .copied()
+            .unwrap_or_else(|| Interface {
+                addr: std::net::SocketAddr::from(([0, 0, 0, 0], 5060)),
+                transport: destination.transport,
+            })
+    }
+
+    fn is_ours(&self, via: &str) -> bool {
+        let sent_by = via_sent_by(via);
+        is_local(&format!("sip:{sent_by}"), &self.config.interfaces, &[])
+    }
+
+    /// Process every event of the transaction layer.
+    fn drain_transactions(&mut self, now: Instant, interface: usize) {
+        while let Some(ev) = self.txns.poll_event() {
+            match ev {
+                Event::Request {
+                    key,
+                    request,
+                    source,
+                    cancels,
+                } => {
+                    if request.kind() == MethodKind::Cancel {
+                        self.on_cancel(now, key, &request, cancels);
+                    } else {
+                        self.on_new_request(now, key, request, source, interface);
+                    }
+                }
+                Event::Ack { request, source } => {
+                    let mut parts = request.parts();
+                    preprocess_routes(&mut parts, &self.config.interfaces, &self.config.domains);
+                    let request = TxRequest::from_parts(parts, request.bytes().clone());
+                    self.events
+                        .push_back(ProxyEvent::Stateless { request, source });
+                }
+                Event::Response { key, response } => self.on_branch_response(now, key, response),
+                Event::StrayResponse { response, .. } => self.forward_stray(&response),
+                Event::Timeout { key, .. } => {
+                    if let Some(&(ctx, idx)) = self.branch_of.get(&key) {
+                        self.on_branch_final(now, ctx, idx, None, 408, "Request Timeout");
+                    }
+                }
+                Event::TransportError { key } => {
+                    if let Some(&(ctx, idx)) = self.branch_of.get(&key) {
+                        self.on_branch_final(now, ctx, idx, None, 503, "Service Unavailable");
+                    }
+                }
+                Event::Terminated { key } => {
+                    if let Some((owner, _)) = self.branch_of.remove(&key) {
+                        self.maybe_remove(owner);
+                    }
+                    let ctx = ContextId(key);
+                    if let Some(c) = self.contexts.get_mut(&ctx) {
+                        c.server_alive = false;
+                    }
+                    self.maybe_remove(ctx);
+                }
+            }
+        }
+    }
+
+    fn on_new_request(
+        &mut self,
+        now: Instant,
+        key: TransactionKey,
+        request: TxRequest,
+        source: Remote,
+        interface: usize,
+    ) {
+        let hash = loop_hash(&request);
+        // §16.3 item 4: a Via of ours carrying this request's hash means a loop.
+        let looped = request.vias().iter().any(|v| {
+            self.is_ours(v)
+                && crate::transaction::header_param(v, "branch")
+                    .and_then(branch_loop_hash)
+                    .is_some_and(|h| h == hash)
+        });
+        let status = if looped {
+            Some((482, "Loop Detected"))
+        } else if request.max_forwards() == Some(0) {
+            Some((483, "Too Many Hops"))
+        } else {
+            None
+        };
+        if let Some((status, reason)) = status {
+            let tag = self.local_tag();
+            let _ = self.txns.send_response(
+                now,
+                key,
+                TxResponse::to_request(&request, status, reason, Some(&tag)),
+            );
+            return;
+        }
+        let mut parts = request.parts();
+        preprocess_routes(&mut parts, &self.config.interfaces, &self.config.domains);
+        let request = TxRequest::from_parts(parts, request.bytes().clone());
+        let ctx = ContextId(key);
+        self.contexts.insert(
+            ctx,
+            Context {
+                invite: request.kind() == MethodKind::Invite,
+                request: request.clone(),
+                source,
+                interface,
+                loop_hash: hash,
+                record_route: false,
+                groups: VecDeque::new(),
+                branches: Vec::new(),
+                finals: Vec::new(),
+                final_sent: false,
+                server_alive: true,
+                cancelled: false,
+                got_6xx: false,
+                held: 0,
+                failure: None,
+            },
+        );
+        self.events.push_back(ProxyEvent::Request {
+            ctx,
+            request,
+            source,
+        });
+    }
+
+    /// §16.10: answer the CANCEL, cancel the pending branches of its INVITE.
+    fn on_cancel(
+        &mut self,
+        now: Instant,
+        key: TransactionKey,
+        cancel: &TxRequest,
+        cancels: Option<TransactionKey>,
+    ) {
+        let ctx = cancels
+            .map(ContextId)
+            .filter(|c| self.contexts.contains_key(c));
+        let tag = self.local_tag();
+        let (status, reason) = if ctx.is_some() {
+            (200, "OK")
+        } else {
+            (481, "Call/Transaction Does Not Exist")
+        };
+        let _ = self.txns.send_response(
+            now,
+            key,
+            TxResponse::to_request(cancel, status, reason, Some(&tag)),
+        );
+        let Some(ctx) = ctx else {
+            return;
+        };
+        let Some(c) = self.contexts.get_mut(&ctx) else {
+            return;
+        };
+        if c.final_sent {
+            return;
+        }
+        c.cancelled = true;
+        c.groups.clear();
+        let pending = c.branches.iter().any(|b| {
+            matches!(
+                b.state,
+                BranchState::Trying | BranchState::Proceeding | BranchState::Cancelling
+            )
+        });
+        if !pending {
+            c.failure = None;
+            // Not forwarded yet: answer the INVITE now.
+            let response =
+                TxResponse::to_request(&c.request, 487, "Request Terminated", Some(&tag));
+            let _ = self.send_upstream(now, ctx, response);
+            return;
+        }
+        self.cancel_pending(now, ctx);
+        // Branches that never answered cannot be CANCELled yet and do not hold the 487 back.
+        self.check_complete(now, ctx);
+    }
+
+    /// CANCEL every branch still without a final (§16.7 step 10, §16.10); branches without a
+    /// provisional get it when one arrives (§9.1).
+    fn cancel_pending(&mut self, now: Instant, ctx: ContextId) {
+        let Some(c) = self.contexts.get_mut(&ctx) else {
+            return;
+        };
+        c.groups.clear();
+        if !c.invite {
+            return;
+        }
+        let mut to_send = Vec::new();
+        for b in &mut c.branches {
+            match b.state {
+                BranchState::Proceeding => {
+                    to_send.push((b.destination, b.request.cancel()));
+                    b.state = BranchState::Cancelling;
+                }
+                BranchState::Trying => b.cancel_when_provisional = true,
+                BranchState::Cancelling | BranchState::Done => {}
+            }
+        }
+        for (dest, cancel) in to_send {
+            // The CANCEL's own transaction is not tracked: its 200 is absorbed as a response
+            // of an unknown branch.
+            let _ = self.txns.send_request(now, dest, cancel);
+        }
+    }
+
+    fn start_next_group(&mut self, now: Instant, ctx: ContextId) {
+        let core = self.config.core;
+        let Some(c) = self.contexts.get_mut(&ctx) else {
+            return;
+        };
+        let Some(group) = c.groups.pop_front() else {
+            return;
+        };
+        let in_iface = self.config.interfaces.get(c.interface).copied();
+        let mut sends = Vec::new();
+        for target in group {
+            self.counter += 1;
+            let branch = Branch::new(core, c.loop_hash, self.counter);
+            let mut parts = c.request.parts();
+            if let Some(uri) = &target.uri {
+                parts.uri.clone_from(uri);
+            }
+            // §16.6 item 3.
+            parts.max_forwards = Some(parts.max_forwards.map_or(70, |m| m.saturating_sub(1)));
+            let ifs = &self.config.interfaces;
+            let out_iface = ifs
+                .iter()
+                .find(|i| {
+                    i.transport == target.destination.transport
+                        && i.addr.is_ipv4() == target.destination.addr.is_ipv4()
+                })
+                .or_else(|| ifs.first())
+                .copied();
+            // §16.6 item 4, with a second value when the request changes interface (the
+            // "double Record-Route" of RFC 5658): top = side facing the callee.
+            if c.record_route {
+                if let Some(i) = in_iface {
+                    parts.record_routes.insert(0, i.record_route());
+                }
+                if let Some(o) = out_iface
+                    && Some(o) != in_iface
+                {
+                    parts.record_routes.insert(0, o.record_route());
+                }
+            }
+            strict_next_hop(&mut parts);
+            if let Some(o) = out_iface {
+                parts.vias.insert(0, o.via(branch.as_str()));
+            }
+            sends.push((target.destination, TxRequest::build(parts)));
+        }
+        let timer_c = now + self.config.transactions.timers.timer_c;
+        for (destination, request) in sends {
+            match self.txns.send_request(now, destination, request.clone()) {
+                Ok(key) => {
+                    let Some(c) = self.contexts.get_mut(&ctx) else {
+                        return;
+                    };
+                    self.branch_of.insert(key, (ctx, c.branches.len()));
+                    let timer_c = c.invite.then_some(timer_c);
+                    if let Some(at) = timer_c {
+                        self.timer_c.push(Reverse((at, key)));
+                    }
+                    c.branches.push(ClientBranch {
+                        key,
+                        request,
+                        destination,
+                        state: BranchState::Trying,
+                        cancel_when_provisional: false,
+                        timer_c,
+                    });
+                }
+                Err(_) => {
+                    // Cannot happen with our unique branches; treat like a transport error.
+                    let Some(c) = self.contexts.get_mut(&ctx) else {
+                        return;
+                    };
+                    c.finals.push(TxResponse::to_request(
+                        &c.request,
+                        503,
+                        "Service Unavailable",
+                        None,
+                    ));
+                }
+            }
+        }
+        self.check_complete(now, ctx);
+    }
+
+    fn on_branch_response(&mut self, now: Instant, key: TransactionKey, response: TxResponse) {
+        let Some(&(ctx, idx)) = self.branch_of.get(&key) else {
+            return; // a CANCEL's own response
+        };
+        let status = response.status();
+        let upstream = response.without_top_via();
+        if status < 200 {
+            let Some(c) = self.contexts.get_mut(&ctx) else {
+                return;
+            };
+            let Some(b) = c.branches.get_mut(idx) else {
+                return;
+            };
+            if b.state == BranchState::Trying {
+                b.state = BranchState::Proceeding;
+                if b.cancel_when_provisional {
+                    let cancel = b.request.cancel();
+                    let dest = b.destination;
+                    b.state = BranchState::Cancelling;
+                    let _ = self.txns.send_request(now, dest, cancel);
+                }
+            }
+            // §16.7 step 2: a 101-199 resets Timer C.
+            if status > 100 && b.timer_c.is_some() {
+                let at = now + self.config.transactions.timers.timer_c;
+                b.timer_c = Some(at);
+                self.timer_c.push(Reverse((at, key)));
+            }
+            // §16.7 step 5: 101-199 forwarded, 100 not.
+            if status > 100 && !c.final_sent && !c.cancelled {
+                if self.config.hooks.replies {
+                    self.hold(ctx, upstream);
+                } else {
+                    let _ = self.send_upstream(now, ctx, upstream);
+                }
+            }
+            return;
+        }
+        self.on_branch_final(now, ctx, idx, Some(upstream), status, "");
+    }
+
+    fn on_branch_final(
+        &mut self,
+        now: Instant,
+        ctx: ContextId,
+        idx: usize,
+        response: Option<TxResponse>,
+        status: u16,
+        reason: &str,
+    ) {
+        let tag = self.local_tag();
+        let Some(c) = self.contexts.get_mut(&ctx) else {
+            return;
+        };
+        let ok = (200..300).contains(&status);
+        if let Some(b) = c.branches.get_mut(idx) {
+            if b.state == BranchState::Done && !ok {
+                return; // already has a final (Timer C); a late 487 changes nothing
+            }
+            b.state = BranchState::Done;
+            b.timer_c = None;
+        }
+        let received = response.is_some();
+        let response = response
+            .unwrap_or_else(|| TxResponse::to_request(&c.request, status, reason, Some(&tag)));
+        if received && self.config.hooks.replies {
+            self.hold(ctx, response);
+            return;
+        }
+        self.apply_final(now, ctx, response);
+    }
+
+    /// A branch's final response takes effect (§16.7 steps 4-5, 10).
+    fn apply_final(&mut self, now: Instant, ctx: ContextId, response: TxResponse) {
+        let status = response.status();
+        let Some(c) = self.contexts.get_mut(&ctx) else {
+            return;
+        };
+        if (200..300).contains(&status) {
+            // §16.7 step 5: every 2xx goes upstream at once.
+            let _ = self.send_upstream(now, ctx, response);
+            if self.contexts.get(&ctx).is_some_and(|c| c.invite) {
+                self.cancel_pending(now, ctx);
+            }
+            self.maybe_remove(ctx);
+            return;
+        }
+        if status >= 600 {
+            c.got_6xx = true;
+            c.finals.push(response);
+            self.cancel_pending(now, ctx);
+        } else {
+            c.finals.push(response);
+        }
+        self.check_complete(now, ctx);
+    }
+
+    /// When no branch is pending: next sequential group, or the best response upstream.
+    fn check_complete(&mut self, now: Instant, ctx: ContextId) {
+        let tag = self.local_tag();
+        let Some(c) = self.contexts.get(&ctx) else {
+            return;
+        };
+        if c.final_sent {
+            self.maybe_remove(ctx);
+            return;
+        }
+        // Pending branches block the answer, except those cancelled before any provisional
+        // (their CANCEL cannot even be sent yet, §9.1; they may take until Timer B).
+        let blocking = |b: &ClientBranch| match b.state {
+            BranchState::Trying => !b.cancel_when_provisional,
+            BranchState::Proceeding | BranchState::Cancelling => true,
+            BranchState::Done => false,
+        };
+        if c.held > 0 || c.failure.is_some() || c.branches.iter().any(blocking) {
+            return;
+        }
+        if !c.groups.is_empty() && !c.cancelled && !c.got_6xx {
+            self.start_next_group(now, ctx);
+            return;
+        }
+        let mut best = best_response(&c.finals).unwrap_or_else(|| {
+            TxResponse::to_request(&c.request, 408, "Request Timeout", Some(&tag))
+        });
+        if c.cancelled && best.status() < 600 {
+            best = TxResponse::to_request(&c.request, 487, "Request Terminated", best.to_tag());
+        } else if self.config.hooks.failures {
+            if let Some(c) = self.contexts.get_mut(&ctx) {
+                c.failure = Some(best.clone());
+                c.finals.clear();
+            }
+            self.events.push_back(ProxyEvent::Failure {
+                ctx,
+                response: best,
+            });
+            return;
+        }
+        let _ = self.send_upstream(now, ctx, best);
+        self.maybe_remove(ctx);
+    }
+
+    /// Send a response on the context's server transaction; once it has terminated (after a
+    /// first 2xx), further 2xx go straight to the upstream peer.
+    fn send_upstream(
+        &mut self,
+        now: Instant,
+        ctx: ContextId,
+        response: TxResponse,
+    ) -> Result<(), ProxyError> {
+        let c = self
+            .contexts
+            .get_mut(&ctx)
+            .ok_or(ProxyError::UnknownContext)?;
+        let status = response.status();
+        let is_final = status >= 200;
+        if is_final && c.final_sent && !(200..300).contains(&status) {
+            return Err(ProxyError::AlreadyAnswered);
+        }
+        if is_final && !c.final_sent {
+            c.final_sent = true;
+            c.groups.clear();
+            self.events.push_back(ProxyEvent::Completed { ctx, status });
+        }
+        let server = self.txns.state(ctx.0);
+        let late_2xx = (200..300).contains(&status)
+            && matches!(server, Some(State::Completed | State::Confirmed));
+        if server.is_some() && !late_2xx {
+            self.txns.send_response(now, ctx.0, response)?;
+        } else {
+            let source = c.source;
+            self.transmits.push_back(Transmit {
+                destination: source,
+                message: Outgoing::Response(response),
+            });
+        }
+        Ok(())
+    }
+
+    fn maybe_remove(&mut self, ctx: ContextId) {
+        let Some(c) = self.contexts.get(&ctx) else {
+            return;
+        };
+        let live_branch = c.branches.iter().any(|b| self.txns.state(b.key).is_some());
+        if c.final_sent && !live_branch && self.txns.state(ctx.0).is_none() {
+            self.contexts.remove(&ctx);
+        }
+    }
+
+    /// §16.7 / §18.1.2: a response with no client transaction (a retransmitted 2xx): pop our
+    /// Via and send it to the next one.
+    fn forward_stray(&mut self, response: &TxResponse) {
+        let Some(top) = response.vias().first() else {
+            return;
+        };
+        if !self.is_ours(top) || response.branch().and_then(owner_core).is_none() {
+            return;
+        }
+        let upstream = response.without_top_via();
+        let Some(dest) = upstream.vias().first().and_then(|v| via_destination(v)) else {
+            return;
+        };
+        self.transmits.push_back(Transmit {
+            destination: dest,
+            message: Outgoing::Response(upstream),
+        });
+    }
+}

@@ -1,0 +1,120 @@
+//! Transaction timers as data: the `Timer` names of RFC 3261 §17 (Table 4, A to K; L and M
+//! from RFC 6026 §8), their configurable base values T1/T2/T4 (§17.1.1.1), and a
+//! per-transaction table of deadlines.
+//! Nothing here reads a clock; deadlines are computed from the `now` the caller passes in.
+
+use std::time::{Duration, Instant};
+
+/// One timer of RFC 3261 Table 4 (plus RFC 6026's L and M). `TimerC` is the proxy's INVITE
+/// timer (§16.6 item 11), run by the proxy core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Timer {
+    /// INVITE client request retransmission (unreliable transports), starts at T1, doubles.
+    TimerA,
+    /// INVITE client transaction timeout, 64*T1.
+    TimerB,
+    /// Proxy INVITE transaction timeout (> 3 min), used by the proxy core.
+    TimerC,
+    /// Wait time for response retransmissions in INVITE client Completed (32 s / 0).
+    TimerD,
+    /// Non-INVITE client request retransmission, T1 doubling up to T2.
+    TimerE,
+    /// Non-INVITE client transaction timeout, 64*T1.
+    TimerF,
+    /// INVITE server final response retransmission, T1 doubling up to T2.
+    TimerG,
+    /// Wait time for ACK receipt, 64*T1.
+    TimerH,
+    /// Wait time for ACK retransmissions, T4 / 0.
+    TimerI,
+    /// Wait time for non-INVITE request retransmissions, 64*T1 / 0.
+    TimerJ,
+    /// Wait time for non-INVITE response retransmissions, T4 / 0.
+    TimerK,
+    /// RFC 6026: INVITE server Accepted state, absorbs INVITE retransmissions, 64*T1.
+    TimerL,
+    /// RFC 6026: INVITE client Accepted state, passes 2xx retransmissions up, 64*T1.
+    TimerM,
+}
+
+impl Timer {
+    /// Every timer, in table order.
+    pub const VALUES: [Self; 13] = [
+        Self::TimerA,
+        Self::TimerB,
+        Self::TimerC,
+        Self::TimerD,
+        Self::TimerE,
+        Self::TimerF,
+        Self::TimerG,
+        Self::TimerH,
+        Self::TimerI,
+        Self::TimerJ,
+        Self::TimerK,
+        Self::TimerL,
+        Self::TimerM,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Base timer values (RFC 3261 §17.1.1.1 and Table 4). Defaults: T1 500 ms, T2 4 s, T4 5 s,
+/// Timer D 32 s, Timer C 180 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerConfig {
+    /// RTT estimate.
+    pub t1: Duration,
+    /// Maximum retransmit interval for non-INVITE requests and INVITE responses.
+    pub t2: Duration,
+    /// Maximum duration a message remains in the network.
+    pub t4: Duration,
+    /// Timer D for unreliable transports ("at least 32 seconds").
+    pub timer_d: Duration,
+    /// Timer C of a proxy's INVITE branch ("greater than 3 minutes").
+    pub timer_c: Duration,
+}
+
+impl Default for TimerConfig {
+    fn default() -> Self {
+        Self {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+            timer_d: Duration::from_secs(32),
+            timer_c: Duration::from_secs(181),
+        }
+    }
+}
+
+impl TimerConfig {
+    /// 64*T1: Timers B, F, H and J.
+    pub fn sixty_four_t1(&self) -> Duration {
+        self.t1 * 64
+    }
+}
+
+/// Deadlines of one transaction, one slot per [`Timer`] (quinn's `TimerTable`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TimerTable {
+    data: [Option<Instant>; 13],
+}
+
+impl TimerTable {
+    pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
+        self.data[timer.index()] = Some(at);
+    }
+
+    pub(crate) fn get(&self, timer: Timer) -> Option<Instant> {
+        self.data[timer.index()]
+    }
+
+    pub(crate) fn stop(&mut self, timer: Timer) {
+        self.data[timer.index()] = None;
+    }
+
+    pub(crate) fn stop_all(&mut self) {
+        self.data = [None; 13];
+    }
+}

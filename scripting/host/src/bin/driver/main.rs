@@ -1,0 +1,381 @@
+//! `siphon-script-driver`: runs THE REAL scripting engine (subinterpreters, `_siphon`, the
+//! embedded `siphon` package) behind a JSON-lines protocol, for pytest (scripting/tests/) and
+//! the benchmark (`--bench`). This is the seed of the SDK's `SipTestHarness`.
+//!
+//! stdin, one JSON object per line:
+//! ```text
+//!   {"op":"event","id":1,"core":0,"kind":"request","msg":"<raw SIP>","reply":"<raw SIP>",
+//!    "request_id":7,"transport":"udp","source":"192.0.2.1:5060"}
+//!   {"op":"respond","worker":0,"token":3,"reply":"<raw SIP>"|null}
+//!   {"op":"reload"} {"op":"metrics"} {"op":"info"} {"op":"sync","wait":true} {"op":"quit"}
+//! ```
+//! stdout, one JSON object per line: `ready`, `actions`, `log`, `outbound`, `reloaded`,
+//! `metrics`, `info`, `sync`, `error`, `bye` (the `type` field).
+
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use siphon_script::{
+    Actions, Disposition, Event, EventKind, ForkStrategy, Host, HostConfig, HostHandle, Meta, Mode,
+    ReloadMode, SipMessage, python_version,
+};
+
+type Out = Arc<Mutex<std::io::Stdout>>;
+
+fn emit(out: &Out, v: &Value) {
+    let mut o = out
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _ = writeln!(o, "{v}");
+    let _ = o.flush();
+}
+
+fn msg_text(m: &SipMessage) -> String {
+    String::from_utf8_lossy(&m.to_bytes()).into_owned()
+}
+
+fn actions_json(a: &Actions) -> Value {
+    let disposition = match &a.disposition {
+        Disposition::Drop => json!({"kind": "drop"}),
+        Disposition::Reply {
+            status,
+            reason,
+            headers,
+            body,
+            reliable,
+        } => json!({
+            "kind": "reply", "status": status, "reason": reason, "headers": headers,
+            "body": body.as_ref().map(|(ct, b)| json!([ct, String::from_utf8_lossy(b)])), "reliable": reliable,
+        }),
+        Disposition::Relay {
+            next_hop,
+            has_on_reply,
+            has_on_failure,
+        } => json!({
+            "kind": "relay", "next_hop": next_hop, "on_reply": has_on_reply, "on_failure": has_on_failure,
+        }),
+        Disposition::Fork { targets, strategy } => json!({
+            "kind": "fork", "targets": targets,
+            "strategy": if *strategy == ForkStrategy::Parallel { "parallel" } else { "sequential" },
+        }),
+        Disposition::ForwardReply => json!({"kind": "forward_reply"}),
+        Disposition::RejectReply { status, reason } => {
+            json!({"kind": "reject_reply", "status": status, "reason": reason})
+        }
+        _ => json!({"kind": "other"}),
+    };
+    json!({
+        "type": "actions", "id": a.id, "core": a.core, "disposition": disposition,
+        "record_route": a.record_route, "script_error": a.script_error, "auth_user": a.auth_user,
+        "request": a.request.as_deref().map(msg_text), "reply": a.reply.as_deref().map(msg_text),
+    })
+}
+
+fn transport(s: &str) -> &'static str {
+    match s {
+        "tcp" => "tcp",
+        "tls" => "tls",
+        "ws" => "ws",
+        "wss" => "wss",
+        "sctp" => "sctp",
+        _ => "udp",
+    }
+}
+
+fn parse_event(v: &Value) -> anyhow::Result<Event> {
+    let kind = match v["kind"].as_str().unwrap_or("request") {
+        "request" => EventKind::Request,
+        "reply" => EventKind::Reply,
+        "failure" => EventKind::Failure,
+        "cancel" => EventKind::Cancel,
+        "register_reply" => EventKind::RegisterReply,
+        k => bail!("unknown kind {k}"),
+    };
+    let raw = v["msg"].as_str().context("msg")?;
+    let request = Arc::new(SipMessage::parse(raw.as_bytes())?);
+    let reply = match v["reply"].as_str() {
+        Some(r) => Some(Arc::new(SipMessage::parse(r.as_bytes())?)),
+        None => None,
+    };
+    let source: SocketAddr = v["source"].as_str().unwrap_or("127.0.0.1:5060").parse()?;
+    Ok(Event {
+        id: v["id"].as_u64().unwrap_or(0),
+        core: v["core"].as_u64().unwrap_or(0) as usize,
+        kind,
+        request,
+        reply,
+        meta: Meta {
+            transport: transport(v["transport"].as_str().unwrap_or("udp")),
+            source,
+        },
+        request_id: v["request_id"].as_u64(),
+    })
+}
+
+struct Opts {
+    script: Option<String>,
+    cores: usize,
+    reload: ReloadMode,
+    config: Option<String>,
+    force_shared: bool,
+    bench: Option<String>,
+    events: usize,
+    inline: bool,
+}
+
+fn opts() -> anyhow::Result<Opts> {
+    let mut o = Opts {
+        script: None,
+        cores: 1,
+        reload: ReloadMode::Sighup,
+        config: None,
+        force_shared: false,
+        bench: None,
+        events: 200_000,
+        inline: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--script" => o.script = it.next(),
+            "--cores" => o.cores = it.next().context("--cores N")?.parse()?,
+            "--reload" => {
+                o.reload = match it.next().as_deref() {
+                    Some("auto") => ReloadMode::Auto,
+                    _ => ReloadMode::Sighup,
+                }
+            }
+            "--config" => o.config = it.next(),
+            "--force-shared" => o.force_shared = true,
+            "--inline" => o.inline = true,
+            "--bench" => o.bench = it.next(),
+            "--events" => o.events = it.next().context("--events N")?.parse()?,
+            "--help" | "-h" => {
+                println!(
+                    "usage: siphon-script-driver --script app.py [--cores N] [--reload auto|sighup] [--config cfg.json] [--force-shared]\n       siphon-script-driver --bench trivial|async|headers [--cores N] [--events N] [--inline]"
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    Ok(o)
+}
+
+fn config_from(o: &Opts, script: &str, out: Option<Out>) -> anyhow::Result<HostConfig> {
+    let mut cfg = HostConfig::new(o.cores, script);
+    cfg.reload = o.reload;
+    cfg.force_shared_interpreter = o.force_shared;
+    cfg.inline = o.inline && o.bench.is_some();
+    if let Some(out) = out {
+        cfg.log = Arc::new(move |lvl, w, msg| {
+            emit(
+                &out,
+                &json!({"type": "log", "level": lvl.as_str(), "worker": w, "msg": msg}),
+            )
+        });
+    }
+    if let Some(path) = &o.config {
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+        if let Some(d) = v["local_domains"].as_array() {
+            cfg.local_domains = d
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect();
+        }
+        if let Some(r) = v["auth_realm"].as_str() {
+            cfg.auth_realm = r.to_owned();
+        }
+        if let Some(u) = v["auth_users"].as_object() {
+            cfg.auth_users = u
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect();
+        }
+        if let Some(p) = v["include_paths"].as_array() {
+            cfg.include_paths = p
+                .iter()
+                .filter_map(|s| s.as_str().map(Into::into))
+                .collect();
+        }
+        if let Some(c) = v["cache_names"].as_array() {
+            cfg.cache_names = c
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect();
+        }
+        if !v["script_config"].is_null() {
+            cfg.script_config = v["script_config"].clone();
+        }
+        if let Some(m) = v["registrar"]["min_expires"].as_u64() {
+            cfg.registrar.min_expires = m as u32;
+        }
+    }
+    Ok(cfg)
+}
+
+fn mode_str(m: Mode) -> &'static str {
+    match m {
+        Mode::PerCore => "per-core",
+        Mode::Shared => "shared",
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let o = opts()?;
+    if let Some(kind) = o.bench.clone() {
+        return bench::run(&o, &kind);
+    }
+    let script = o.script.clone().context("--script is required")?;
+    let out: Out = Arc::new(Mutex::new(std::io::stdout()));
+    let cfg = config_from(&o, &script, Some(Arc::clone(&out)))?;
+    let host = match Host::start(cfg) {
+        Ok(h) => h,
+        Err(e) => {
+            emit(&out, &json!({"type": "error", "message": e.to_string()}));
+            std::process::exit(2);
+        }
+    };
+    emit(
+        &out,
+        &json!({"type": "ready", "mode": mode_str(host.mode()), "python": python_version(), "cores": o.cores}),
+    );
+    let handle = host.handle();
+    let stop = Arc::new(AtomicBool::new(false));
+    let emitted = Arc::new(AtomicU64::new(0));
+    let mut submitted = 0u64;
+    let collector = {
+        let (h, out, stop, emitted) = (
+            handle.clone(),
+            Arc::clone(&out),
+            Arc::clone(&stop),
+            Arc::clone(&emitted),
+        );
+        std::thread::spawn(move || collect(&h, &out, &stop, &emitted))
+    };
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                emit(&out, &json!({"type": "error", "message": e.to_string()}));
+                continue;
+            }
+        };
+        match v["op"].as_str().unwrap_or("") {
+            "event" => match parse_event(&v) {
+                Ok(mut ev) => {
+                    while let Err(back) = handle.submit(ev) {
+                        ev = back;
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                    submitted += 1;
+                }
+                Err(e) => emit(
+                    &out,
+                    &json!({"type": "error", "id": v["id"], "message": e.to_string()}),
+                ),
+            },
+            "reload" => {
+                let g = handle.reload();
+                let failed = handle.wait_reloaded(g, Duration::from_secs(30));
+                emit(
+                    &out,
+                    &json!({"type": "reloaded", "generation": g, "failed": failed}),
+                );
+            }
+            "metrics" => {
+                let (events, errors) = handle.counters();
+                let text = format!(
+                    "{}# TYPE siphon_script_executions_total counter\nsiphon_script_executions_total {events}\n# TYPE siphon_script_errors_total counter\nsiphon_script_errors_total {errors}\n",
+                    handle.render_metrics()
+                );
+                emit(&out, &json!({"type": "metrics", "text": text}));
+            }
+            "info" => emit(
+                &out,
+                &json!({"type": "info", "mode": mode_str(host.mode()), "python": python_version(), "generation": handle.generation()}),
+            ),
+            "sync" => {
+                // Barrier: with "wait": true, until every submitted event has its actions.
+                if v["wait"].as_bool().unwrap_or(false) {
+                    wait_emitted(&emitted, submitted, Duration::from_secs(30));
+                }
+                emit(&out, &json!({"type": "sync"}));
+            }
+            "respond" => {
+                let reply = match v["reply"].as_str() {
+                    Some(r) => match SipMessage::parse(r.as_bytes()) {
+                        Ok(m) => Some(m),
+                        Err(e) => {
+                            emit(&out, &json!({"type": "error", "message": e.to_string()}));
+                            continue;
+                        }
+                    },
+                    None => None,
+                };
+                let worker = v["worker"].as_u64().unwrap_or(0) as usize;
+                handle.complete_outbound(worker, v["token"].as_u64().unwrap_or(0), reply);
+            }
+            "quit" => break,
+            other => emit(
+                &out,
+                &json!({"type": "error", "message": format!("unknown op {other}")}),
+            ),
+        }
+    }
+    wait_emitted(&emitted, submitted, Duration::from_secs(10));
+    stop.store(true, Ordering::Release);
+    let _ = collector.join();
+    host.shutdown();
+    emit(&out, &json!({"type": "bye"}));
+    Ok(())
+}
+
+fn wait_emitted(emitted: &AtomicU64, submitted: u64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while emitted.load(Ordering::Acquire) < submitted && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn collect(h: &HostHandle, out: &Out, stop: &AtomicBool, emitted: &AtomicU64) {
+    loop {
+        let mut any = false;
+        for core in 0..h.cores() {
+            while let Some(a) = h.poll(core) {
+                emit(out, &actions_json(&a));
+                emitted.fetch_add(1, Ordering::Release);
+                any = true;
+            }
+        }
+        while let Some(r) = h.poll_outbound() {
+            emit(
+                out,
+                &json!({
+                    "type": "outbound", "token": r.token, "worker": r.worker, "method": r.method, "ruri": r.ruri,
+                    "headers": r.headers, "body": r.body.as_deref().map(String::from_utf8_lossy),
+                    "next_hop": r.next_hop, "wait_for_response": r.wait_for_response, "timeout_ms": r.timeout_ms,
+                }),
+            );
+            any = true;
+        }
+        if !any {
+            if stop.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+mod bench;

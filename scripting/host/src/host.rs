@@ -1,0 +1,728 @@
+//! The scripting host: starts CPython once per process, one script worker per core (own-GIL
+//! subinterpreters on Python ≥ 3.12, one shared interpreter thread on 3.11), the per-core event
+//! and action rings, the timer service, the hot-reload watcher, and clean shutdown
+//! (feasibility-python.md §2, §5, §9; siphon-core-api.md §4.3 for reload semantics).
+//!
+//! Threading contract: [`Host::start`] and [`Host::shutdown`] run on the same thread (the one
+//! that initialised Python). [`HostHandle::submit`]/[`HostHandle::poll`] for core `k` are called by core
+//! `k`'s reactor only (single producer / single consumer per ring).
+
+use std::collections::{BinaryHeap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::{ArrayQueue, SegQueue};
+use pyo3_ffi as ffi;
+use thiserror::Error;
+
+use crate::event::{Actions, Control, Event, OutboundRequest};
+use crate::message::SipMessage;
+use crate::shared::{
+    Auth, Cache, MetricKind, Metrics, RateLimiter, Registrar, RegistrarConfig, lock,
+};
+use crate::worker::{self, LogLevel};
+
+/// Log sink: (level, worker index, message). The node routes this to `tracing`.
+pub type LogSink = Arc<dyn Fn(LogLevel, usize, &str) + Send + Sync>;
+
+/// Called after actions were pushed for a core (the reactor's doorbell); `usize::MAX` means
+/// an outbound request is waiting ([`HostHandle::poll_outbound`]).
+pub type Doorbell = Arc<dyn Fn(usize) + Send + Sync>;
+
+/// `script.reload` (siphon-core-api.md §2, §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadMode {
+    /// inotify on the script directory and include paths, debounced 50 ms.
+    Auto,
+    /// Only on [`HostHandle::reload`] (the node calls it on SIGHUP).
+    Sighup,
+}
+
+/// Everything the host needs; built by the node from `siphon.yaml`.
+#[derive(Clone)]
+pub struct HostConfig {
+    /// Number of cores (reactors); one event ring and one action ring each.
+    pub cores: usize,
+    /// CPU to pin worker `k` to (`tuning`); empty = no pinning.
+    pub cpus: Vec<usize>,
+    /// The app script (`script.path`).
+    pub script_path: PathBuf,
+    /// Extra directories on `sys.path` and watched for reload (`script.include_paths`).
+    pub include_paths: Vec<PathBuf>,
+    /// Reload trigger.
+    pub reload: ReloadMode,
+    /// Capacity of each ring.
+    pub queue_capacity: usize,
+    /// How long an idle worker spins before parking.
+    pub spin: Duration,
+    /// `domain.local` (`SipUri.is_local`).
+    pub local_domains: Vec<String>,
+    /// `auth.realm`.
+    pub auth_realm: String,
+    /// `auth.users` (name → password).
+    pub auth_users: HashMap<String, String>,
+    /// `registrar:` limits.
+    pub registrar: RegistrarConfig,
+    /// Names from `cache:` (in-memory here).
+    pub cache_names: Vec<String>,
+    /// The `script_config:` document for the `config` namespace.
+    pub script_config: serde_json::Value,
+    /// Run one shared interpreter even when own-GIL subinterpreters are available.
+    pub force_shared_interpreter: bool,
+    /// Inline placement: no worker threads; each reactor thread creates its core's interpreter
+    /// with [`HostHandle::inline_worker`] and calls [`InlineWorker::turn`] every loop turn
+    /// (DESIGN.md: placement is a setting, the rings stay). Needs per-core interpreters.
+    pub inline: bool,
+    /// Account worker CPU time per batch ([`HostHandle::worker_stats`]); costs two clock
+    /// reads per batch, so it is for benchmarks.
+    pub account_cpu: bool,
+    /// Log sink.
+    pub log: LogSink,
+    /// Optional doorbell after actions are pushed.
+    pub doorbell: Option<Doorbell>,
+}
+
+impl std::fmt::Debug for HostConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostConfig")
+            .field("cores", &self.cores)
+            .field("script_path", &self.script_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostConfig {
+    /// Defaults for `cores` cores running `script`, logging to stderr.
+    pub fn new(cores: usize, script: impl Into<PathBuf>) -> Self {
+        Self {
+            cores: cores.max(1),
+            cpus: Vec::new(),
+            script_path: script.into(),
+            include_paths: Vec::new(),
+            reload: ReloadMode::Sighup,
+            queue_capacity: 4096,
+            spin: Duration::from_micros(50),
+            local_domains: vec!["example.com".into()],
+            auth_realm: "example.com".into(),
+            auth_users: HashMap::new(),
+            registrar: RegistrarConfig::default(),
+            cache_names: vec!["default".into()],
+            script_config: serde_json::Value::Object(serde_json::Map::new()),
+            force_shared_interpreter: false,
+            account_cpu: false,
+            inline: false,
+            log: Arc::new(|lvl, w, msg| eprintln!("[{} worker={w}] {msg}", lvl.as_str())),
+            doorbell: None,
+        }
+    }
+}
+
+/// Why the host could not start.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// Python was already initialised by this process (one host per process).
+    #[error("the scripting host is already running in this process")]
+    AlreadyStarted,
+    /// A worker could not create its interpreter or load the script.
+    #[error("script worker {worker} failed to start: {reason}")]
+    Worker {
+        /// Worker index.
+        worker: usize,
+        /// What went wrong (compile error, import error, interpreter creation).
+        reason: String,
+    },
+    /// The script file cannot be read.
+    #[error("cannot read script {path}: {source}")]
+    Script {
+        /// Path given.
+        path: PathBuf,
+        /// I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// How the interpreters are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One own-GIL subinterpreter per core (Python ≥ 3.12).
+    PerCore,
+    /// One interpreter on one thread serving every core (Python 3.11 or forced).
+    Shared,
+}
+
+pub(crate) struct Lane {
+    pub(crate) inbound: ArrayQueue<Event>,
+    pub(crate) outbound: ArrayQueue<Actions>,
+}
+
+pub(crate) struct WorkerShared {
+    pub(crate) control: SegQueue<Control>,
+    pub(crate) sleeping: AtomicBool,
+    pub(crate) thread: OnceLock<std::thread::Thread>,
+    pub(crate) loaded_gen: AtomicU64,
+    pub(crate) last_reload_ok: AtomicBool,
+    /// Nanoseconds spent in non-empty batches (the worker's busy time).
+    pub(crate) busy_ns: AtomicU64,
+    /// Events and timer callbacks handled.
+    pub(crate) events: AtomicU64,
+}
+
+/// Engine counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Events dispatched.
+    pub events: AtomicU64,
+    /// Script exceptions.
+    pub errors: AtomicU64,
+}
+
+pub(crate) struct Shared {
+    pub(crate) cfg: HostConfig,
+    pub(crate) own_gil: bool,
+    pub(crate) lanes: Vec<Lane>,
+    pub(crate) workers: Vec<WorkerShared>,
+    pub(crate) lane_worker: Vec<usize>,
+    pub(crate) generation: AtomicU64,
+    pub(crate) shutdown: AtomicBool,
+    pub(crate) cache: Cache,
+    pub(crate) registrar: Registrar,
+    pub(crate) auth: Auth,
+    pub(crate) rate: RateLimiter,
+    pub(crate) metrics: Metrics,
+    pub(crate) stats: Stats,
+    pub(crate) timers: Timers,
+    pub(crate) log: LogSink,
+    pub(crate) outbound: SegQueue<OutboundRequest>,
+    pub(crate) next_token: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn wake(&self, worker: usize) {
+        let w = &self.workers[worker];
+        if w.sleeping.load(Ordering::SeqCst) {
+            if let Some(t) = w.thread.get() {
+                t.unpark();
+            }
+        }
+    }
+
+    /// Push a result to its core's ring; returns the core. The doorbell is rung by the
+    /// caller once per batch ([`Shared::ring`]), or here when the ring is full.
+    pub(crate) fn push_actions(&self, mut act: Actions) -> usize {
+        let core = act.core.min(self.lanes.len() - 1);
+        let ring = &self.lanes[core].outbound;
+        // Backpressure: the reactor drains its ring every loop turn; make sure it is awake.
+        let mut rung = false;
+        while let Err(a) = ring.push(act) {
+            act = a;
+            if self.shutdown.load(Ordering::Relaxed) {
+                return core;
+            }
+            if !rung {
+                self.ring(core);
+                rung = true;
+            }
+            std::thread::yield_now();
+        }
+        core
+    }
+
+    /// Ring core `core`'s doorbell (results are waiting in its ring).
+    pub(crate) fn ring(&self, core: usize) {
+        if let Some(d) = &self.cfg.doorbell {
+            d(core);
+        }
+    }
+}
+
+/// How often expired registrar bindings are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// (deadline, sequence, worker, token), earliest first.
+type TimerEntry = std::cmp::Reverse<(Instant, u64, usize, u64)>;
+
+/// One-shot timers for `timer.set`/`timer.every`/`timer.sleep`: fire by posting the token to
+/// the owning worker's control queue.
+pub(crate) struct Timers {
+    heap: Mutex<BinaryHeap<TimerEntry>>,
+    cv: Condvar,
+    seq: AtomicU64,
+}
+
+impl Timers {
+    pub(crate) fn schedule(&self, worker: usize, token: u64, after: Duration) {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        lock(&self.heap).push(std::cmp::Reverse((
+            Instant::now() + after,
+            seq,
+            worker,
+            token,
+        )));
+        self.cv.notify_one();
+    }
+
+    fn run(shared: &Shared) {
+        let t = &shared.timers;
+        let mut heap = lock(&t.heap);
+        let mut next_sweep = Instant::now() + SWEEP_EVERY;
+        loop {
+            if shared.shutdown.load(Ordering::Acquire) {
+                return;
+            }
+            let now = Instant::now();
+            if now >= next_sweep {
+                // Registrar expiry: `@registrar.on_change(..., "expired", ...)` runs on worker 0.
+                next_sweep = now + SWEEP_EVERY;
+                drop(heap);
+                for (aor, kind) in shared.registrar.sweep() {
+                    shared.workers[0]
+                        .control
+                        .push(Control::Registrar(aor, kind));
+                    shared.wake(0);
+                }
+                heap = lock(&t.heap);
+                continue;
+            }
+            let wait = match heap.peek() {
+                Some(std::cmp::Reverse((at, _, w, token))) if *at <= now => {
+                    let (w, token) = (*w, *token);
+                    heap.pop();
+                    shared.workers[w].control.push(Control::Timer(token));
+                    shared.wake(w);
+                    continue;
+                }
+                Some(std::cmp::Reverse((at, ..))) => *at - now,
+                None => Duration::from_millis(200),
+            };
+            let wait = wait.min(next_sweep.saturating_duration_since(now));
+            heap =
+                t.cv.wait_timeout(heap, wait.min(Duration::from_millis(200)))
+                    .map_or_else(|e| e.into_inner().0, |r| r.0);
+        }
+    }
+}
+
+/// Thread-safe access to a running host: rings, reload, metrics, shared state.
+#[derive(Clone)]
+pub struct HostHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for HostHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostHandle")
+            .field("cores", &self.shared.lanes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostHandle {
+    /// Number of cores (rings).
+    pub fn cores(&self) -> usize {
+        self.shared.lanes.len()
+    }
+
+    /// Queue an event on its core's ring; gives it back when the ring is full.
+    pub fn submit(&self, ev: Event) -> Result<(), Event> {
+        let core = ev.core;
+        let Some(lane) = self.shared.lanes.get(core) else {
+            return Err(ev);
+        };
+        lane.inbound.push(ev)?;
+        self.shared.wake(self.shared.lane_worker[core]);
+        Ok(())
+    }
+
+    /// Take one finished result for `core`.
+    pub fn poll(&self, core: usize) -> Option<Actions> {
+        self.shared.lanes.get(core)?.outbound.pop()
+    }
+
+    /// Ask every worker to reload the script at its next batch boundary (SIGHUP path).
+    /// Returns the generation to pass to [`HostHandle::wait_reloaded`].
+    pub fn reload(&self) -> u64 {
+        request_reload(&self.shared)
+    }
+
+    /// Wait until every worker has processed reload generation `generation_no`; returns how many
+    /// workers kept their old handlers because the new script failed, or None on timeout.
+    pub fn wait_reloaded(&self, generation_no: u64, timeout: Duration) -> Option<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ws = &self.shared.workers;
+            if ws
+                .iter()
+                .all(|w| w.loaded_gen.load(Ordering::Acquire) >= generation_no)
+            {
+                return Some(
+                    ws.iter()
+                        .filter(|w| !w.last_reload_ok.load(Ordering::Acquire))
+                        .count(),
+                );
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Per worker: (events handled, CPU nanoseconds in non-empty batches; 0 unless
+    /// `account_cpu`). events / busy is the capacity of one core's interpreter, independent of
+    /// the feeding side and of other load on the host.
+    pub fn worker_stats(&self) -> Vec<(u64, u64)> {
+        self.shared
+            .workers
+            .iter()
+            .map(|w| {
+                (
+                    w.events.load(Ordering::Relaxed),
+                    w.busy_ns.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
+    /// Create core `core`'s interpreter on the calling (reactor) thread for inline placement.
+    /// Drop it on the same thread before [`Host::shutdown`].
+    pub fn inline_worker(&self, core: usize) -> Result<InlineWorker, HostError> {
+        if !self.shared.cfg.inline || core >= self.shared.lanes.len() {
+            return Err(HostError::Worker {
+                worker: core,
+                reason: "not an inline-placement core".into(),
+            });
+        }
+        worker::WorkerCore::start(&self.shared, core, vec![core])
+            .map(|core| InlineWorker { core })
+            .map_err(|reason| HostError::Worker {
+                worker: core,
+                reason,
+            })
+    }
+
+    /// Take one request a script asked to send (`proxy.send_request`).
+    pub fn poll_outbound(&self) -> Option<OutboundRequest> {
+        self.shared.outbound.pop()
+    }
+
+    /// Deliver the final response of an outbound request (`None`: it failed or timed out);
+    /// the waiting coroutine resumes on its worker.
+    pub fn complete_outbound(&self, worker: usize, token: u64, reply: Option<SipMessage>) {
+        if let Some(w) = self.shared.workers.get(worker) {
+            w.control
+                .push(Control::Response(token, reply.map(Arc::new)));
+            self.shared.wake(worker);
+        }
+    }
+
+    /// Current reload generation (bumped by [`HostHandle::reload`] and the inotify watcher).
+    pub fn generation(&self) -> u64 {
+        self.shared.generation.load(Ordering::Acquire)
+    }
+
+    /// Prometheus text of the script metrics registry: every `metrics.counter/gauge/histogram`
+    /// a script declared plus `siphon_script_reloads_total{result}`. The engine counters
+    /// (`siphon_script_executions_total`, `siphon_script_errors_total`) are not in it: the
+    /// node exports those itself; read them with [`HostHandle::counters`].
+    pub fn render_metrics(&self) -> String {
+        self.shared.metrics.render()
+    }
+
+    /// (events dispatched, script exceptions) since start.
+    pub fn counters(&self) -> (u64, u64) {
+        let s = &self.shared.stats;
+        (
+            s.events.load(Ordering::Relaxed),
+            s.errors.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Value of a metric series (tests, admin API).
+    pub fn metric_value(&self, name: &str, labels: &[&str]) -> Option<f64> {
+        self.shared.metrics.value(name, labels)
+    }
+
+    /// The shared registrar (the admin API reads it).
+    pub fn registrar(&self) -> &Registrar {
+        &self.shared.registrar
+    }
+
+    /// The shared cache.
+    pub fn cache(&self) -> &Cache {
+        &self.shared.cache
+    }
+}
+
+/// A core's interpreter driven by its reactor thread (inline placement). Not `Send`: the
+/// interpreter belongs to the thread that created it.
+pub struct InlineWorker {
+    core: worker::WorkerCore,
+}
+
+impl std::fmt::Debug for InlineWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InlineWorker").finish_non_exhaustive()
+    }
+}
+
+impl InlineWorker {
+    /// Drain up to one batch from this core's ring (plus timers and asyncio); returns the
+    /// number of events and callbacks handled. Call it every reactor loop turn.
+    pub fn turn(&mut self) -> usize {
+        self.core.turn()
+    }
+}
+
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// A running scripting host.
+pub struct Host {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    aux: Vec<JoinHandle<()>>,
+    main_ts: MainThreadState,
+    mode: Mode,
+}
+
+struct MainThreadState(*mut ffi::PyThreadState);
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("mode", &self.mode)
+            .field("cores", &self.shared.lanes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The Python version this host was built against, e.g. `3.13`.
+pub fn python_version() -> &'static str {
+    if cfg!(Py_3_13) {
+        "3.13"
+    } else if cfg!(Py_3_12) {
+        "3.12"
+    } else {
+        "3.11"
+    }
+}
+
+impl Host {
+    /// Initialise CPython (with `_siphon` in the inittab), start the workers, load the script in
+    /// every interpreter. Fails if any worker cannot load the script.
+    pub fn start(cfg: HostConfig) -> Result<Self, HostError> {
+        std::fs::metadata(&cfg.script_path).map_err(|e| HostError::Script {
+            path: cfg.script_path.clone(),
+            source: e,
+        })?;
+        if STARTED.swap(true, Ordering::SeqCst) {
+            return Err(HostError::AlreadyStarted);
+        }
+        let own_gil = cfg!(Py_3_12) && !cfg.force_shared_interpreter;
+        let mode = if own_gil { Mode::PerCore } else { Mode::Shared };
+        let n_workers = if own_gil { cfg.cores } else { 1 };
+        let log = Arc::clone(&cfg.log);
+        if !own_gil {
+            let why = if cfg!(Py_3_12) {
+                "forced by configuration"
+            } else {
+                "Python 3.11 has no per-interpreter GIL"
+            };
+            log(
+                LogLevel::Warn,
+                0,
+                &format!(
+                    "DEGRADED SCRIPTING MODE: {why}; ONE shared interpreter on ONE thread serves all {} cores. \
+                     Python handlers will not scale with cores. Build with Python >= 3.12 (3.13 recommended).",
+                    cfg.cores
+                ),
+            );
+        }
+        let metrics = Metrics::default();
+        metrics.declare(
+            MetricKind::Counter,
+            "siphon_script_reloads_total",
+            "Script reloads by result",
+            vec!["result".into()],
+            None,
+        );
+        let shared = Arc::new(Shared {
+            own_gil,
+            lanes: (0..cfg.cores)
+                .map(|_| Lane {
+                    inbound: ArrayQueue::new(cfg.queue_capacity),
+                    outbound: ArrayQueue::new(cfg.queue_capacity),
+                })
+                .collect(),
+            workers: (0..n_workers)
+                .map(|_| WorkerShared {
+                    control: SegQueue::new(),
+                    sleeping: AtomicBool::new(false),
+                    thread: OnceLock::new(),
+                    loaded_gen: AtomicU64::new(0),
+                    last_reload_ok: AtomicBool::new(true),
+                    busy_ns: AtomicU64::new(0),
+                    events: AtomicU64::new(0),
+                })
+                .collect(),
+            lane_worker: (0..cfg.cores)
+                .map(|c| if own_gil { c } else { 0 })
+                .collect(),
+            generation: AtomicU64::new(0),
+            shutdown: AtomicBool::new(false),
+            cache: Cache::new(cfg.cache_names.clone()),
+            registrar: Registrar::new(cfg.registrar.clone()),
+            auth: Auth::new(cfg.auth_realm.clone(), cfg.auth_users.clone()),
+            rate: RateLimiter::default(),
+            metrics,
+            stats: Stats::default(),
+            outbound: SegQueue::new(),
+            next_token: AtomicU64::new(1),
+            timers: Timers {
+                heap: Mutex::new(BinaryHeap::new()),
+                cv: Condvar::new(),
+                seq: AtomicU64::new(0),
+            },
+            log,
+            cfg,
+        });
+        crate::native::prepare();
+        // SAFETY: first and only initialisation in this process (STARTED guard); the inittab
+        // entry is appended before Py_InitializeEx as CPython requires. Afterwards the main
+        // thread state is released so worker threads can create their interpreters.
+        let main_ts = unsafe {
+            ffi::PyImport_AppendInittab(c"_siphon".as_ptr(), Some(crate::native::pyinit_siphon));
+            ffi::Py_InitializeEx(0);
+            ffi::PyEval_SaveThread()
+        };
+        let mut host = Self {
+            shared: Arc::clone(&shared),
+            threads: Vec::new(),
+            aux: Vec::new(),
+            main_ts: MainThreadState(main_ts),
+            mode,
+        };
+        let mut failure = None;
+        if shared.cfg.inline && !own_gil {
+            failure = Some(HostError::Worker {
+                worker: 0,
+                reason: "inline placement needs one interpreter per core (Python >= 3.12, not forced shared)".into(),
+            });
+        }
+        let spawn_workers = if shared.cfg.inline { 0 } else { n_workers };
+        for w in 0..spawn_workers {
+            if failure.is_some() {
+                break;
+            }
+            let lanes: Vec<usize> = (0..shared.cfg.cores)
+                .filter(|c| shared.lane_worker[*c] == w)
+                .collect();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let s = Arc::clone(&shared);
+            let spawned = std::thread::Builder::new()
+                .name(format!("siphon-script-{w}"))
+                .spawn(move || worker::run(s, w, lanes, tx));
+            match spawned {
+                Ok(t) => {
+                    let _ = shared.workers[w].thread.set(t.thread().clone());
+                    host.threads.push(t);
+                    match rx.recv() {
+                        Ok(Ok(())) => {}
+                        Ok(Err(reason)) => failure = Some(HostError::Worker { worker: w, reason }),
+                        Err(_) => {
+                            failure = Some(HostError::Worker {
+                                worker: w,
+                                reason: "worker thread died".into(),
+                            })
+                        }
+                    }
+                }
+                Err(e) => {
+                    failure = Some(HostError::Worker {
+                        worker: w,
+                        reason: e.to_string(),
+                    })
+                }
+            }
+            if failure.is_some() {
+                break;
+            }
+        }
+        if let Some(e) = failure {
+            host.stop();
+            return Err(e);
+        }
+        let s = Arc::clone(&shared);
+        if let Ok(t) = std::thread::Builder::new()
+            .name("siphon-timers".into())
+            .spawn(move || Timers::run(&s))
+        {
+            host.aux.push(t);
+        }
+        if shared.cfg.reload == ReloadMode::Auto {
+            let s = Arc::clone(&shared);
+            if let Ok(t) = std::thread::Builder::new()
+                .name("siphon-reload".into())
+                .spawn(move || crate::reload::watch(&s))
+            {
+                host.aux.push(t);
+            }
+        }
+        Ok(host)
+    }
+
+    /// Interpreter layout in use.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// A cloneable, thread-safe handle for the reactors (submit/poll), the reload trigger and
+    /// the admin surface.
+    pub fn handle(&self) -> HostHandle {
+        HostHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    fn stop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        for w in 0..self.shared.workers.len() {
+            if let Some(t) = self.shared.workers[w].thread.get() {
+                t.unpark();
+            }
+        }
+        self.shared.timers.cv.notify_all();
+        for t in self.threads.drain(..).chain(self.aux.drain(..)) {
+            let _ = t.join();
+        }
+    }
+
+    /// Stop the workers (each ends its own interpreter), then finalise Python where that is
+    /// safe: 3.13+ runs `Py_FinalizeEx`; 3.12 skips it (it crashes after own-GIL
+    /// subinterpreters used asyncio, feasibility-python.md §8.1) and the process should exit.
+    pub fn shutdown(mut self) {
+        self.stop();
+        // SAFETY: all worker threads have ended their interpreters and exited; main_ts is the
+        // thread state saved in start() on this same thread (contract of Host).
+        unsafe {
+            ffi::PyEval_RestoreThread(self.main_ts.0);
+            if cfg!(Py_3_13) || !cfg!(Py_3_12) {
+                ffi::Py_FinalizeEx();
+            }
+        }
+    }
+}
+
+pub(crate) fn request_reload(shared: &Shared) -> u64 {
+    let g = shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
+    for w in 0..shared.workers.len() {
+        shared.wake(w);
+        if let Some(t) = shared.workers[w].thread.get() {
+            t.unpark();
+        }
+    }
+    g
+}

@@ -1,0 +1,816 @@
+//! `_siphon`: the native module every interpreter imports. Raw-ffi, multi-phase, declaring
+//! per-interpreter-GIL support (feasibility-python.md §3: pyo3's `#[pymodule]` is refused in
+//! own-GIL subinterpreters). Functions are METH_FASTCALL and take the event handle `h` first;
+//! message fields are pulled lazily by name, nothing is converted up front.
+//!
+//! Each function body is a safe Rust fn over [`Args`]; the per-worker state (event slots,
+//! recorded actions) lives in the worker's thread-local context (one interpreter per thread).
+//! The `siphon` Python package (scripting/python/siphon/) is the user-facing layer on top.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3_ffi as ffi;
+
+use crate::event::{Actions, Disposition, ForkStrategy};
+use crate::py::{Args, PyErrSpec, PyResult, Ret, finish};
+use crate::shared::{DigestCheck, DigestMode, MetricKind, MetricOp, SaveOutcome};
+use crate::worker::{LogLevel, with_ctx};
+
+macro_rules! fastcall {
+    ($($shim:ident => $body:ident,)*) => {
+        $(
+            unsafe extern "C" fn $shim(
+                _m: *mut ffi::PyObject,
+                args: *mut *mut ffi::PyObject,
+                n: ffi::Py_ssize_t,
+            ) -> *mut ffi::PyObject {
+                // SAFETY: CPython calls METH_FASTCALL functions with `n` valid borrowed
+                // arguments, on a thread holding the GIL of the calling interpreter.
+                let a = unsafe { Args::new(args, n) };
+                finish($body(&a))
+            }
+        )*
+        const FUNCS: &[(&std::ffi::CStr, ffi::PyCFunctionFast)] = &[
+            $( (
+                // SAFETY: the literal has exactly one trailing NUL and no interior NUL.
+                unsafe { std::ffi::CStr::from_bytes_with_nul_unchecked(concat!(stringify!($body), "\0").as_bytes()) },
+                $shim,
+            ), )*
+        ];
+    };
+}
+
+fastcall! {
+    s_log => log,
+    s_worker_id => worker_id,
+    s_ev_id => ev_id,
+    s_ev_core => ev_core,
+    s_hdr => hdr,
+    s_hdrs => hdrs,
+    s_set_hdr => set_hdr,
+    s_add_hdr => add_hdr,
+    s_prepend_hdr => prepend_hdr,
+    s_rm_hdr => rm_hdr,
+    s_rm_hdrs_prefix => rm_hdrs_prefix,
+    s_start => start,
+    s_set_ruri => set_ruri,
+    s_body => body,
+    s_set_body => set_body,
+    s_meta => meta,
+    s_reply => reply,
+    s_relay => relay,
+    s_fork => fork,
+    s_record_route => record_route,
+    s_reply_hdr => reply_hdr,
+    s_reply_body => reply_body,
+    s_fwd_reply => fwd_reply,
+    s_reject_reply => reject_reply,
+    s_script_error => script_error,
+    s_set_auth_user => set_auth_user,
+    s_auth_user => auth_user,
+    s_has_action => has_action,
+    s_done => done,
+    s_reg_save => reg_save,
+    s_reg_lookup => reg_lookup,
+    s_reg_remove => reg_remove,
+    s_reg_expire => reg_expire,
+    s_reg_count => reg_count,
+    s_auth_digest => auth_digest,
+    s_auth_nonce => auth_nonce,
+    s_auth_validate => auth_validate,
+    s_cache_fetch => cache_fetch,
+    s_cache_store => cache_store,
+    s_cache_delete => cache_delete,
+    s_cache_exists => cache_exists,
+    s_cache_expire => cache_expire,
+    s_cache_has => cache_has,
+    s_list_push => list_push,
+    s_list_pop_all => list_pop_all,
+    s_list_len => list_len,
+    s_timer_start => timer_start,
+    s_metric_decl => metric_decl,
+    s_metric_op => metric_op,
+    s_config_json => config_json,
+    s_local_domains => local_domains,
+    s_include_paths => include_paths,
+    s_rate_limit => rate_limit,
+    s_send_request => send_request,
+    s_sanity => sanity,
+}
+
+fn handle(a: &Args<'_>) -> PyResult<u64> {
+    a.int(0).map(|h| h as u64)
+}
+
+fn which(a: &Args<'_>) -> PyResult<bool> {
+    a.int(1).map(|w| w != 0)
+}
+
+fn log(a: &Args<'_>) -> PyResult<Ret> {
+    let level = LogLevel::from_int(a.int(0)?);
+    let msg = a.str(1)?;
+    with_ctx(|c| {
+        c.log(level, msg);
+        Ok(Ret::None)
+    })
+}
+
+fn worker_id(_a: &Args<'_>) -> PyResult<Ret> {
+    with_ctx(|c| Ok(Ret::Int(c.worker as i64)))
+}
+
+fn ev_id(a: &Args<'_>) -> PyResult<Ret> {
+    let h = handle(a)?;
+    with_ctx(|c| Ok(Ret::Int(c.slot(h)?.ev.id as i64)))
+}
+
+fn ev_core(a: &Args<'_>) -> PyResult<Ret> {
+    let h = handle(a)?;
+    with_ctx(|c| Ok(Ret::Int(c.slot(h)?.ev.core as i64)))
+}
+
+fn hdr(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, w, name) = (handle(a)?, which(a)?, a.str(2)?);
+    with_ctx(|c| Ok(c.slot(h)?.msg(w)?.header(name).map(str::to_owned).into()))
+}
+
+fn hdrs(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, w, name) = (handle(a)?, which(a)?, a.str(2)?);
+    with_ctx(|c| {
+        let m = c.slot(h)?.msg(w)?;
+        Ok(Ret::List(
+            m.header_all(name).map(|v| Ret::Str(v.to_owned())).collect(),
+        ))
+    })
+}
+
+fn set_hdr(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, w, name, value) = (handle(a)?, which(a)?, a.str(2)?, a.str(3)?);
+    with_ctx(|c| {
+        c.slot(h)?.msg_mut(w)?.set_header(name, value);
+        Ok(Ret::None)
+    })
+}
+
+fn add_hdr(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, w, name, value) = (handle(a)?, which(a)?, a.str(2)?, a.str(3)?);
+    with_ctx(|c| {
+        c.slot(h)?
+            .msg_mut(w)?
+            .headers
+            .push((name.to_owned(), value.to_owned()));
+        Ok(Ret::None)
+    })
+}
+
+fn prepend_hdr(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, w, name, value) = (handle(a)?, which(a)?, a.str(2)?, a.str(3)?);
+    with_ctx(|c| {
+        c.slot(h)?.msg_mut(w)?.prepend_header(name, value);
+        Ok(Ret::None)
+    })
+}
+
+fn rm_hdr(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, w, name) = (handle(a)?, which(a)?, a.str(2)?);
+    with_ctx(|c| {
+        let s = c.slot(h)?;
+        if s.msg(w)?.header(name).is_none() {
+            return Ok(Ret::Bool(false));
+        }
+        Ok(Ret::Bool(s.msg_mut(w)?.remove_header(name)))
+    })
+}
+
+fn rm_hdrs_prefix(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, w, prefix) = (handle(a)?, which(a)?, a.str(2)?.to_ascii_lowercase());
+    with_ctx(|c| {
+        let m = c.slot(h)?.msg_mut(w)?;
+        let before = m.headers.len();
+        m.headers
+            .retain(|(n, _)| !n.to_ascii_lowercase().starts_with(&prefix));
+        Ok(Ret::Int((before - m.headers.len()) as i64))
+    })
+}
+
+fn start(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, w) = (handle(a)?, which(a)?);
+    with_ctx(|c| {
+        let m = c.slot(h)?.msg(w)?;
+        Ok(match &m.start {
+            crate::message::StartLine::Request { method, uri } => {
+                Ret::Tuple(vec![Ret::Str(method.clone()), Ret::Str(uri.clone())])
+            }
+            crate::message::StartLine::Response { status, reason } => {
+                Ret::Tuple(vec![Ret::Int(i64::from(*status)), Ret::Str(reason.clone())])
+            }
+        })
+    })
+}
+
+fn set_ruri(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, uri) = (handle(a)?, a.str(1)?);
+    with_ctx(|c| {
+        c.slot(h)?.msg_mut(false)?.set_ruri(uri);
+        Ok(Ret::None)
+    })
+}
+
+fn body(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, w) = (handle(a)?, which(a)?);
+    with_ctx(|c| {
+        let m = c.slot(h)?.msg(w)?;
+        Ok(if m.body.is_empty() {
+            Ret::None
+        } else {
+            Ret::Bytes(m.body.clone())
+        })
+    })
+}
+
+fn set_body(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, w, body, ct) = (handle(a)?, which(a)?, a.bytes(2)?, a.opt_str(3)?);
+    with_ctx(|c| {
+        let m = c.slot(h)?.msg_mut(w)?;
+        m.body = body;
+        if let Some(ct) = ct {
+            m.set_header("Content-Type", ct);
+        }
+        Ok(Ret::None)
+    })
+}
+
+fn meta(a: &Args<'_>) -> PyResult<Ret> {
+    let h = handle(a)?;
+    with_ctx(|c| {
+        let m = &c.slot(h)?.ev.meta;
+        Ok(Ret::Tuple(vec![
+            Ret::Str(m.transport.to_owned()),
+            Ret::Str(m.source.ip().to_string()),
+            Ret::Int(i64::from(m.source.port())),
+        ]))
+    })
+}
+
+fn reply(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, code, reason, reliable) = (handle(a)?, a.int(1)?, a.str(2)?, a.truthy(3)?);
+    if !(100..=699).contains(&code) {
+        return Err(PyErrSpec::Value(format!("status code {code} out of range")));
+    }
+    with_ctx(|c| {
+        let s = c.slot(h)?;
+        // Keep reply headers/body shaped earlier (set_reply_header before reply()).
+        let (headers, body) = match std::mem::take(&mut s.act.disposition) {
+            Disposition::Reply { headers, body, .. } => (headers, body),
+            _ => (
+                std::mem::take(&mut s.pending_reply_headers),
+                s.pending_reply_body.take(),
+            ),
+        };
+        s.act.disposition = Disposition::Reply {
+            status: code as u16,
+            reason: reason.to_owned(),
+            headers,
+            body,
+            reliable,
+        };
+        Ok(Ret::None)
+    })
+}
+
+fn relay(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, hop) = (handle(a)?, a.opt_str(1)?);
+    let (on_reply, on_failure) = (a.truthy(2)?, a.truthy(3)?);
+    with_ctx(|c| {
+        c.slot(h)?.act.disposition = Disposition::Relay {
+            next_hop: hop.map(str::to_owned),
+            has_on_reply: on_reply,
+            has_on_failure: on_failure,
+        };
+        Ok(Ret::None)
+    })
+}
+
+fn fork(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, targets, strategy) = (handle(a)?, a.str_list(1)?, a.str(2)?);
+    let strategy = match strategy {
+        "parallel" => ForkStrategy::Parallel,
+        "sequential" => ForkStrategy::Sequential,
+        other => return Err(PyErrSpec::Value(format!("unknown fork strategy {other:?}"))),
+    };
+    if targets.is_empty() {
+        return Err(PyErrSpec::Value("fork needs at least one target".into()));
+    }
+    with_ctx(|c| {
+        c.slot(h)?.act.disposition = Disposition::Fork { targets, strategy };
+        Ok(Ret::None)
+    })
+}
+
+fn record_route(a: &Args<'_>) -> PyResult<Ret> {
+    let h = handle(a)?;
+    with_ctx(|c| {
+        c.slot(h)?.act.record_route = true;
+        Ok(Ret::None)
+    })
+}
+
+fn reply_hdr(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, name, value, add) = (handle(a)?, a.str(1)?, a.str(2)?, a.truthy(3)?);
+    with_ctx(|c| {
+        let s = c.slot(h)?;
+        let headers = match &mut s.act.disposition {
+            Disposition::Reply { headers, .. } => headers,
+            _ => &mut s.pending_reply_headers,
+        };
+        if !add {
+            headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        }
+        headers.push((name.to_owned(), value.to_owned()));
+        Ok(Ret::None)
+    })
+}
+
+fn reply_body(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, body, ct) = (handle(a)?, a.bytes(1)?, a.str(2)?);
+    with_ctx(|c| {
+        let s = c.slot(h)?;
+        let v = Some((ct.to_owned(), body));
+        match &mut s.act.disposition {
+            Disposition::Reply { body: b, .. } => *b = v,
+            _ => s.pending_reply_body = v,
+        }
+        Ok(Ret::None)
+    })
+}
+
+fn fwd_reply(a: &Args<'_>) -> PyResult<Ret> {
+    let h = handle(a)?;
+    with_ctx(|c| {
+        c.slot(h)?.act.disposition = Disposition::ForwardReply;
+        Ok(Ret::None)
+    })
+}
+
+fn reject_reply(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, code, reason) = (handle(a)?, a.int(1)?, a.str(2)?);
+    with_ctx(|c| {
+        let s = c.slot(h)?;
+        let provisional = s.ev.reply.as_ref().is_some_and(|r| r.status() < 200);
+        if provisional && (300..=699).contains(&code) {
+            s.act.disposition = Disposition::RejectReply {
+                status: code as u16,
+                reason: reason.to_owned(),
+            };
+        }
+        Ok(Ret::Bool(provisional))
+    })
+}
+
+fn script_error(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, tb) = (handle(a)?, a.str(1)?);
+    with_ctx(|c| {
+        c.script_error(h, tb)?;
+        Ok(Ret::None)
+    })
+}
+
+fn set_auth_user(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, user) = (handle(a)?, a.opt_str(1)?);
+    with_ctx(|c| {
+        c.slot(h)?.act.auth_user = user.map(str::to_owned);
+        Ok(Ret::None)
+    })
+}
+
+fn auth_user(a: &Args<'_>) -> PyResult<Ret> {
+    let h = handle(a)?;
+    with_ctx(|c| Ok(c.slot(h)?.act.auth_user.clone().into()))
+}
+
+fn has_action(a: &Args<'_>) -> PyResult<Ret> {
+    let h = handle(a)?;
+    with_ctx(|c| Ok(Ret::Bool(c.slot(h)?.act.disposition != Disposition::Drop)))
+}
+
+fn done(a: &Args<'_>) -> PyResult<Ret> {
+    let h = handle(a)?;
+    with_ctx(|c| {
+        c.async_inflight = c.async_inflight.saturating_sub(1);
+        c.complete(h)?;
+        Ok(Ret::None)
+    })
+}
+
+fn reg_save(a: &Args<'_>) -> PyResult<Ret> {
+    let h = handle(a)?;
+    with_ctx(|c| {
+        let shared = Arc::clone(&c.shared);
+        let s = c.slot(h)?;
+        let source = s.ev.meta.source.to_string();
+        let out = shared
+            .registrar
+            .save(&s.ev.request, &source, s.act.auth_user.as_deref());
+        Ok(match out {
+            SaveOutcome::Ok {
+                aor,
+                events,
+                headers,
+            } => {
+                s.act.disposition = Disposition::Reply {
+                    status: 200,
+                    reason: "OK".into(),
+                    headers,
+                    body: None,
+                    reliable: false,
+                };
+                let events = events
+                    .into_iter()
+                    .map(|(aor, kind)| Ret::Tuple(vec![Ret::Str(aor), Ret::Str(kind.to_owned())]))
+                    .collect();
+                Ret::Tuple(vec![Ret::Bool(true), Ret::Str(aor), Ret::List(events)])
+            }
+            SaveOutcome::Reject {
+                status,
+                reason,
+                headers,
+            } => {
+                let mut d = Actions::reply(status, reason);
+                if let Disposition::Reply { headers: h, .. } = &mut d {
+                    *h = headers;
+                }
+                s.act.disposition = d;
+                Ret::Tuple(vec![Ret::Bool(false), Ret::None, Ret::List(Vec::new())])
+            }
+        })
+    })
+}
+
+fn reg_lookup(a: &Args<'_>) -> PyResult<Ret> {
+    let uri = a.str(0)?;
+    with_ctx(|c| {
+        let now = std::time::SystemTime::now();
+        let list = c.shared.registrar.lookup(uri);
+        Ok(Ret::List(
+            list.into_iter()
+                .map(|b| {
+                    let q = b.q.map_or(1.0, |q| f64::from(q.millis()) / 1000.0);
+                    Ret::Tuple(vec![
+                        Ret::Str(b.uri.clone()),
+                        Ret::Float(q),
+                        Ret::Int(i64::from(b.remaining_secs(now))),
+                        Ret::Int(b.age_secs(now) as i64),
+                        b.received.clone().into(),
+                        Ret::List(b.path.iter().cloned().map(Ret::Str).collect()),
+                        b.instance_id.clone().into(),
+                    ])
+                })
+                .collect(),
+        ))
+    })
+}
+
+fn reg_remove(a: &Args<'_>) -> PyResult<Ret> {
+    let uri = a.str(0)?;
+    with_ctx(|c| Ok(Ret::Bool(c.shared.registrar.remove(uri))))
+}
+
+fn reg_expire(a: &Args<'_>) -> PyResult<Ret> {
+    let uri = a.str(0)?;
+    with_ctx(|c| Ok(Ret::Bool(c.shared.registrar.expire(uri))))
+}
+
+fn reg_count(_a: &Args<'_>) -> PyResult<Ret> {
+    with_ctx(|c| Ok(Ret::Int(c.shared.registrar.aor_count() as i64)))
+}
+
+/// `auth_digest(h, mode, realm, password, ha1)`: mode 0 = www (401), 1 = proxy (407),
+/// 2 = verify only (no challenge, no auth_user).
+fn auth_digest(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, mode) = (handle(a)?, a.int(1)?);
+    let (realm, password, ha1) = (a.opt_str(2)?, a.opt_str(3)?, a.opt_str(4)?);
+    with_ctx(|c| {
+        let shared = Arc::clone(&c.shared);
+        let s = c.slot(h)?;
+        let dm = if mode == 1 {
+            DigestMode::Proxy
+        } else {
+            DigestMode::Www
+        };
+        match shared.auth.check(&s.ev.request, dm, realm, password, ha1) {
+            DigestCheck::Ok(user) => {
+                if mode != 2 {
+                    s.act.auth_user = Some(user);
+                }
+                Ok(Ret::Bool(true))
+            }
+            DigestCheck::Challenge {
+                status,
+                reason,
+                headers,
+            } => {
+                if mode != 2 {
+                    let mut d = Actions::reply(status, reason);
+                    if let Disposition::Reply { headers: h, .. } = &mut d {
+                        *h = headers;
+                    }
+                    s.act.disposition = d;
+                }
+                Ok(Ret::Bool(false))
+            }
+        }
+    })
+}
+
+fn auth_nonce(_a: &Args<'_>) -> PyResult<Ret> {
+    with_ctx(|c| Ok(Ret::Str(c.shared.auth.nonce())))
+}
+
+fn auth_validate(a: &Args<'_>) -> PyResult<Ret> {
+    let n = a.str(0)?;
+    with_ctx(|c| Ok(Ret::Bool(c.shared.auth.validate_nonce(n))))
+}
+
+fn cache_fetch(a: &Args<'_>) -> PyResult<Ret> {
+    let (n, k) = (a.str(0)?, a.str(1)?);
+    with_ctx(|c| Ok(c.shared.cache.fetch(n, k).into()))
+}
+
+fn cache_store(a: &Args<'_>) -> PyResult<Ret> {
+    let (n, k, v, ttl) = (a.str(0)?, a.str(1)?, a.str(2)?, a.opt_float(3)?);
+    with_ctx(|c| {
+        c.shared.cache.store(n, k, v, ttl);
+        Ok(Ret::None)
+    })
+}
+
+fn cache_delete(a: &Args<'_>) -> PyResult<Ret> {
+    let (n, k) = (a.str(0)?, a.str(1)?);
+    with_ctx(|c| Ok(Ret::Bool(c.shared.cache.delete(n, k))))
+}
+
+fn cache_exists(a: &Args<'_>) -> PyResult<Ret> {
+    let (n, k) = (a.str(0)?, a.str(1)?);
+    with_ctx(|c| Ok(Ret::Bool(c.shared.cache.exists(n, k))))
+}
+
+fn cache_expire(a: &Args<'_>) -> PyResult<Ret> {
+    let (n, k, t) = (a.str(0)?, a.str(1)?, a.float(2)?);
+    with_ctx(|c| Ok(Ret::Bool(c.shared.cache.expire(n, k, t))))
+}
+
+fn cache_has(a: &Args<'_>) -> PyResult<Ret> {
+    let n = a.str(0)?;
+    with_ctx(|c| Ok(Ret::Bool(c.shared.cache.has(n))))
+}
+
+fn list_push(a: &Args<'_>) -> PyResult<Ret> {
+    let (n, k, v) = (a.str(0)?, a.str(1)?, a.str(2)?);
+    with_ctx(|c| Ok(Ret::Int(c.shared.cache.list_push(n, k, v) as i64)))
+}
+
+fn list_pop_all(a: &Args<'_>) -> PyResult<Ret> {
+    let (n, k) = (a.str(0)?, a.str(1)?);
+    with_ctx(|c| {
+        Ok(Ret::List(
+            c.shared
+                .cache
+                .list_pop_all(n, k)
+                .into_iter()
+                .map(Ret::Str)
+                .collect(),
+        ))
+    })
+}
+
+fn list_len(a: &Args<'_>) -> PyResult<Ret> {
+    let (n, k) = (a.str(0)?, a.str(1)?);
+    with_ctx(|c| Ok(Ret::Int(c.shared.cache.list_len(n, k) as i64)))
+}
+
+fn timer_start(a: &Args<'_>) -> PyResult<Ret> {
+    let (token, ms) = (a.int(0)?, a.float(1)?);
+    with_ctx(|c| {
+        let d = Duration::from_secs_f64(ms.max(0.0) / 1000.0);
+        c.shared.timers.schedule(c.worker, token as u64, d);
+        Ok(Ret::None)
+    })
+}
+
+fn metric_decl(a: &Args<'_>) -> PyResult<Ret> {
+    let kind = match a.str(0)? {
+        "counter" => MetricKind::Counter,
+        "gauge" => MetricKind::Gauge,
+        "histogram" => MetricKind::Histogram,
+        k => return Err(PyErrSpec::Value(format!("unknown metric kind {k:?}"))),
+    };
+    let (name, help, labels) = (a.str(1)?, a.str(2)?, a.str_list(3)?);
+    let buckets = if a.is_none(4) {
+        None
+    } else {
+        let raw = a.str_list(4)?;
+        Some(
+            raw.iter()
+                .map(|s| s.parse::<f64>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| PyErrSpec::Value("bad bucket".into()))?,
+        )
+    };
+    with_ctx(|c| {
+        c.shared.metrics.declare(kind, name, help, labels, buckets);
+        Ok(Ret::None)
+    })
+}
+
+fn metric_op(a: &Args<'_>) -> PyResult<Ret> {
+    let (name, labels, op, v) = (a.str(0)?, a.str_list(1)?, a.int(2)?, a.float(3)?);
+    let op = match op {
+        0 => MetricOp::Add,
+        1 => MetricOp::Set,
+        _ => MetricOp::Observe,
+    };
+    with_ctx(|c| Ok(Ret::Bool(c.shared.metrics.apply(name, labels, op, v))))
+}
+
+fn config_json(_a: &Args<'_>) -> PyResult<Ret> {
+    with_ctx(|c| Ok(Ret::Str(c.shared.cfg.script_config.to_string())))
+}
+
+fn local_domains(_a: &Args<'_>) -> PyResult<Ret> {
+    with_ctx(|c| {
+        Ok(Ret::List(
+            c.shared
+                .cfg
+                .local_domains
+                .iter()
+                .cloned()
+                .map(Ret::Str)
+                .collect(),
+        ))
+    })
+}
+
+fn include_paths(_a: &Args<'_>) -> PyResult<Ret> {
+    with_ctx(|c| {
+        Ok(Ret::List(
+            c.shared
+                .cfg
+                .include_paths
+                .iter()
+                .map(|p| Ret::Str(p.to_string_lossy().into_owned()))
+                .collect(),
+        ))
+    })
+}
+
+/// `send_request(method, ruri, [(name, value)], body|None, next_hop|None, wait, timeout_ms)`
+/// -> token. The node picks it up with `HostHandle::poll_outbound`.
+fn send_request(a: &Args<'_>) -> PyResult<Ret> {
+    let (method, ruri) = (a.str(0)?, a.str(1)?);
+    let flat = a.str_list(2)?;
+    if flat.len() % 2 != 0 {
+        return Err(PyErrSpec::Value("headers must be name/value pairs".into()));
+    }
+    let headers = flat
+        .chunks(2)
+        .map(|p| (p[0].clone(), p[1].clone()))
+        .collect();
+    let body = if a.is_none(3) {
+        None
+    } else {
+        Some(a.bytes(3)?)
+    };
+    let (next_hop, wait, timeout) = (a.opt_str(4)?, a.truthy(5)?, a.int(6)?);
+    with_ctx(|c| {
+        let token = c
+            .shared
+            .next_token
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        c.shared.outbound.push(crate::event::OutboundRequest {
+            token,
+            worker: c.worker,
+            method: method.to_owned(),
+            ruri: ruri.to_owned(),
+            headers,
+            body,
+            next_hop: next_hop.map(str::to_owned),
+            wait_for_response: wait,
+            timeout_ms: timeout.max(0) as u64,
+        });
+        if let Some(d) = &c.shared.cfg.doorbell {
+            d(usize::MAX);
+        }
+        Ok(Ret::Int(token as i64))
+    })
+}
+
+fn rate_limit(a: &Args<'_>) -> PyResult<Ret> {
+    let (key, window, max) = (a.str(0)?, a.float(1)?, a.int(2)?);
+    with_ctx(|c| {
+        let ok = c.shared.rate.allow(
+            key,
+            Duration::from_secs_f64(window.max(0.0)),
+            max.max(0) as u32,
+        );
+        Ok(Ret::Bool(ok))
+    })
+}
+
+/// `proxy.sanity_check`: mandatory headers, Max-Forwards > 0, CSeq method matches,
+/// Content-Length matches the body when present (RFC 3261 §8.1.1, §16.3).
+fn sanity(a: &Args<'_>) -> PyResult<Ret> {
+    let h = handle(a)?;
+    with_ctx(|c| {
+        let m = &c.slot(h)?.ev.request;
+        let mandatory = ["To", "From", "Call-ID", "CSeq", "Via"]
+            .iter()
+            .all(|n| m.header(n).is_some());
+        let mf_ok = m
+            .header("Max-Forwards")
+            .is_none_or(|v| v.trim().parse::<u32>().is_ok_and(|n| n > 0));
+        let cseq_ok = m.cseq().is_some_and(|(_, meth)| meth == m.method());
+        let cl_ok = m
+            .header("Content-Length")
+            .is_none_or(|v| v.trim().parse::<usize>() == Ok(m.body.len()));
+        Ok(Ret::Bool(mandatory && mf_ok && cseq_ok && cl_ok))
+    })
+}
+
+const N_FUNCS: usize = FUNCS.len();
+
+/// The method table, built once (process-global and immutable after first import; CPython
+/// only reads it).
+static METHODS: std::sync::OnceLock<MethodTable> = std::sync::OnceLock::new();
+
+struct MethodTable(Box<[ffi::PyMethodDef; N_FUNCS + 1]>);
+// SAFETY: the table is written once before any interpreter reads it and is immutable after;
+// it only holds pointers to 'static C strings and functions.
+unsafe impl Send for MethodTable {}
+// SAFETY: as above: immutable after construction.
+unsafe impl Sync for MethodTable {}
+
+fn method_table() -> *mut ffi::PyMethodDef {
+    let t = METHODS.get_or_init(|| {
+        let mut defs: [ffi::PyMethodDef; N_FUNCS + 1] =
+            std::array::from_fn(|_| ffi::PyMethodDef::zeroed());
+        for (d, (name, f)) in defs.iter_mut().zip(FUNCS) {
+            *d = ffi::PyMethodDef {
+                ml_name: name.as_ptr(),
+                ml_meth: ffi::PyMethodDefPointer {
+                    PyCFunctionFast: *f,
+                },
+                ml_flags: ffi::METH_FASTCALL,
+                ml_doc: c"".as_ptr(),
+            };
+        }
+        MethodTable(Box::new(defs))
+    });
+    t.0.as_ptr().cast_mut()
+}
+
+#[cfg(Py_3_12)]
+static mut SLOTS: [ffi::PyModuleDef_Slot; 2] = [
+    ffi::PyModuleDef_Slot {
+        slot: ffi::Py_mod_multiple_interpreters,
+        value: ffi::Py_MOD_PER_INTERPRETER_GIL_SUPPORTED,
+    },
+    ffi::PyModuleDef_Slot {
+        slot: 0,
+        value: std::ptr::null_mut(),
+    },
+];
+
+#[cfg(not(Py_3_12))]
+static mut SLOTS: [ffi::PyModuleDef_Slot; 1] = [ffi::PyModuleDef_Slot {
+    slot: 0,
+    value: std::ptr::null_mut(),
+}];
+
+static mut SIPHON_DEF: ffi::PyModuleDef = ffi::PyModuleDef {
+    m_base: ffi::PyModuleDef_HEAD_INIT,
+    m_name: c"_siphon".as_ptr(),
+    m_doc: c"siphon native API (per-interpreter)".as_ptr(),
+    m_size: 0,
+    m_methods: std::ptr::null_mut(),
+    m_slots: (&raw mut SLOTS).cast(),
+    m_traverse: None,
+    m_clear: None,
+    m_free: None,
+};
+
+/// Fill in the method table; called once by `Host::start` before Python is initialised, so
+/// no interpreter can be reading the definition concurrently.
+pub(crate) fn prepare() {
+    let methods = method_table();
+    // SAFETY: single-threaded point before Py_InitializeEx (Host::start's STARTED guard); no
+    // interpreter exists yet, so nothing reads SIPHON_DEF while it is written.
+    unsafe { SIPHON_DEF.m_methods = methods };
+}
+
+/// Module init for `PyImport_AppendInittab("_siphon", ...)`.
+pub(crate) unsafe extern "C" fn pyinit_siphon() -> *mut ffi::PyObject {
+    // SAFETY: CPython's import machinery calls this with the GIL held; SIPHON_DEF is fully
+    // initialised by prepare() and lives for the process.
+    unsafe { ffi::PyModuleDef_Init(&raw mut SIPHON_DEF) }
+}

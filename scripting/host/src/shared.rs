@@ -1,0 +1,658 @@
+//! State shared by every core's interpreter, kept in Rust behind locks and reached through
+//! `_siphon`: the `cache` namespace (in-memory, shared across cores), the registrar location
+//! store, digest-auth nonces and users, `proxy.rate_limit` windows, and the metrics registry
+//! (siphon-core-api.md §1.5, §1.7, §1.9, §1.11). Python module globals are per core by
+//! construction; this is the sanctioned way to share.
+//!
+//! None of this is on the per-event fast path of a trivial handler; a plain `Mutex` per shard
+//! is enough. TODO(sipreg): switch the registrar and digest parts to `siphon_sip::registrar` /
+//! `siphon_sip::auth` when they land; the `_siphon` surface stays as is.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::message::{SipMessage, addr_uri};
+
+/// Lock a mutex, recovering the data if a panicking thread poisoned it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+const SHARDS: usize = 16;
+
+fn shard_of(key: &str) -> usize {
+    // FNV-1a: cheap and good enough to spread cache keys over shards.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in key.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    h as usize % SHARDS
+}
+
+#[derive(Debug, Clone)]
+enum CacheValue {
+    Str(String),
+    List(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+struct CacheEntry {
+    value: CacheValue,
+    expires: Option<Instant>,
+}
+
+/// The in-memory `cache` backend: named caches of string keys, shared by all cores.
+#[derive(Debug)]
+pub struct Cache {
+    shards: Vec<Mutex<HashMap<(String, String), CacheEntry>>>,
+    names: Vec<String>,
+}
+
+impl Cache {
+    /// A cache knowing `names` (`has_cache`); any name works for storage.
+    pub fn new(names: Vec<String>) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            names,
+        }
+    }
+
+    fn with<R>(
+        &self,
+        name: &str,
+        key: &str,
+        f: impl FnOnce(&mut HashMap<(String, String), CacheEntry>, (String, String)) -> R,
+    ) -> R {
+        let mut g = lock(&self.shards[shard_of(key)]);
+        let k = (name.to_owned(), key.to_owned());
+        if let Some(e) = g.get(&k) {
+            if e.expires.is_some_and(|t| t <= Instant::now()) {
+                g.remove(&k);
+            }
+        }
+        f(&mut g, k)
+    }
+
+    /// `cache.has_cache(name)`.
+    pub fn has(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n == name)
+    }
+
+    /// `cache.fetch`.
+    pub fn fetch(&self, name: &str, key: &str) -> Option<String> {
+        self.with(name, key, |m, k| match m.get(&k).map(|e| &e.value) {
+            Some(CacheValue::Str(s)) => Some(s.clone()),
+            _ => None,
+        })
+    }
+
+    /// `cache.store` with an optional TTL in seconds.
+    pub fn store(&self, name: &str, key: &str, value: &str, ttl: Option<f64>) {
+        let expires = ttl
+            .filter(|t| *t > 0.0)
+            .map(|t| Instant::now() + Duration::from_secs_f64(t));
+        self.with(name, key, |m, k| {
+            m.insert(
+                k,
+                CacheEntry {
+                    value: CacheValue::Str(value.to_owned()),
+                    expires,
+                },
+            );
+        });
+    }
+
+    /// `cache.delete`.
+    pub fn delete(&self, name: &str, key: &str) -> bool {
+        self.with(name, key, |m, k| m.remove(&k).is_some())
+    }
+
+    /// `cache.exists`.
+    pub fn exists(&self, name: &str, key: &str) -> bool {
+        self.with(name, key, |m, k| m.contains_key(&k))
+    }
+
+    /// `cache.expire(name, key, ttl)`.
+    pub fn expire(&self, name: &str, key: &str, ttl: f64) -> bool {
+        self.with(name, key, |m, k| match m.get_mut(&k) {
+            Some(e) => {
+                e.expires = Some(Instant::now() + Duration::from_secs_f64(ttl.max(0.0)));
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// `cache.list_push`: returns the new length.
+    pub fn list_push(&self, name: &str, key: &str, item: &str) -> usize {
+        self.with(name, key, |m, k| {
+            let e = m.entry(k).or_insert(CacheEntry {
+                value: CacheValue::List(Vec::new()),
+                expires: None,
+            });
+            if let CacheValue::Str(_) = e.value {
+                e.value = CacheValue::List(Vec::new());
+            }
+            match &mut e.value {
+                CacheValue::List(l) => {
+                    l.push(item.to_owned());
+                    l.len()
+                }
+                CacheValue::Str(_) => 0,
+            }
+        })
+    }
+
+    /// `cache.list_pop_all`.
+    pub fn list_pop_all(&self, name: &str, key: &str) -> Vec<String> {
+        self.with(name, key, |m, k| match m.remove(&k).map(|e| e.value) {
+            Some(CacheValue::List(l)) => l,
+            _ => Vec::new(),
+        })
+    }
+
+    /// `cache.list_len`.
+    pub fn list_len(&self, name: &str, key: &str) -> usize {
+        self.with(name, key, |m, k| match m.get(&k).map(|e| &e.value) {
+            Some(CacheValue::List(l)) => l.len(),
+            _ => 0,
+        })
+    }
+}
+
+pub use siphon_sip::registrar::{Binding, RegistrarConfig};
+
+/// What `registrar.save` decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaveOutcome {
+    /// Answer 200 OK with these headers (Contact list, Path); `events` for `on_change`.
+    Ok {
+        /// Normalised AoR.
+        aor: String,
+        /// `(aor, registered|refreshed|deregistered|expired)` changes, in order.
+        events: Vec<(String, &'static str)>,
+        /// Headers for the 200 OK.
+        headers: Vec<(String, String)>,
+    },
+    /// Reject with this status and headers (400, 423 with Min-Expires, 403, 503 ...).
+    Reject {
+        /// Status code.
+        status: u16,
+        /// Reason phrase.
+        reason: &'static str,
+        /// Extra headers for the response.
+        headers: Vec<(String, String)>,
+    },
+}
+
+/// The shared location service: `siphon_sip::registrar` (RFC 3261 §10.3) over its in-memory
+/// store, given the wall clock here (the edge crate is sans-IO).
+pub struct Registrar {
+    inner: siphon_sip::registrar::Registrar,
+}
+
+impl std::fmt::Debug for Registrar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registrar").finish_non_exhaustive()
+    }
+}
+
+impl Default for Registrar {
+    fn default() -> Self {
+        Self::new(RegistrarConfig::default())
+    }
+}
+
+fn aor_of(uri: &str) -> Option<siphon_sip::registrar::Aor> {
+    siphon_sip::registrar::Aor::from_uri(addr_uri(uri)).ok()
+}
+
+impl Registrar {
+    /// An empty in-memory store with these limits.
+    pub fn new(cfg: RegistrarConfig) -> Self {
+        let store = Arc::new(siphon_sip::registrar::MemoryLocationStore::new());
+        Self {
+            inner: siphon_sip::registrar::Registrar::new(cfg, store),
+        }
+    }
+
+    /// Process a REGISTER (`registrar.save`): update bindings, say how to answer.
+    pub fn save(&self, req: &SipMessage, source: &str, auth_user: Option<&str>) -> SaveOutcome {
+        let bad = |reason| SaveOutcome::Reject {
+            status: 400,
+            reason,
+            headers: Vec::new(),
+        };
+        let Ok(msg) = siphon_sip::Message::parse_slice(&req.to_bytes()) else {
+            return bad("Bad Request");
+        };
+        let Ok(mut rr) = siphon_sip::registrar::RegisterRequest::from_message(&msg) else {
+            return bad("Bad Request");
+        };
+        rr.received = Some(source.to_owned());
+        rr.auth_user = auth_user.map(str::to_owned);
+        match self.inner.register(SystemTime::now(), &rr) {
+            Ok(out) => {
+                let path = req
+                    .header_all("Supported")
+                    .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("path")));
+                SaveOutcome::Ok {
+                    aor: rr.aor.as_str().to_owned(),
+                    events: out
+                        .events
+                        .iter()
+                        .map(|e| (e.aor.as_str().to_owned(), e.kind.as_str()))
+                        .collect(),
+                    headers: out
+                        .reply_headers(&rr, path)
+                        .into_iter()
+                        .map(|(n, v)| (n.to_owned(), v))
+                        .collect(),
+                }
+            }
+            Err(e) => {
+                let (status, reason) = e.status();
+                SaveOutcome::Reject {
+                    status,
+                    reason,
+                    headers: e
+                        .extra_headers()
+                        .into_iter()
+                        .map(|(n, v)| (n.to_owned(), v))
+                        .collect(),
+                }
+            }
+        }
+    }
+
+    /// Live bindings of an AoR in lookup order (q, then most recent).
+    pub fn lookup(&self, uri: &str) -> Vec<Binding> {
+        aor_of(uri)
+            .and_then(|a| self.inner.lookup(SystemTime::now(), &a).ok())
+            .unwrap_or_default()
+    }
+
+    /// Remove every binding of an AoR (`deregistered`); returns whether any existed.
+    pub fn remove(&self, uri: &str) -> bool {
+        aor_of(uri)
+            .and_then(|a| self.inner.remove(SystemTime::now(), &a).ok())
+            .flatten()
+            .is_some()
+    }
+
+    /// Expire every binding of an AoR now (`expired`); returns whether any existed.
+    pub fn expire(&self, uri: &str) -> bool {
+        aor_of(uri)
+            .and_then(|a| self.inner.expire(SystemTime::now(), &a).ok())
+            .flatten()
+            .is_some()
+    }
+
+    /// Remove expired bindings; returns the `(aor, "expired")` changes.
+    pub fn sweep(&self) -> Vec<(String, &'static str)> {
+        self.inner
+            .sweep(SystemTime::now())
+            .map(|evs| {
+                evs.iter()
+                    .map(|e| (e.aor.as_str().to_owned(), e.kind.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Number of AoRs with bindings.
+    pub fn aor_count(&self) -> usize {
+        self.inner.aor_count().unwrap_or(0)
+    }
+}
+
+/// Digest authentication (RFC 7616 / RFC 2617): `siphon_sip::auth` with users from config.
+pub struct Auth {
+    /// Default realm.
+    pub realm: String,
+    digest: siphon_sip::auth::DigestAuth,
+    users: siphon_sip::auth::MemoryUserStore,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("realm", &self.realm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which header a digest check reads and which challenge it answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestMode {
+    /// `Authorization` / 401 `WWW-Authenticate`.
+    Www,
+    /// `Proxy-Authorization` / 407 `Proxy-Authenticate`.
+    Proxy,
+}
+
+/// Result of a digest check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DigestCheck {
+    /// Valid credentials for this user.
+    Ok(String),
+    /// Not accepted; the challenge response to send.
+    Challenge {
+        /// 401 or 407.
+        status: u16,
+        /// Reason phrase.
+        reason: &'static str,
+        /// `WWW-Authenticate`/`Proxy-Authenticate` values.
+        headers: Vec<(String, String)>,
+    },
+}
+
+impl Auth {
+    /// Users from config (`auth.users`), the default realm and a per-process nonce secret.
+    pub fn new(realm: String, users: HashMap<String, String>) -> Self {
+        let store = siphon_sip::auth::MemoryUserStore::new();
+        for (u, p) in users {
+            store.insert(None, &u, siphon_sip::auth::Credential::Password(p));
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let secret = format!("{now:x}.{}", std::process::id());
+        let digest = siphon_sip::auth::DigestAuth::new(
+            siphon_sip::auth::DigestConfig::new(&realm),
+            secret.as_bytes(),
+            now as u64,
+        );
+        Self {
+            realm,
+            digest,
+            users: store,
+        }
+    }
+
+    /// `auth.generate_nonce`.
+    pub fn nonce(&self) -> String {
+        self.digest.generate_nonce(SystemTime::now(), None)
+    }
+
+    /// `auth.validate_nonce`.
+    pub fn validate_nonce(&self, nonce: &str) -> bool {
+        self.digest.validate_nonce(SystemTime::now(), None, nonce)
+    }
+
+    /// Check the request's credentials against `password`/`ha1` or the configured users.
+    pub fn check(
+        &self,
+        req: &SipMessage,
+        mode: DigestMode,
+        realm: Option<&str>,
+        password: Option<&str>,
+        ha1: Option<&str>,
+    ) -> DigestCheck {
+        let (kind, header) = match mode {
+            DigestMode::Www => (siphon_sip::auth::AuthKind::Www, "Authorization"),
+            DigestMode::Proxy => (siphon_sip::auth::AuthKind::Proxy, "Proxy-Authorization"),
+        };
+        let secret = match (ha1, password) {
+            (Some(h), _) => Some(siphon_sip::auth::Credential::Ha1 {
+                algorithm: siphon_sip::auth::Algorithm::Md5,
+                ha1: h.to_owned(),
+            }),
+            (None, Some(p)) => Some(siphon_sip::auth::Credential::Password(p.to_owned())),
+            (None, None) => None,
+        };
+        let info = siphon_sip::auth::RequestInfo {
+            method: req.method(),
+            request_uri: Some(req.ruri()),
+            realm,
+            secret: secret.as_ref(),
+        };
+        match self.digest.require(
+            SystemTime::now(),
+            kind,
+            &info,
+            req.header_all(header),
+            &self.users,
+        ) {
+            Ok(ok) => DigestCheck::Ok(ok.username),
+            Err((_, ch)) => DigestCheck::Challenge {
+                status: ch.status,
+                reason: ch.reason,
+                headers: ch
+                    .header_values
+                    .into_iter()
+                    .map(|v| (ch.header_name.to_owned(), v))
+                    .collect(),
+            },
+        }
+    }
+}
+
+/// Sliding-window counters for `proxy.rate_limit(request, window, max)`, keyed by source IP.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    map: Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+impl RateLimiter {
+    /// Count one request for `key`; false once `max` is exceeded within `window`.
+    pub fn allow(&self, key: &str, window: Duration, max: u32) -> bool {
+        let now = Instant::now();
+        let mut m = lock(&self.map);
+        let e = m.entry(key.to_owned()).or_insert((now, 0));
+        if now.duration_since(e.0) >= window {
+            *e = (now, 0);
+        }
+        e.1 += 1;
+        e.1 <= max
+    }
+}
+
+/// Kind of a user metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Monotonic counter.
+    Counter,
+    /// Settable gauge.
+    Gauge,
+    /// Bucketed histogram.
+    Histogram,
+}
+
+#[derive(Debug)]
+struct Family {
+    kind: MetricKind,
+    help: String,
+    labels: Vec<String>,
+    buckets: Vec<f64>,
+    // label values -> (value or sum, count, bucket counts)
+    series: BTreeMap<Vec<String>, (f64, u64, Vec<u64>)>,
+}
+
+/// The `metrics` namespace registry (user metrics plus the engine's own), Prometheus text out.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    families: Mutex<BTreeMap<String, Family>>,
+}
+
+/// Default histogram buckets (Prometheus client defaults).
+const DEFAULT_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+impl Metrics {
+    /// Declare (or re-adopt on reload) a metric family.
+    pub fn declare(
+        &self,
+        kind: MetricKind,
+        name: &str,
+        help: &str,
+        labels: Vec<String>,
+        buckets: Option<Vec<f64>>,
+    ) {
+        let mut f = lock(&self.families);
+        f.entry(name.to_owned()).or_insert_with(|| Family {
+            kind,
+            help: help.to_owned(),
+            labels,
+            buckets: buckets.unwrap_or_else(|| DEFAULT_BUCKETS.to_vec()),
+            series: BTreeMap::new(),
+        });
+    }
+
+    /// Apply an operation: `inc`/`dec` add, `set` sets, `observe` records into a histogram.
+    pub fn apply(&self, name: &str, label_values: Vec<String>, op: MetricOp, v: f64) -> bool {
+        let mut f = lock(&self.families);
+        let Some(fam) = f.get_mut(name) else {
+            return false;
+        };
+        let nb = fam.buckets.len();
+        let s = fam
+            .series
+            .entry(label_values)
+            .or_insert_with(|| (0.0, 0, vec![0; nb]));
+        match op {
+            MetricOp::Add => s.0 += v,
+            MetricOp::Set => s.0 = v,
+            MetricOp::Observe => {
+                s.0 += v;
+                s.1 += 1;
+                for (i, b) in fam.buckets.iter().enumerate() {
+                    if v <= *b {
+                        s.2[i] += 1;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Current value of a counter/gauge series (tests and admin).
+    pub fn value(&self, name: &str, label_values: &[&str]) -> Option<f64> {
+        let f = lock(&self.families);
+        let key: Vec<String> = label_values.iter().map(|s| (*s).to_owned()).collect();
+        f.get(name)?.series.get(&key).map(|s| s.0)
+    }
+
+    /// Prometheus text exposition of every family.
+    pub fn render(&self) -> String {
+        let f = lock(&self.families);
+        let mut out = String::new();
+        for (name, fam) in f.iter() {
+            let kind = match fam.kind {
+                MetricKind::Counter => "counter",
+                MetricKind::Gauge => "gauge",
+                MetricKind::Histogram => "histogram",
+            };
+            let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} {kind}", fam.help);
+            for (lv, (v, count, buckets)) in &fam.series {
+                let labels = fmt_labels(&fam.labels, lv, None);
+                if fam.kind == MetricKind::Histogram {
+                    for (b, c) in fam.buckets.iter().zip(buckets) {
+                        let l = fmt_labels(&fam.labels, lv, Some(&b.to_string()));
+                        let _ = writeln!(out, "{name}_bucket{l} {c}");
+                    }
+                    let l = fmt_labels(&fam.labels, lv, Some("+Inf"));
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{l} {count}\n{name}_sum{labels} {v}\n{name}_count{labels} {count}"
+                    );
+                } else {
+                    let _ = writeln!(out, "{name}{labels} {v}");
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A metric update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricOp {
+    /// Add (negative for `dec`).
+    Add,
+    /// Set a gauge.
+    Set,
+    /// Histogram observation.
+    Observe,
+}
+
+fn fmt_labels(names: &[String], values: &[String], le: Option<&str>) -> String {
+    let mut parts: Vec<String> = names
+        .iter()
+        .zip(values)
+        .map(|(n, v)| format!("{n}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    if let Some(le) = le {
+        parts.push(format!("le=\"{le}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(contact: &str, expires: Option<u32>) -> SipMessage {
+        let exp = expires
+            .map(|e| format!("Expires: {e}\r\n"))
+            .unwrap_or_default();
+        let raw = format!(
+            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\nTo: <sip:alice@Example.com>\r\nFrom: <sip:alice@example.com>;tag=1\r\nCall-ID: r1\r\nCSeq: 1 REGISTER\r\nContact: {contact}\r\n{exp}\r\n"
+        );
+        SipMessage::parse(raw.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn registrar_save_lookup_remove() {
+        let r = Registrar::default();
+        let out = r.save(
+            &register(
+                "<sip:alice@10.0.0.1:5060>;q=0.5, <sip:alice@10.0.0.2>",
+                Some(600),
+            ),
+            "10.0.0.1:5060",
+            None,
+        );
+        let SaveOutcome::Ok {
+            events, headers, ..
+        } = out
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(events[0].1, "registered");
+        assert_eq!(headers.len(), 2);
+        let l = r.lookup("sip:alice@example.com");
+        assert_eq!(l[0].uri, "sip:alice@10.0.0.2");
+        assert_eq!(r.aor_count(), 1);
+        assert!(r.remove("<sip:alice@example.com>"));
+        assert!(r.lookup("sip:alice@example.com").is_empty());
+    }
+
+    #[test]
+    fn cache_and_metrics() {
+        let c = Cache::new(vec!["main".into()]);
+        c.store("main", "k", "v", None);
+        assert_eq!(c.fetch("main", "k").as_deref(), Some("v"));
+        assert_eq!(c.list_push("main", "l", "a"), 1);
+        assert_eq!(c.list_push("main", "l", "b"), 2);
+        assert_eq!(c.list_pop_all("main", "l"), vec!["a", "b"]);
+        assert!(c.delete("main", "k"));
+        let m = Metrics::default();
+        m.declare(
+            MetricKind::Counter,
+            "x_total",
+            "help",
+            vec!["a".into()],
+            None,
+        );
+        m.apply("x_total", vec!["1".into()], MetricOp::Add, 2.0);
+        assert!(m.render().contains("x_total{a=\"1\"} 2"));
+    }
+}

@@ -1,0 +1,850 @@
+//! One script worker: a thread owning one interpreter (an own-GIL subinterpreter on 3.12+, the
+//! main interpreter in degraded 3.11 mode), draining its lanes' event rings in batches, calling
+//! `siphon._engine.dispatch`, stepping coroutines with `PyIter_Send`, handing only suspended
+//! ones to the interpreter's asyncio loop, and pushing [`Actions`] back.
+//!
+//! Invariant relied on by every SAFETY comment here and in `native.rs`/`py.rs`: Python objects
+//! are touched only on this thread while its thread state is current (GIL held). The GIL is
+//! released (`PyEval_SaveThread`) only around parking, where no Python object is used.
+
+use std::cell::RefCell;
+use std::ffi::CString;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use pyo3_ffi as ffi;
+
+use crate::event::{Actions, Control, Disposition, Event, EventKind};
+use crate::host::Shared;
+use crate::message::SipMessage;
+use crate::py::{Owned, PyErrSpec, PyResult, Ret, new_str, take_error_text};
+
+/// Severity of a script or engine log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// `log.debug`.
+    Debug,
+    /// `log.info`.
+    Info,
+    /// `log.warn` / `log.warning`.
+    Warn,
+    /// `log.error`, script tracebacks.
+    Error,
+}
+
+impl LogLevel {
+    pub(crate) fn from_int(v: i64) -> Self {
+        match v {
+            i64::MIN..=10 => Self::Debug,
+            11..=20 => Self::Info,
+            21..=30 => Self::Warn,
+            _ => Self::Error,
+        }
+    }
+
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// One in-flight event: the event, the actions being recorded, edit state.
+pub(crate) struct Slot {
+    pub(crate) ev: Event,
+    pub(crate) act: Actions,
+    generation_no: u32,
+    req_dirty: bool,
+    reply_dirty: bool,
+    pub(crate) pending_reply_headers: Vec<(String, String)>,
+    pub(crate) pending_reply_body: Option<(String, Vec<u8>)>,
+}
+
+impl Slot {
+    pub(crate) fn msg(&self, reply: bool) -> PyResult<&SipMessage> {
+        if reply {
+            self.ev
+                .reply
+                .as_deref()
+                .ok_or_else(|| PyErrSpec::Runtime("event has no reply".into()))
+        } else {
+            Ok(&self.ev.request)
+        }
+    }
+
+    pub(crate) fn msg_mut(&mut self, reply: bool) -> PyResult<&mut SipMessage> {
+        if reply {
+            self.reply_dirty = true;
+            let r = self
+                .ev
+                .reply
+                .as_mut()
+                .ok_or_else(|| PyErrSpec::Runtime("event has no reply".into()))?;
+            Ok(Arc::make_mut(r))
+        } else {
+            self.req_dirty = true;
+            Ok(Arc::make_mut(&mut self.ev.request))
+        }
+    }
+}
+
+/// Per-worker-thread state reached by `_siphon` functions.
+pub(crate) struct WorkerCtx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) worker: usize,
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    next_gen: u32,
+    pub(crate) async_inflight: usize,
+    /// Cores with results pushed since the last doorbell round (rung once per batch).
+    bells: Vec<bool>,
+}
+
+thread_local! {
+    static CTX: RefCell<Option<WorkerCtx>> = const { RefCell::new(None) };
+}
+
+/// Run `f` on this thread's worker context (a RuntimeError outside a worker).
+pub(crate) fn with_ctx<R>(f: impl FnOnce(&mut WorkerCtx) -> PyResult<R>) -> PyResult<R> {
+    CTX.with(|c| match c.try_borrow_mut() {
+        Ok(mut g) => match g.as_mut() {
+            Some(ctx) => f(ctx),
+            None => Err(PyErrSpec::Runtime(
+                "_siphon used outside a script worker".into(),
+            )),
+        },
+        Err(_) => Err(PyErrSpec::Runtime("_siphon re-entered".into())),
+    })
+}
+
+impl WorkerCtx {
+    pub(crate) fn log(&self, level: LogLevel, msg: &str) {
+        (self.shared.log)(level, self.worker, msg);
+    }
+
+    fn insert(&mut self, ev: Event) -> u64 {
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let generation_no = self.next_gen;
+        let act = Actions::new(ev.id, ev.core);
+        let slot = Slot {
+            ev,
+            act,
+            generation_no,
+            req_dirty: false,
+            reply_dirty: false,
+            pending_reply_headers: Vec::new(),
+            pending_reply_body: None,
+        };
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(slot);
+                i
+            }
+            None => {
+                self.slots.push(Some(slot));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        (u64::from(generation_no) << 32) | u64::from(idx)
+    }
+
+    pub(crate) fn slot(&mut self, h: u64) -> PyResult<&mut Slot> {
+        let (generation_no, idx) = ((h >> 32) as u32, (h & 0xffff_ffff) as usize);
+        match self.slots.get_mut(idx) {
+            Some(Some(s)) if s.generation_no == generation_no => Ok(s),
+            _ => Err(PyErrSpec::Runtime(
+                "stale message handle (the event already completed)".into(),
+            )),
+        }
+    }
+
+    /// Record a script exception on an event: log the traceback, answer 500 for requests.
+    pub(crate) fn script_error(&mut self, h: u64, traceback: &str) -> PyResult<()> {
+        self.shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+        self.log(LogLevel::Error, &format!("script error: {traceback}"));
+        let s = self.slot(h)?;
+        s.act.script_error = true;
+        s.act.disposition = match s.ev.kind {
+            EventKind::Request => Actions::reply(500, "Script Error"),
+            EventKind::Cancel => Disposition::Drop,
+            _ => Disposition::ForwardReply,
+        };
+        Ok(())
+    }
+
+    /// Finish an event: release its slot and push its actions to the owning core's ring.
+    pub(crate) fn complete(&mut self, h: u64) -> PyResult<()> {
+        self.slot(h)?;
+        let idx = (h & 0xffff_ffff) as usize;
+        let Some(slot) = self.slots[idx].take() else {
+            return Ok(());
+        };
+        self.free.push(idx as u32);
+        let Slot {
+            ev,
+            mut act,
+            req_dirty,
+            reply_dirty,
+            ..
+        } = slot;
+        if req_dirty {
+            act.request = Some(ev.request);
+        }
+        if reply_dirty {
+            act.reply = ev.reply;
+        }
+        let core = self.shared.push_actions(act);
+        if let Some(b) = self.bells.get_mut(core) {
+            *b = true;
+        }
+        Ok(())
+    }
+}
+
+/// Cached entry points of `siphon._engine` in this interpreter.
+struct Engine {
+    dispatch: Owned,
+    load: Owned,
+    fire_timer: Owned,
+    suspend: Owned,
+    run_loop_once: Owned,
+    complete_request: Owned,
+    registrar_event: Owned,
+    shutdown: Owned,
+    kinds: [Owned; 5],
+    methods: Vec<(String, Owned)>,
+}
+
+fn call(f: &Owned, args: &[*mut ffi::PyObject]) -> Option<Owned> {
+    // SAFETY: GIL held (module invariant); `args` are valid objects for the duration of the
+    // call; PyObject_Vectorcall returns a new reference or NULL with an exception set.
+    unsafe {
+        Owned::from_new(ffi::PyObject_Vectorcall(
+            f.as_ptr(),
+            args.as_ptr(),
+            args.len(),
+            std::ptr::null_mut(),
+        ))
+    }
+}
+
+fn getattr(o: *mut ffi::PyObject, name: &str) -> Result<Owned, String> {
+    let c = CString::new(name).map_err(|e| e.to_string())?;
+    // SAFETY: GIL held; o valid; returns new reference or NULL.
+    unsafe { Owned::from_new(ffi::PyObject_GetAttrString(o, c.as_ptr())) }
+        .ok_or_else(|| format!("siphon._engine.{name}: {}", take_error_text()))
+}
+
+fn int_obj(v: i64) -> Owned {
+    // SAFETY: GIL held; small allocation; NULL only on memory exhaustion.
+    unsafe { Owned::from_new(ffi::PyLong_FromLongLong(v)) }.expect("allocating an int")
+}
+
+/// Embedded `siphon` package sources: (module name, file name, source, is package).
+const PACKAGE: &[(&str, &str, &str, bool)] = &[
+    (
+        "siphon",
+        "<siphon>/__init__.py",
+        include_str!("../../python/siphon/__init__.py"),
+        true,
+    ),
+    (
+        "siphon._engine",
+        "<siphon>/_engine.py",
+        include_str!("../../python/siphon/_engine.py"),
+        false,
+    ),
+    (
+        "siphon._message",
+        "<siphon>/_message.py",
+        include_str!("../../python/siphon/_message.py"),
+        false,
+    ),
+    (
+        "siphon._namespaces",
+        "<siphon>/_namespaces.py",
+        include_str!("../../python/siphon/_namespaces.py"),
+        false,
+    ),
+];
+
+const BOOT: &str = r#"
+import sys, importlib.util, linecache
+class _SiphonFinder:
+    def __init__(self, files):
+        self.files = files
+    def find_spec(self, name, path=None, target=None):
+        f = self.files.get(name)
+        if f is None:
+            return None
+        return importlib.util.spec_from_loader(name, self, origin=f[0], is_package=f[2])
+    def create_module(self, spec):
+        return None
+    def exec_module(self, module):
+        fname, src, _ = self.files[module.__name__]
+        linecache.cache[fname] = (len(src), None, src.splitlines(True), fname)
+        exec(compile(src, fname, "exec"), module.__dict__)
+sys.meta_path.insert(0, _SiphonFinder({n: (f, s, p) for n, f, s, p in _SIPHON_FILES}))
+sys.dont_write_bytecode = True
+del _SIPHON_FILES
+"#;
+
+fn bootstrap() -> Result<Engine, String> {
+    let files = Ret::List(
+        PACKAGE
+            .iter()
+            .map(|(n, f, s, p)| {
+                Ret::Tuple(vec![
+                    Ret::Str((*n).into()),
+                    Ret::Str((*f).into()),
+                    Ret::Str((*s).into()),
+                    Ret::Bool(*p),
+                ])
+            })
+            .collect(),
+    );
+    let boot = CString::new(BOOT).map_err(|e| e.to_string())?;
+    // SAFETY: GIL held. __main__ exists after interpreter creation; PyImport_AddModule returns a
+    // borrowed reference, PyModule_GetDict a borrowed dict. PyRun_String returns new or NULL.
+    unsafe {
+        let main = ffi::PyImport_AddModule(c"__main__".as_ptr());
+        if main.is_null() {
+            return Err(take_error_text());
+        }
+        let globals = ffi::PyModule_GetDict(main);
+        let files = Owned::from_new(files.into_py()).ok_or_else(take_error_text)?;
+        if ffi::PyDict_SetItemString(globals, c"_SIPHON_FILES".as_ptr(), files.as_ptr()) < 0 {
+            return Err(take_error_text());
+        }
+        Owned::from_new(ffi::PyRun_String(
+            boot.as_ptr(),
+            ffi::Py_file_input,
+            globals,
+            globals,
+        ))
+        .ok_or_else(|| format!("bootstrap: {}", take_error_text()))?;
+        let engine = Owned::from_new(ffi::PyImport_ImportModule(c"siphon._engine".as_ptr()))
+            .ok_or_else(|| format!("import siphon: {}", take_error_text()))?;
+        let e = engine.as_ptr();
+        let kind = |s: &str| Owned::from_new(new_str(s)).ok_or_else(take_error_text);
+        Ok(Engine {
+            dispatch: getattr(e, "dispatch")?,
+            load: getattr(e, "load")?,
+            fire_timer: getattr(e, "fire_timer")?,
+            suspend: getattr(e, "suspend")?,
+            run_loop_once: getattr(e, "run_loop_once")?,
+            complete_request: getattr(e, "complete_request")?,
+            registrar_event: getattr(e, "registrar_event")?,
+            shutdown: getattr(e, "shutdown")?,
+            kinds: [
+                kind("request")?,
+                kind("reply")?,
+                kind("failure")?,
+                kind("cancel")?,
+                kind("register_reply")?,
+            ],
+            methods: Vec::new(),
+        })
+    }
+}
+
+impl Engine {
+    fn method(&mut self, m: &str) -> *mut ffi::PyObject {
+        if let Some((_, o)) = self.methods.iter().find(|(k, _)| k == m) {
+            return o.as_ptr();
+        }
+        let c = CString::new(m).unwrap_or_default();
+        // SAFETY: GIL held; interned str of this interpreter (never shared across interpreters).
+        let o = unsafe { Owned::from_new(ffi::PyUnicode_InternFromString(c.as_ptr())) }
+            .expect("interning a method name");
+        let p = o.as_ptr();
+        if self.methods.len() < 32 {
+            self.methods.push((m.to_owned(), o));
+            p
+        } else {
+            // Unusual method: keep it alive in a one-slot overflow entry.
+            self.methods.pop();
+            self.methods.push((m.to_owned(), o));
+            p
+        }
+    }
+
+    /// Load (or reload) the app script; false keeps the old handlers.
+    fn load(&self, path: &str) -> Result<bool, String> {
+        let p = Owned::from_new_str(path);
+        let r = call(&self.load, &[p.as_ptr()]).ok_or_else(take_error_text)?;
+        // SAFETY: GIL held; r valid.
+        Ok(unsafe { ffi::PyObject_IsTrue(r.as_ptr()) } == 1)
+    }
+}
+
+impl Owned {
+    fn from_new_str(s: &str) -> Self {
+        // SAFETY: GIL held; new_str returns a new reference (NULL only on memory exhaustion).
+        unsafe { Self::from_new(new_str(s)) }.expect("allocating a str")
+    }
+}
+
+/// What the interpreter thread is: an own-GIL subinterpreter or the (shared) main interpreter.
+pub(crate) enum Interp {
+    #[cfg(Py_3_12)]
+    Sub(*mut ffi::PyThreadState),
+    Main(ffi::PyGILState_STATE),
+}
+
+fn create_interpreter(own_gil: bool) -> Result<Interp, String> {
+    #[cfg(Py_3_12)]
+    if own_gil {
+        let cfg = ffi::PyInterpreterConfig {
+            use_main_obmalloc: 0,
+            allow_fork: 0,
+            allow_exec: 0,
+            allow_threads: 1,
+            allow_daemon_threads: 0,
+            check_multi_interp_extensions: 1,
+            gil: ffi::PyInterpreterConfig_OWN_GIL,
+        };
+        let mut ts = std::ptr::null_mut();
+        // SAFETY: Python is initialised and this bare thread holds no thread state
+        // (feasibility-python.md §2); on success `ts` is current with its own GIL held.
+        let st = unsafe { ffi::Py_NewInterpreterFromConfig(&mut ts, &cfg) };
+        // SAFETY: PyStatus_Exception only reads the status value.
+        if unsafe { ffi::PyStatus_Exception(st) } != 0 || ts.is_null() {
+            let msg = if st.err_msg.is_null() {
+                "unknown".to_owned()
+            } else {
+                // SAFETY: err_msg is a static C string set by CPython.
+                unsafe { std::ffi::CStr::from_ptr(st.err_msg) }
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            return Err(format!("Py_NewInterpreterFromConfig failed: {msg}"));
+        }
+        return Ok(Interp::Sub(ts));
+    }
+    let _ = own_gil;
+    // SAFETY: Python is initialised; this thread attaches to the main interpreter (degraded
+    // mode: the only Python thread), creating its thread state.
+    Ok(Interp::Main(unsafe { ffi::PyGILState_Ensure() }))
+}
+
+fn end_interpreter(i: Interp) {
+    match i {
+        #[cfg(Py_3_12)]
+        // SAFETY: `ts` was created on this thread and is current; ends it on the same thread.
+        Interp::Sub(ts) => unsafe { ffi::Py_EndInterpreter(ts) },
+        // SAFETY: pairs the PyGILState_Ensure of create_interpreter on this thread.
+        Interp::Main(g) => unsafe { ffi::PyGILState_Release(g) },
+    }
+}
+
+fn pin(cpu: usize) {
+    // SAFETY: cpu_set_t is plain data; sched_setaffinity(0, ..) affects only this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// One interpreter and its engine, bound to the thread that created it: driven either by a
+/// worker thread ([`run`]) or inline by a reactor thread ([`crate::InlineWorker`]).
+pub(crate) struct WorkerCore {
+    shared: Arc<Shared>,
+    worker: usize,
+    lanes: Vec<usize>,
+    engine: Option<Engine>,
+    interp: Option<Interp>,
+    path: String,
+    loop_busy: bool,
+    next_due: f64,
+}
+
+impl WorkerCore {
+    /// Create the interpreter on the calling thread, import `siphon`, load the script.
+    pub(crate) fn start(
+        shared: &Arc<Shared>,
+        worker: usize,
+        lanes: Vec<usize>,
+    ) -> Result<Self, String> {
+        let interp = create_interpreter(shared.own_gil)?;
+        CTX.with(|c| {
+            *c.borrow_mut() = Some(WorkerCtx {
+                shared: Arc::clone(shared),
+                worker,
+                slots: Vec::new(),
+                free: Vec::new(),
+                next_gen: 0,
+                async_inflight: 0,
+                bells: vec![false; shared.lanes.len()],
+            });
+        });
+        let path = shared.cfg.script_path.to_string_lossy().into_owned();
+        let gen0 = shared.generation.load(Ordering::Acquire);
+        let mut core = Self {
+            shared: Arc::clone(shared),
+            worker,
+            lanes,
+            engine: None,
+            interp: Some(interp),
+            path,
+            loop_busy: false,
+            next_due: -1.0,
+        };
+        let engine = bootstrap().and_then(|e| match e.load(&core.path)? {
+            true => Ok(e),
+            false => Err(format!("script {} failed to load (see log)", core.path)),
+        })?;
+        core.engine = Some(engine);
+        shared.workers[worker]
+            .loaded_gen
+            .store(gen0, Ordering::Release);
+        Ok(core)
+    }
+
+    /// One batch: reload if asked, timers/responses, up to [`BATCH`] events per lane, one
+    /// asyncio turn if coroutines are pending. Returns how much work was done.
+    pub(crate) fn turn(&mut self) -> usize {
+        let Some(engine) = self.engine.as_mut() else {
+            return 0;
+        };
+        let shared = &*self.shared;
+        let worker = self.worker;
+        let me = &shared.workers[worker];
+        let account = shared.cfg.account_cpu;
+        let generation_no = shared.generation.load(Ordering::Acquire);
+        if generation_no != me.loaded_gen.load(Ordering::Relaxed) {
+            reload(shared, worker, engine, &self.path, generation_no);
+        }
+        let mut did = 0usize;
+        let batch_start = if account { thread_cpu_ns() } else { 0 };
+        while let Some(c) = me.control.pop() {
+            let ok = match c {
+                Control::Timer(token) => {
+                    let t = int_obj(token as i64);
+                    call(&engine.fire_timer, &[t.as_ptr()]).is_some()
+                }
+                Control::Response(token, reply) => {
+                    let t = int_obj(token as i64);
+                    let r = reply.map_or(Ret::None, |m| reply_snapshot(&m));
+                    // SAFETY: GIL held; into_py returns a new reference or NULL.
+                    match unsafe { Owned::from_new(r.into_py()) } {
+                        Some(r) => {
+                            call(&engine.complete_request, &[t.as_ptr(), r.as_ptr()]).is_some()
+                        }
+                        None => false,
+                    }
+                }
+                Control::Registrar(aor, kind) => {
+                    let (a, k) = (Owned::from_new_str(&aor), Owned::from_new_str(kind));
+                    call(&engine.registrar_event, &[a.as_ptr(), k.as_ptr()]).is_some()
+                }
+            };
+            if !ok {
+                let text = take_error_text();
+                (shared.log)(
+                    LogLevel::Error,
+                    worker,
+                    &format!("timer/response callback: {text}"),
+                );
+            }
+            self.loop_busy = true;
+            did += 1;
+        }
+        for &lane in &self.lanes {
+            let ring = &shared.lanes[lane].inbound;
+            for _ in 0..BATCH {
+                let Some(ev) = ring.pop() else { break };
+                dispatch(shared, worker, engine, ev);
+                did += 1;
+            }
+        }
+        if self.loop_busy || with_ctx(|c| Ok(c.async_inflight)).unwrap_or(0) > 0 {
+            match call(&engine.run_loop_once, &[]) {
+                Some(r) => {
+                    // SAFETY: GIL held; r is a float (the engine returns seconds or -1).
+                    self.next_due = unsafe { ffi::PyFloat_AsDouble(r.as_ptr()) };
+                    self.loop_busy = self.next_due >= 0.0;
+                }
+                None => {
+                    let text = take_error_text();
+                    (shared.log)(LogLevel::Error, worker, &format!("asyncio loop: {text}"));
+                    self.loop_busy = false;
+                }
+            }
+        }
+        // One doorbell per core per turn (async completions above included).
+        let _ = with_ctx(|c| {
+            for (core, b) in c.bells.iter_mut().enumerate() {
+                if std::mem::take(b) {
+                    shared.ring(core);
+                }
+            }
+            Ok(())
+        });
+        if did > 0 {
+            if account {
+                me.busy_ns.fetch_add(
+                    thread_cpu_ns().saturating_sub(batch_start),
+                    Ordering::Relaxed,
+                );
+            }
+            me.events.fetch_add(did as u64, Ordering::Relaxed);
+        }
+        did
+    }
+
+    /// How long an idle worker may park before the asyncio loop needs a turn.
+    fn idle_timeout(&self) -> Duration {
+        if self.loop_busy {
+            Duration::from_secs_f64(self.next_due.clamp(0.0, 0.05))
+        } else {
+            Duration::from_millis(250)
+        }
+    }
+}
+
+impl Drop for WorkerCore {
+    fn drop(&mut self) {
+        if let Some(engine) = self.engine.take() {
+            if call(&engine.shutdown, &[]).is_none() {
+                let _ = take_error_text();
+            }
+        }
+        CTX.with(|c| c.borrow_mut().take());
+        if let Some(i) = self.interp.take() {
+            end_interpreter(i);
+        }
+    }
+}
+
+/// Body of a worker thread. `ready` gets the startup result (the first script load).
+pub(crate) fn run(
+    shared: Arc<Shared>,
+    worker: usize,
+    lanes: Vec<usize>,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+) {
+    if let Some(cpu) = shared.cfg.cpus.get(worker) {
+        pin(*cpu);
+    }
+    let mut core = match WorkerCore::start(&shared, worker, lanes.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            // WorkerCore::start cleaned up (its Drop ran if it got that far).
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    while !shared.shutdown.load(Ordering::Acquire) {
+        if core.turn() == 0 {
+            let timeout = core.idle_timeout();
+            if !timeout.is_zero() {
+                idle(&shared, worker, &lanes, timeout);
+            }
+        }
+    }
+    drop(core);
+}
+
+const BATCH: usize = 64;
+
+/// A response as plain Python data: (status, reason, [(name, value)], body or None).
+fn reply_snapshot(m: &SipMessage) -> Ret {
+    let (status, reason) = match &m.start {
+        crate::message::StartLine::Response { status, reason } => {
+            (i64::from(*status), reason.clone())
+        }
+        crate::message::StartLine::Request { method, .. } => (0, method.clone()),
+    };
+    let headers = m
+        .headers
+        .iter()
+        .map(|(n, v)| Ret::Tuple(vec![Ret::Str(n.clone()), Ret::Str(v.clone())]))
+        .collect();
+    let body = if m.body.is_empty() {
+        Ret::None
+    } else {
+        Ret::Bytes(m.body.clone())
+    };
+    Ret::Tuple(vec![
+        Ret::Int(status),
+        Ret::Str(reason),
+        Ret::List(headers),
+        body,
+    ])
+}
+
+/// CPU time of the calling thread (excludes time descheduled on a busy host).
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer; CLOCK_THREAD_CPUTIME_ID is always available on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn has_work(shared: &Shared, worker: usize, lanes: &[usize]) -> bool {
+    !shared.workers[worker].control.is_empty()
+        || lanes.iter().any(|l| !shared.lanes[*l].inbound.is_empty())
+        || shared.shutdown.load(Ordering::Acquire)
+        || shared.generation.load(Ordering::Acquire)
+            != shared.workers[worker].loaded_gen.load(Ordering::Relaxed)
+}
+
+fn idle(shared: &Shared, worker: usize, lanes: &[usize], timeout: Duration) {
+    // Spin briefly (a wake-up costs ~100 µs on a VM), then park with the GIL released.
+    let spin_until = Instant::now() + shared.cfg.spin;
+    'spin: loop {
+        for _ in 0..64 {
+            if has_work(shared, worker, lanes) {
+                return;
+            }
+            std::hint::spin_loop();
+        }
+        if Instant::now() >= spin_until {
+            break 'spin;
+        }
+    }
+    let me = &shared.workers[worker];
+    me.sleeping.store(true, Ordering::SeqCst);
+    if !has_work(shared, worker, lanes) {
+        // SAFETY: this thread's tstate is current; it is restored below before any Python use.
+        let ts = unsafe { ffi::PyEval_SaveThread() };
+        std::thread::park_timeout(timeout);
+        // SAFETY: restores the tstate saved above on the same thread.
+        unsafe { ffi::PyEval_RestoreThread(ts) };
+    }
+    me.sleeping.store(false, Ordering::SeqCst);
+}
+
+fn reload(shared: &Shared, worker: usize, engine: &Engine, path: &str, generation_no: u64) {
+    let ok = match engine.load(path) {
+        Ok(ok) => ok,
+        Err(e) => {
+            (shared.log)(LogLevel::Error, worker, &format!("reload: {e}"));
+            false
+        }
+    };
+    let result = if ok { "ok" } else { "failed" };
+    shared.metrics.apply(
+        "siphon_script_reloads_total",
+        vec![result.to_owned()],
+        crate::shared::MetricOp::Add,
+        1.0,
+    );
+    let me = &shared.workers[worker];
+    me.last_reload_ok.store(ok, Ordering::Release);
+    me.loaded_gen.store(generation_no, Ordering::Release);
+    (shared.log)(
+        if ok { LogLevel::Info } else { LogLevel::Error },
+        worker,
+        &format!("script reload {result} (generation {generation_no})"),
+    );
+}
+
+fn dispatch(shared: &Shared, worker: usize, engine: &mut Engine, ev: Event) {
+    let kind = ev.kind;
+    let kind_idx = match kind {
+        EventKind::Request => 0,
+        EventKind::Reply => 1,
+        EventKind::Failure => 2,
+        EventKind::Cancel => 3,
+        EventKind::RegisterReply => 4,
+    };
+    let request_id = ev.request_id.map_or(-1, |i| i as i64);
+    let method = engine.method(ev.request.method());
+    let Ok(h) = with_ctx(|c| Ok(c.insert(ev))) else {
+        return;
+    };
+    let hobj = int_obj(h as i64);
+    let rid = int_obj(request_id);
+    let r = call(
+        &engine.dispatch,
+        &[
+            hobj.as_ptr(),
+            engine.kinds[kind_idx].as_ptr(),
+            method,
+            rid.as_ptr(),
+        ],
+    );
+    let Some(r) = r else {
+        let text = take_error_text();
+        let _ = with_ctx(|c| {
+            c.script_error(h, &text)?;
+            c.complete(h)
+        });
+        return;
+    };
+    // SAFETY: GIL held; reading the None singleton and type checks on a valid object.
+    let (is_none, is_int) = unsafe {
+        (
+            r.as_ptr() == ffi::Py_None(),
+            ffi::PyLong_Check(r.as_ptr()) != 0,
+        )
+    };
+    if is_none {
+        let _ = with_ctx(|c| c.complete(h));
+    } else if is_int {
+        // The engine found no handler for this event.
+        let _ = with_ctx(|c| {
+            let s = c.slot(h)?;
+            s.act.disposition = match kind {
+                EventKind::Request => Actions::reply(500, "No Script Handler"),
+                EventKind::Cancel => Disposition::Drop,
+                _ => Disposition::ForwardReply,
+            };
+            c.complete(h)
+        });
+    } else {
+        step(shared, worker, engine, h, &r);
+    }
+    shared.stats.events.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Step a handler coroutine once; only a suspended one goes to the asyncio loop.
+fn step(shared: &Shared, worker: usize, engine: &Engine, h: u64, coro: &Owned) {
+    let mut out: *mut ffi::PyObject = std::ptr::null_mut();
+    // SAFETY: GIL held; coro is a valid object (the engine returns a coroutine); `out`
+    // receives a new reference for RETURN/NEXT.
+    let st = unsafe { ffi::PyIter_Send(coro.as_ptr(), ffi::Py_None(), &mut out) };
+    // SAFETY: `out` is NULL or a new reference owned from here.
+    let out = unsafe { Owned::from_new(out) };
+    match st {
+        ffi::PySendResult::PYGEN_RETURN => {
+            let _ = with_ctx(|c| c.complete(h));
+        }
+        ffi::PySendResult::PYGEN_NEXT => {
+            let Some(y) = out else { return };
+            let hobj = int_obj(h as i64);
+            let _ = with_ctx(|c| {
+                c.async_inflight += 1;
+                Ok(())
+            });
+            if call(&engine.suspend, &[coro.as_ptr(), y.as_ptr(), hobj.as_ptr()]).is_none() {
+                let text = take_error_text();
+                (shared.log)(LogLevel::Error, worker, &format!("suspend: {text}"));
+                let _ = with_ctx(|c| {
+                    c.async_inflight -= 1;
+                    c.script_error(h, &text)?;
+                    c.complete(h)
+                });
+            }
+        }
+        ffi::PySendResult::PYGEN_ERROR => {
+            let text = take_error_text();
+            let _ = with_ctx(|c| {
+                c.script_error(h, &text)?;
+                c.complete(h)
+            });
+        }
+    }
+}

@@ -1,0 +1,13 @@
+"""siphon: the routing-script API (SIPhon-compatible), embedded in the siphon binary.
+
+Each core runs its own copy of this package in its own Python interpreter: module-level
+variables in a script are per core. Share state through ``cache`` or ``registrar``.
+"""
+
+from ._message import Contact, Reply, Request, SipUri
+from ._namespaces import auth, cache, config, log, metrics, proxy, registrar, timer
+
+__all__ = [
+    "Contact", "Reply", "Request", "SipUri",
+    "auth", "cache", "config", "log", "metrics", "proxy", "registrar", "timer",
+]

@@ -1,0 +1,363 @@
+"""Dispatch engine of the embedded ``siphon`` package (one copy per interpreter, i.e. per core).
+
+Rust calls ``dispatch(h, kind, method, request_id)`` for every event and reads the result:
+``None`` (handlers ran; the actions they recorded through ``_siphon`` are final), an ``int``
+(no handler matched), or a coroutine (at least one ``async def`` handler: Rust steps it with
+``PyIter_Send`` and hands it to :func:`suspend` only if it really suspends).
+
+Semantics follow SIPhon (siphon-core-api.md section 1.1): every matching handler runs in
+registration order; actions are deferred; no action is a silent drop; no handler is
+``500 No Script Handler``; an exception is ``500 Script Error`` with the traceback logged;
+in ``on_reply`` a reply is dropped unless relayed.
+
+Module-level state in user scripts is per core by construction. Share through ``cache``.
+"""
+
+import asyncio
+import inspect
+import os
+import sys
+import traceback
+import types
+
+import _siphon
+
+from ._message import Reply, Request
+
+_ERROR = 40
+
+
+class Registry:
+    """Handler registry: 5-tuples ``(kind, filter, callable, is_async, metadata)``."""
+
+    def __init__(self):
+        self.entries = []
+
+    def register(self, kind, filter, fn, is_async, metadata=None):
+        self.entries.append((kind, filter, fn, is_async, metadata))
+        _resolved.clear()
+
+    def clear(self):
+        self.entries = []
+        _resolved.clear()
+
+    def of_kind(self, kind):
+        return [e for e in self.entries if e[0] == kind]
+
+
+registry = Registry()
+_resolved = {}
+_relay_cbs = {}
+_RELAY_CB_LIMIT = 100_000
+
+
+def parse_filter(flt):
+    """``"INVITE|SUBSCRIBE"`` -> frozenset; ``None``/``""`` -> None (all methods)."""
+    if flt is None:
+        return None
+    if isinstance(flt, str):
+        parts = [p.strip().upper() for p in flt.split("|") if p.strip()]
+    else:
+        parts = [str(p).strip().upper() for p in flt]
+    return frozenset(parts) or None
+
+
+def is_async_fn(fn):
+    return inspect.iscoroutinefunction(fn)
+
+
+def _handlers(kind, method):
+    key = (kind, method)
+    r = _resolved.get(key)
+    if r is None:
+        hs = tuple(
+            (fn, a) for k, f, fn, a, _ in registry.entries if k == kind and (f is None or method in f)
+        )
+        r = (hs, any(a for _, a in hs))
+        if len(_resolved) >= 512:
+            _resolved.clear()  # bounded: methods are peer-chosen tokens
+        _resolved[key] = r
+    return r
+
+
+def _run(hs, args, h, req):
+    try:
+        for fn, _ in hs:
+            fn(*args)
+            if req._stopped:
+                break
+    except BaseException:
+        _siphon.script_error(h, traceback.format_exc())
+
+
+async def _arun(hs, args, h, req):
+    try:
+        for fn, a in hs:
+            if a:
+                await fn(*args)
+            else:
+                fn(*args)
+            if req._stopped:
+                break
+    except BaseException:
+        _siphon.script_error(h, traceback.format_exc())
+
+
+def _single(fn):
+    return ((fn, is_async_fn(fn)),), is_async_fn(fn)
+
+
+def dispatch(h, kind, method, rid):
+    if kind == "request":
+        r = _resolved.get(("proxy.on_request", method))
+        hs, anya = r if r is not None else _handlers("proxy.on_request", method)
+        if not hs:
+            return 1
+        req = Request(h, method)
+        if anya:
+            return _arun(hs, (req,), h, req)
+        try:
+            if len(hs) == 1:
+                hs[0][0](req)
+            else:
+                for fn, _ in hs:
+                    fn(req)
+                    if req._stopped:
+                        break
+        except BaseException:
+            _siphon.script_error(h, traceback.format_exc())
+        return None
+    req = Request(h, method)
+    if kind == "cancel":
+        hs, anya = _handlers("proxy.on_cancel", method)
+        args = (req,)
+    else:
+        rep = Reply(h)
+        args = (req, rep)
+        cbs = _relay_cbs.get(rid) if rid >= 0 else None
+        if kind == "failure":
+            _relay_cbs.pop(rid, None)
+            if cbs is not None and cbs[1] is not None:
+                hs, anya = _single(cbs[1])
+            else:
+                hs, anya = _handlers("proxy.on_failure", method)
+        else:
+            final = rep.status_code >= 200
+            if final and rep.status_code < 300:
+                _relay_cbs.pop(rid, None)
+            if cbs is not None and cbs[0] is not None:
+                hs, anya = _single(cbs[0])
+            elif kind == "register_reply":
+                hs, anya = _handlers("proxy.on_register_reply", method)
+            else:
+                hs, anya = _handlers("proxy.on_reply", method)
+    if not hs:
+        return 1
+    if anya:
+        return _arun(hs, args, h, req)
+    _run(hs, args, h, req)
+    return None
+
+
+def remember_relay(event_id, on_reply, on_failure):
+    if len(_relay_cbs) >= _RELAY_CB_LIMIT:
+        _relay_cbs.pop(next(iter(_relay_cbs)))
+    _relay_cbs[event_id] = (on_reply, on_failure)
+
+
+# ---- asyncio: only suspended coroutines get here ------------------------------------------
+
+_loop = asyncio.new_event_loop()
+asyncio.events._set_running_loop(_loop)
+
+
+@types.coroutine
+def _trampoline(coro, y):
+    # Pass the already-started coroutine's yields through to the Task driving us.
+    while True:
+        try:
+            v = yield y
+        except BaseException as e:
+            try:
+                y = coro.throw(e)
+            except StopIteration:
+                return
+        else:
+            try:
+                y = coro.send(v)
+            except StopIteration:
+                return
+
+
+async def _resume(coro, y, h):
+    try:
+        await _trampoline(coro, y)
+    finally:
+        _siphon.done(h)
+
+
+def suspend(coro, y, h):
+    _loop.create_task(_resume(coro, y, h))
+
+
+def run_loop_once():
+    """One turn of this interpreter's loop; seconds until it needs another (-1: idle)."""
+    loop = _loop
+    asyncio.events._set_running_loop(None)
+    try:
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+    finally:
+        asyncio.events._set_running_loop(loop)
+    if loop._ready:
+        return 0.0
+    if loop._scheduled:
+        return max(0.0, loop._scheduled[0].when() - loop.time())
+    return -1.0
+
+
+async def _guard(coro, what):
+    try:
+        await coro
+    except BaseException:
+        _siphon.log(_ERROR, f"{what} failed:\n{traceback.format_exc()}")
+
+
+def call_user(fn, args, what):
+    """Run a callback outside an event (timer, on_change): sync or async, errors logged."""
+    try:
+        r = fn(*args)
+        if inspect.iscoroutine(r):
+            _loop.create_task(_guard(r, what))
+    except BaseException:
+        _siphon.log(_ERROR, f"{what} failed:\n{traceback.format_exc()}")
+
+
+def registrar_event(aor, kind):
+    """A binding change found by the Rust expiry sweep (delivered to worker 0)."""
+    from ._namespaces import registrar
+    registrar._changed(aor, kind)
+
+
+# ---- timers: Rust fires a token into this worker's queue -----------------------------------
+
+_timers = {}
+_keyed = {}
+_next_token = [0]
+
+
+def new_timer(entry, delay_s):
+    _next_token[0] += 1
+    tok = _next_token[0]
+    _timers[tok] = entry
+    _siphon.timer_start(tok, delay_s * 1000.0)
+    return tok
+
+
+def fire_timer(tok):
+    t = _timers.pop(tok, None)
+    if t is None:
+        return
+    kind = t[0]
+    if kind == "future":
+        fut = t[1]
+        if not fut.done():
+            fut.set_result(None)
+    elif kind == "set":
+        key, fn = t[1], t[2]
+        if _keyed.get(key) == tok:
+            del _keyed[key]
+        call_user(fn, (), f"timer {key!r}")
+    elif kind == "request_timeout":
+        fut = _pending_requests.pop(t[1], None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+    elif kind == "every":
+        fn, seconds, name = t[1], t[2], t[3]
+        new_timer(t, seconds)
+        call_user(fn, (), f"timer {name!r}")
+
+
+def _start_periodic():
+    for tok in [k for k, v in _timers.items() if v[0] in ("every", "set")]:
+        del _timers[tok]
+    _keyed.clear()
+    # Periodic timers run once per node, on worker 0 (module state is per core).
+    if _siphon.worker_id() != 0:
+        return
+    for _, _, fn, _, md in registry.of_kind("timer.every"):
+        seconds = float(md.get("seconds", 1.0))
+        new_timer(("every", fn, seconds, md.get("name") or fn.__name__), seconds)
+
+
+# ---- (re)loading the app script ------------------------------------------------------------
+
+app = None
+
+
+def load(path):
+    """Compile and exec the script into a fresh module; on failure keep the old handlers."""
+    global app
+    path = os.path.abspath(path)
+    dirs = [os.path.dirname(path)] + [os.path.abspath(p) for p in _siphon.include_paths()]
+    for d in reversed(dirs):
+        if d not in sys.path:
+            sys.path.insert(0, d)
+    try:
+        with open(path, encoding="utf-8") as f:
+            src = f.read()
+        code = compile(src, path, "exec")
+    except BaseException:
+        _siphon.log(_ERROR, f"script {path} failed to compile; keeping the old handlers:\n{traceback.format_exc()}")
+        return False
+    old = registry.entries
+    registry.clear()
+    evicted = {}
+    prefixes = tuple(d.rstrip(os.sep) + os.sep for d in dirs)
+    for name, m in list(sys.modules.items()):
+        f = getattr(m, "__file__", None)
+        if f and not f.startswith("<") and os.path.abspath(f).startswith(prefixes):
+            evicted[name] = sys.modules.pop(name)
+    mod = types.ModuleType("__siphon_app__")
+    mod.__file__ = path
+    try:
+        exec(code, mod.__dict__)
+    except BaseException:
+        registry.entries = old
+        _resolved.clear()
+        sys.modules.update(evicted)
+        _siphon.log(_ERROR, f"script {path} raised at import; keeping the old handlers:\n{traceback.format_exc()}")
+        return False
+    sys.modules["__siphon_app__"] = mod
+    app = mod
+    _start_periodic()
+    return True
+
+
+def shutdown():
+    loop = _loop
+    asyncio.events._set_running_loop(None)
+    try:
+        for t in asyncio.all_tasks(loop):
+            t.cancel()
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        loop.close()
+    except BaseException:
+        pass
+
+
+# ---- outbound requests (proxy.send_request) -------------------------------------------------
+
+_pending_requests = {}
+
+
+def complete_request(token, snapshot):
+    fut = _pending_requests.pop(token, None)
+    if fut is None or fut.done():
+        return
+    if snapshot is None:
+        fut.set_result(None)
+    else:
+        from ._message import DetachedReply
+        fut.set_result(DetachedReply(*snapshot))

@@ -1,0 +1,588 @@
+"""``Request``, ``Reply``, ``SipUri`` and ``Contact`` (siphon-core-api.md sections 1.14-1.17).
+
+Request/Reply are thin views holding a handle to the Rust-side message of the current event;
+every field is pulled lazily through ``_siphon`` and every action is recorded in Rust, to be
+carried out after the handlers return. A view must not be used after its event completed.
+"""
+
+import ipaddress
+
+import _siphon
+
+_REASONS = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 200: "OK", 202: "Accepted", 300: "Multiple Choices",
+    301: "Moved Permanently", 302: "Moved Temporarily", 400: "Bad Request", 401: "Unauthorized",
+    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 407: "Proxy Authentication Required",
+    408: "Request Timeout", 410: "Gone", 413: "Request Entity Too Large", 415: "Unsupported Media Type",
+    420: "Bad Extension", 423: "Interval Too Brief", 429: "Too Many Requests",
+    480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist", 482: "Loop Detected",
+    483: "Too Many Hops", 484: "Address Incomplete", 486: "Busy Here", 487: "Request Terminated",
+    488: "Not Acceptable Here", 491: "Request Pending", 500: "Server Internal Error",
+    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Server Time-out",
+    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere", 606: "Not Acceptable",
+}
+
+_hdr = _siphon.hdr
+_reply = _siphon.reply
+_local_domains = None
+
+
+def _locals():
+    global _local_domains
+    if _local_domains is None:
+        _local_domains = frozenset(d.lower() for d in _siphon.local_domains())
+    return _local_domains
+
+
+def _addr_uri(v):
+    if v is None:
+        return None
+    a, b = v.find("<"), v.find(">")
+    if 0 <= a < b:
+        return v[a + 1:b]
+    return v.split(";", 1)[0].strip()
+
+
+def _param(v, name):
+    if v is None:
+        return None
+    b = v.rfind(">")
+    tail = v[b + 1:] if b >= 0 else (v.split(";", 1)[1] if ";" in v else "")
+    for p in tail.split(";"):
+        k, _, val = p.partition("=")
+        if k.strip().lower() == name:
+            return val.strip()
+    return None
+
+
+class SipUri:
+    """A SIP/SIPS/TEL URI value. Setting ``user``/``host``/``port`` on ``request.ruri`` edits
+    the request's Request-URI."""
+
+    __slots__ = ("scheme", "_user", "_host", "_port", "params", "headers", "_owner")
+
+    def __init__(self, uri):
+        uri = str(uri).strip()
+        if uri.startswith("<") and uri.endswith(">"):
+            uri = uri[1:-1]
+        scheme, _, rest = uri.partition(":")
+        self.scheme = scheme.lower()
+        self._owner = None
+        rest, _, hdrs = rest.partition("?")
+        self.headers = hdrs
+        user, at, hp = rest.rpartition("@")
+        if not at:
+            user, hp = None, rest
+        parts = hp.split(";")
+        hostport = parts[0]
+        self.params = {}
+        for p in parts[1:]:
+            k, eq, v = p.partition("=")
+            self.params[k] = v if eq else None
+        if self.scheme == "tel":
+            self._user, self._host, self._port = hostport, None, None
+            return
+        self._user = user
+        if hostport.startswith("["):
+            end = hostport.find("]")
+            self._host, port = hostport[: end + 1], hostport[end + 2:]
+        else:
+            self._host, _, port = hostport.partition(":")
+        self._port = int(port) if port.isdigit() else None
+
+    def _sync(self):
+        if self._owner is not None:
+            _siphon.set_ruri(self._owner._h, str(self))
+
+    @property
+    def user(self):
+        return self._user
+
+    @user.setter
+    def user(self, v):
+        self._user = v
+        self._sync()
+
+    @property
+    def host(self):
+        return self._host
+
+    @host.setter
+    def host(self, v):
+        self._host = v
+        self._sync()
+
+    @property
+    def port(self):
+        return self._port
+
+    @port.setter
+    def port(self, v):
+        self._port = None if v is None else int(v)
+        self._sync()
+
+    @property
+    def is_tel(self):
+        return self.scheme == "tel" or self.params.get("user") == "phone"
+
+    @property
+    def is_local(self):
+        return self._host is not None and self._host.lower() in _locals()
+
+    @property
+    def user_params(self):
+        if not self._user or ";" not in self._user:
+            return {}
+        return dict(p.partition("=")[::2] for p in self._user.split(";")[1:])
+
+    def __str__(self):
+        if self.scheme == "tel":
+            s = f"tel:{self._user}"
+        else:
+            s = f"{self.scheme}:"
+            if self._user is not None:
+                s += f"{self._user}@"
+            s += self._host or ""
+            if self._port is not None:
+                s += f":{self._port}"
+        for k, v in self.params.items():
+            s += f";{k}" if v is None else f";{k}={v}"
+        if self.headers:
+            s += f"?{self.headers}"
+        return s
+
+    def __repr__(self):
+        return f"<SipUri {self}>"
+
+    def __eq__(self, other):
+        return str(self) == str(other)
+
+    def __hash__(self):
+        return hash(str(self))
+
+
+class Contact:
+    """A registered binding (``registrar.lookup``)."""
+
+    __slots__ = ("uri", "q", "expires", "age_secs", "received", "path", "instance_id", "instance_epoch",
+                 "flow_token", "flow", "kind", "params")
+
+    def __init__(self, uri, q=1.0, expires=0, age_secs=0, received=None, path=(), instance_id=None):
+        self.uri = SipUri(uri)
+        self.q = q
+        self.expires = expires
+        self.age_secs = age_secs
+        self.received = received
+        self.path = list(path)
+        self.instance_id = instance_id
+        self.instance_epoch = None
+        self.flow_token = None
+        self.flow = None
+        self.kind = "ue"
+        self.params = []
+
+    @property
+    def is_local(self):
+        return self.uri.is_local
+
+    @property
+    def sip_instance(self):
+        return self.instance_id
+
+    def __str__(self):
+        return str(self.uri)
+
+    def __repr__(self):
+        return f"<Contact {self.uri} expires={self.expires}>"
+
+
+class _Headers:
+    """Header access shared by Request (w=0) and Reply (w=1)."""
+
+    __slots__ = ()
+    _w = 0
+
+    def get_header(self, name):
+        return _hdr(self._h, self._w, name)
+
+    header = get_header
+
+    def get_headers(self, name):
+        return _siphon.hdrs(self._h, self._w, name)
+
+    def has_header(self, name):
+        return _hdr(self._h, self._w, name) is not None
+
+    def set_header(self, name, value):
+        _siphon.set_hdr(self._h, self._w, name, str(value))
+
+    def remove_header(self, name):
+        return _siphon.rm_hdr(self._h, self._w, name)
+
+    def remove_headers_matching(self, prefix):
+        return _siphon.rm_hdrs_prefix(self._h, self._w, prefix)
+
+    @property
+    def from_uri(self):
+        v = _addr_uri(_hdr(self._h, self._w, "From"))
+        return SipUri(v) if v else None
+
+    @property
+    def to_uri(self):
+        v = _addr_uri(_hdr(self._h, self._w, "To"))
+        return SipUri(v) if v else None
+
+    @property
+    def from_tag(self):
+        return _param(_hdr(self._h, self._w, "From"), "tag")
+
+    @property
+    def to_tag(self):
+        return _param(_hdr(self._h, self._w, "To"), "tag")
+
+    @property
+    def call_id(self):
+        return _hdr(self._h, self._w, "Call-ID")
+
+    @property
+    def body(self):
+        return _siphon.body(self._h, self._w)
+
+    @property
+    def content_type(self):
+        return _hdr(self._h, self._w, "Content-Type")
+
+    def has_body(self, content_type=None):
+        if _siphon.body(self._h, self._w) is None:
+            return False
+        if content_type is None:
+            return True
+        ct = _hdr(self._h, self._w, "Content-Type") or ""
+        return ct.split(";", 1)[0].strip().lower() == content_type.lower()
+
+    @property
+    def source_ip(self):
+        return _siphon.meta(self._h)[1]
+
+    @property
+    def source_port(self):
+        return _siphon.meta(self._h)[2]
+
+    def from_gateway(self, group):
+        return False
+
+
+class Request(_Headers):
+    """The request of the current event (``@proxy.on_request`` and friends)."""
+
+    __slots__ = ("_h", "method", "_stopped", "_ruri")
+    _w = 0
+
+    def __init__(self, h, method):
+        self._h = h
+        self.method = method
+        self._stopped = False
+        self._ruri = None
+
+    def __repr__(self):
+        return f"<Request {self.method} {_siphon.start(self._h, 0)[1]}>"
+
+    # -- getters --
+    @property
+    def ruri(self):
+        if self._ruri is None:
+            u = SipUri(_siphon.start(self._h, 0)[1])
+            u._owner = self
+            self._ruri = u
+        return self._ruri
+
+    @ruri.setter
+    def ruri(self, value):
+        self._ruri = None
+        _siphon.set_ruri(self._h, str(value))
+
+    def set_ruri(self, value):
+        self.ruri = value
+
+    @property
+    def cseq(self):
+        v = _hdr(self._h, 0, "CSeq") or ""
+        n, _, m = v.strip().partition(" ")
+        return (int(n) if n.isdigit() else 0, m.strip())
+
+    @property
+    def in_dialog(self):
+        return self.to_tag is not None
+
+    @property
+    def max_forwards(self):
+        v = _hdr(self._h, 0, "Max-Forwards")
+        return int(v) if v and v.strip().isdigit() else None
+
+    @property
+    def transport(self):
+        return _siphon.meta(self._h)[0]
+
+    @property
+    def user_agent(self):
+        return _hdr(self._h, 0, "User-Agent")
+
+    @property
+    def auth_user(self):
+        return _siphon.auth_user(self._h)
+
+    @auth_user.setter
+    def auth_user(self, v):
+        _siphon.set_auth_user(self._h, v)
+
+    @property
+    def contact_expires(self):
+        e = _param(_hdr(self._h, 0, "Contact"), "expires")
+        if e is None:
+            e = _hdr(self._h, 0, "Expires")
+        return int(e) if e is not None and e.strip().isdigit() else None
+
+    @property
+    def event(self):
+        return _hdr(self._h, 0, "Event")
+
+    @property
+    def client_transport(self):
+        return _siphon.meta(self._h)[0]
+
+    @property
+    def client_is_secure(self):
+        return _siphon.meta(self._h)[0] in ("tls", "wss")
+
+    is_ipsec_protected = False
+    matched_sa = None
+    flow = None
+    route_user = None
+    consumed_route_user = None
+    consumed_routes = ()
+    consumed_route = None
+
+    @property
+    def propagation_stopped(self):
+        return self._stopped
+
+    def stop_propagation(self):
+        self._stopped = True
+
+    # -- actions (deferred: carried out after the handlers return) --
+    def reply(self, code, reason=None, reliable=False):
+        _reply(self._h, code, reason if reason is not None else _REASONS.get(code, ""), reliable)
+
+    def relay(self, next_hop=None, on_reply=None, on_failure=None, flow=None, send_socket=None):
+        if on_reply is not None or on_failure is not None:
+            from . import _engine
+            _engine.remember_relay(_siphon.ev_id(self._h), on_reply, on_failure)
+        _siphon.relay(self._h, None if next_hop is None else str(next_hop), on_reply is not None, on_failure is not None)
+
+    def fork(self, targets, strategy="parallel", send_socket=None):
+        if isinstance(targets, (str, SipUri, Contact)):
+            targets = [targets]
+        _siphon.fork(self._h, [str(t) for t in targets], strategy)
+
+    def record_route(self):
+        _siphon.record_route(self._h)
+
+    def loose_route(self):
+        """Consume a top Route naming us; True if the request carries (more) Route headers."""
+        routes = _siphon.hdrs(self._h, 0, "Route")
+        if not routes:
+            return False
+        first = routes[0].split(",")[0]
+        if SipUri(_addr_uri(first)).is_local:
+            rest = ",".join(routes[0].split(",")[1:]).strip()
+            _siphon.rm_hdr(self._h, 0, "Route")
+            remaining = ([rest] if rest else []) + routes[1:]
+            for r in remaining:
+                _siphon.add_hdr(self._h, 0, "Route", r)
+            return bool(remaining) or self.in_dialog
+        return True
+
+    # -- header edits --
+    def ensure_header(self, name, value):
+        if _hdr(self._h, 0, name) is None:
+            _siphon.set_hdr(self._h, 0, name, str(value))
+
+    def remove_from_header_list(self, name, value):
+        out = []
+        for v in _siphon.hdrs(self._h, 0, name):
+            items = [i.strip() for i in v.split(",") if i.strip() and i.strip() != value]
+            out.extend(items)
+        _siphon.rm_hdr(self._h, 0, name)
+        if out:
+            _siphon.set_hdr(self._h, 0, name, ", ".join(out))
+
+    def prepend_route(self, uri):
+        _siphon.prepend_hdr(self._h, 0, "Route", f"<{uri}>")
+
+    def add_path(self, uri):
+        _siphon.prepend_hdr(self._h, 0, "Path", f"<{uri}>")
+
+    # -- reply shaping --
+    def set_reply_header(self, name, value):
+        _siphon.reply_hdr(self._h, name, str(value), False)
+
+    def add_reply_header(self, name, value):
+        _siphon.reply_hdr(self._h, name, str(value), True)
+
+    def set_reply_to_tag(self, tag):
+        # Carried as a pseudo-header the proxy core applies to the To of the response.
+        _siphon.reply_hdr(self._h, ":to-tag", str(tag), False)
+
+    def set_reply_body(self, body, content_type):
+        _siphon.reply_body(self._h, body, content_type)
+
+    # -- body --
+    def set_body(self, body, content_type=None):
+        _siphon.set_body(self._h, 0, body, content_type)
+
+    # -- R-URI / identity --
+    def set_ruri_user(self, user):
+        u = SipUri(_siphon.start(self._h, 0)[1])
+        u._user = user
+        self.ruri = u
+
+    def set_ruri_host(self, host):
+        u = SipUri(_siphon.start(self._h, 0)[1])
+        u._host = host
+        self.ruri = u
+
+    def set_from_uri(self, uri):
+        self._set_addr("From", uri)
+
+    def set_to_uri(self, uri):
+        self._set_addr("To", uri)
+
+    def _set_addr(self, name, uri):
+        v = _hdr(self._h, 0, name) or ""
+        a, b = v.find("<"), v.find(">")
+        if 0 <= a < b:
+            nv = v[: a + 1] + str(uri) + v[b:]
+        else:
+            tag = _param(v, "tag")
+            nv = f"<{uri}>" + (f";tag={tag}" if tag else "")
+        _siphon.set_hdr(self._h, 0, name, nv)
+
+    def set_from_display(self, name):
+        self._set_display("From", name)
+
+    def set_to_display(self, name):
+        self._set_display("To", name)
+
+    def _set_display(self, hname, name):
+        v = _hdr(self._h, 0, hname) or ""
+        a = v.find("<")
+        rest = v[a:] if a >= 0 else f"<{_addr_uri(v)}>" + (f";tag={_param(v, 'tag')}" if _param(v, "tag") else "")
+        _siphon.set_hdr(self._h, 0, hname, (f'"{name}" ' if name else "") + rest)
+
+    def set_contact_uri(self, uri):
+        v = _hdr(self._h, 0, "Contact")
+        if v is None:
+            _siphon.set_hdr(self._h, 0, "Contact", f"<{uri}>")
+            return
+        a, b = v.find("<"), v.find(">")
+        nv = v[: a + 1] + str(uri) + v[b:] if 0 <= a < b else f"<{uri}>"
+        _siphon.set_hdr(self._h, 0, "Contact", nv)
+
+    def set_contact_user(self, user):
+        c = _addr_uri(_hdr(self._h, 0, "Contact"))
+        if c:
+            u = SipUri(c)
+            u._user = user
+            self.set_contact_uri(u)
+
+    def fix_nated_contact(self):
+        """Rewrite the Contact host:port to the packet's source address (NAT traversal)."""
+        c = _addr_uri(_hdr(self._h, 0, "Contact"))
+        if c and c != "*":
+            u = SipUri(c)
+            u._host, u._port = self.source_ip, self.source_port
+            self.set_contact_uri(u)
+
+    def fix_nated_register(self):
+        """Mark the REGISTER's Contact with the source address (``;received=``)."""
+        c = _hdr(self._h, 0, "Contact")
+        if c and c.strip() != "*" and _param(c, "received") is None:
+            _siphon.set_hdr(self._h, 0, "Contact", f'{c};received="sip:{self.source_ip}:{self.source_port}"')
+
+    def source_ip_in(self, cidrs):
+        ip = ipaddress.ip_address(self.source_ip)
+        if isinstance(cidrs, str):
+            cidrs = [cidrs]
+        return any(ip in ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+class Reply(_Headers):
+    """The response of a reply/failure event (``on_reply``, ``on_failure``, ``on_register_reply``)."""
+
+    __slots__ = ("_h",)
+    _w = 1
+
+    def __init__(self, h):
+        self._h = h
+
+    def __repr__(self):
+        return f"<Reply {self.status_code} {self.reason}>"
+
+    @property
+    def status_code(self):
+        return _siphon.start(self._h, 1)[0]
+
+    @property
+    def reason(self):
+        return _siphon.start(self._h, 1)[1]
+
+    def relay(self, body=True):
+        _siphon.fwd_reply(self._h)
+
+    forward = relay
+
+    def reject(self, code, reason=None):
+        return _siphon.reject_reply(self._h, code, reason if reason is not None else _REASONS.get(code, ""))
+
+    def withhold(self):
+        pass
+
+
+class DetachedReply:
+    """A response delivered outside an event (``await proxy.send_request(...)``): a snapshot."""
+
+    __slots__ = ("status_code", "reason", "_headers", "body")
+
+    def __init__(self, status_code, reason, headers, body):
+        self.status_code = status_code
+        self.reason = reason
+        self._headers = headers
+        self.body = body
+
+    def get_header(self, name):
+        n = name.lower()
+        for k, v in self._headers:
+            if k.lower() == n:
+                return v
+        return None
+
+    header = get_header
+
+    def get_headers(self, name):
+        n = name.lower()
+        return [v for k, v in self._headers if k.lower() == n]
+
+    def has_header(self, name):
+        return self.get_header(name) is not None
+
+    @property
+    def content_type(self):
+        return self.get_header("Content-Type")
+
+    @property
+    def call_id(self):
+        return self.get_header("Call-ID")
+
+    def __repr__(self):
+        return f"<Reply {self.status_code} {self.reason}>"

@@ -1,0 +1,24 @@
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "sdk"))
+
+from siphon_sdk import SipTestHarness  # noqa: E402
+
+
+@pytest.fixture
+def harness(request):
+    """``harness(source, **kw)`` -> a running SipTestHarness, closed after the test."""
+    made = []
+
+    def make(source, **kw):
+        kw.setdefault("cores", 2)
+        h = SipTestHarness(source=source, **kw)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.close()
