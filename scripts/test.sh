@@ -20,6 +20,10 @@ cargo fmt --all --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "release build of siphon (the end-to-end SIPp tests run against it)"
+cargo build --release -p siphon-bin
+export SIPHON_BIN="$CARGO_TARGET_DIR/release/siphon"
+
 step "cargo test"
 cargo test --workspace
 
