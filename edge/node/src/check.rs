@@ -92,6 +92,58 @@ fn bindable(l: &Loaded, key: &[&str], addr: &str, udp: bool) -> Result<(), Confi
     }
 }
 
+/// Compile and import the routing script in the embedded Python, as a start would, and count
+/// the handlers it registers (at least one is required).
+fn check_script(l: &Loaded) -> Result<usize, ConfigError> {
+    use std::sync::{Arc, Mutex};
+    let c = &l.config;
+    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = Arc::clone(&errors);
+    let mut hc = siphon_script::HostConfig::new(1, c.script.path.clone());
+    hc.include_paths = c.script.include_paths.clone();
+    hc.reload = siphon_script::ReloadMode::Sighup;
+    hc.force_shared_interpreter = true;
+    hc.local_domains = c.domain.local.clone();
+    hc.auth_users = c
+        .auth
+        .users
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Some(doc) = &c.script_config {
+        hc.script_config = serde_json::to_value(doc).unwrap_or_default();
+    }
+    hc.log = Arc::new(move |lvl, _, msg| {
+        if matches!(lvl, siphon_script::LogLevel::Error)
+            && let Ok(mut v) = sink.lock()
+        {
+            v.push(msg.to_string());
+        }
+    });
+    let script = c.script.path.display().to_string();
+    let host = siphon_script::Host::start(hc).map_err(|e| {
+        let detail = errors.lock().map(|v| v.join("\n")).unwrap_or_default();
+        l.error_at(
+            &["script", "path"],
+            format!("script `{script}` failed to load: {e}\n{detail}"),
+        )
+    })?;
+    let n = host
+        .handle()
+        .metric_value("siphon_script_handlers", &[])
+        .unwrap_or(0.0);
+    host.shutdown();
+    if n < 1.0 {
+        return Err(l.error_at(
+            &["script", "path"],
+            format!("script `{script}` registers no handler (every request would get 500 No Script Handler)"),
+        ));
+    }
+    // Counts are small integers.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Ok(n as usize)
+}
+
 /// Validate what a start would; returns a one-line summary.
 pub fn deep_check(l: &Loaded) -> Result<String, ConfigError> {
     let c = &l.config;
@@ -162,9 +214,10 @@ pub fn deep_check(l: &Loaded) -> Result<String, ConfigError> {
             readable(l, &["extensions", name], p, "extension config")?;
         }
     }
+    let handlers = check_script(l)?;
     let listeners = c.listen.udp.len() + c.listen.tcp.len() + c.listen.tls.len();
     Ok(format!(
-        "{listeners} listener(s), script {}",
+        "{listeners} listener(s), script {} with {handlers} handler(s)",
         c.script.path.display()
     ))
 }
@@ -188,7 +241,8 @@ mod tests {
         let e = deep_check(&l).unwrap_err().to_string();
         assert!(e.contains("siphon.yaml:4: script"), "{e}");
         fs::write(dir.join("nope.py"), "x = 1\n").unwrap();
-        assert!(deep_check(&l).is_ok());
+        let e = deep_check(&l).unwrap_err().to_string();
+        assert!(e.contains("registers no handler"), "{e}");
         let l = loaded(
             "listen:\n  udp: [\"192.0.2.77:5060\"]\nscript:\n  path: nope.py\n",
             &dir,

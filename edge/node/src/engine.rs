@@ -632,6 +632,13 @@ impl Handler for Engine {
 
     fn on_turn_end(&mut self, cx: &mut Cx<'_, Msg>) {
         self.apply_actions(cx);
+        if self.shared.draining.load(Ordering::Relaxed) {
+            let pending = self.proxy.unanswered();
+            self.m.transactions_pending.store(
+                i64::try_from(pending).unwrap_or(i64::MAX),
+                Ordering::Relaxed,
+            );
+        }
         self.m.transactions_active.store(
             i64::try_from(self.proxy.contexts()).unwrap_or(i64::MAX),
             Ordering::Relaxed,

@@ -189,8 +189,11 @@ fn run(loaded: &config::Loaded) -> ExitCode {
         match sig {
             SIGHUP => node.reload(),
             _ => {
-                tracing::info!(signal = sig, "stopping");
-                node.drain_and_stop();
+                tracing::info!(
+                    signal = sig,
+                    "stopping (a second SIGTERM/SIGINT stops at once)"
+                );
+                node.drain_and_stop(|| signals.pending().any(|s| s != SIGHUP));
                 return ExitCode::SUCCESS;
             }
         }

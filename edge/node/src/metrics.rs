@@ -82,6 +82,8 @@ pub struct CoreMetrics {
     pub mesh_forwards: AtomicU64,
     /// Depth of this core's worker queue at the last loop turn.
     pub queue_depth: AtomicU64,
+    /// Response contexts still without a final response (what a drain waits for).
+    pub transactions_pending: AtomicI64,
 }
 
 impl Default for CoreMetrics {
@@ -97,6 +99,7 @@ impl Default for CoreMetrics {
             script_errors: AtomicU64::new(0),
             mesh_forwards: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
+            transactions_pending: AtomicI64::new(0),
         }
     }
 }
@@ -177,6 +180,13 @@ impl Metrics {
         self.cores
             .iter()
             .map(|c| c.transactions_active.load(Ordering::Relaxed))
+            .sum()
+    }
+    /// Requests in flight on all cores (no final response yet).
+    pub fn transactions_pending(&self) -> i64 {
+        self.cores
+            .iter()
+            .map(|c| c.transactions_pending.load(Ordering::Relaxed))
             .sum()
     }
     /// Append more exposition text at scrape time (script metrics).

@@ -379,12 +379,25 @@ impl Node {
 
     /// SIGTERM: refuse new INVITEs with 503, let in-flight transactions finish (up to
     /// `server.drain_secs`), then stop.
-    pub fn drain_and_stop(mut self) {
+    /// `interrupted` is polled while waiting; true stops at once (a second signal).
+    pub fn drain_and_stop(mut self, mut interrupted: impl FnMut() -> bool) {
         self.shared.draining.store(true, Ordering::SeqCst);
         self.metrics.set_draining();
         tracing::info!(drain_secs = self.drain_secs, "draining");
+        // Every core takes a turn so that it publishes its count of unanswered requests.
+        if let Some(rt) = &self.runtime {
+            let h = rt.handle();
+            for core in 0..h.cores() {
+                let _ = h.send(core, Msg::Wake);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
         let deadline = Instant::now() + Duration::from_secs(self.drain_secs);
-        while Instant::now() < deadline && self.metrics.transactions_active() > 0 {
+        while Instant::now() < deadline && self.metrics.transactions_pending() > 0 {
+            if interrupted() {
+                tracing::warn!("second signal: stopping without waiting for the drain");
+                break;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         self.stop();

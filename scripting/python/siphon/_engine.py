@@ -331,6 +331,9 @@ def load(path):
     sys.modules["__siphon_app__"] = mod
     app = mod
     _start_periodic()
+    # Exported on /metrics, and read by `siphon check` (a script needs at least one handler).
+    _siphon.metric_decl("gauge", "siphon_script_handlers", "Handlers registered by the loaded script", [], None)
+    _siphon.metric_op("siphon_script_handlers", [], 1, float(len(registry.entries)))
     return True
 
 

@@ -233,6 +233,11 @@ impl Proxy {
         self.contexts.len()
     }
 
+    /// Response contexts that have not sent a final response yet (O(contexts): for draining).
+    pub fn unanswered(&self) -> usize {
+        self.contexts.values().filter(|c| !c.final_sent).count()
+    }
+
     /// A request arrived from `source` on our interface number `interface` at `now`. The
     /// message layer has validated it already (400/416/420/483/505).
     pub fn handle_request(
