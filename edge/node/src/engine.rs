@@ -93,6 +93,10 @@ pub struct Engine {
     timer: Option<(TimerId, Instant)>,
     streams: HashMap<ConnId, Stream>,
     by_peer: HashMap<(Transport, SocketAddr), ConnId>,
+    /// This core's interpreter when `tuning.script_placement: inline` (driven every turn).
+    inline: Option<siphon_script::InlineWorker>,
+    /// The inline worker handled something last turn: take another turn before sleeping.
+    inline_busy: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -134,7 +138,16 @@ impl Engine {
             timer: None,
             streams: HashMap::new(),
             by_peer: HashMap::new(),
+            inline: None,
+            inline_busy: false,
         }
+    }
+
+    /// Drive this core's interpreter from the reactor thread (inline placement). Must be
+    /// called on the reactor thread; the worker is dropped with the engine on that thread.
+    pub fn with_inline_worker(mut self, worker: siphon_script::InlineWorker) -> Self {
+        self.inline = Some(worker);
+        self
     }
 
     fn interface_index(&self, transport: Transport) -> usize {
@@ -631,6 +644,18 @@ impl Handler for Engine {
     }
 
     fn on_turn_end(&mut self, cx: &mut Cx<'_, Msg>) {
+        if let Some(w) = self.inline.as_mut() {
+            // A few batches per turn: enough to keep up, bounded so sockets are not starved.
+            let mut handled = 0;
+            for _ in 0..4 {
+                let n = w.turn();
+                handled += n;
+                if n == 0 {
+                    break;
+                }
+            }
+            self.inline_busy = handled > 0;
+        }
         self.apply_actions(cx);
         if self.shared.draining.load(Ordering::Relaxed) {
             let pending = self.proxy.unanswered();

@@ -195,6 +195,15 @@ impl Node {
             hc.script_config = serde_json::to_value(doc).unwrap_or_default();
         }
         hc.log = log_sink();
+        // Inline placement needs one interpreter per core (Python >= 3.12).
+        let inline = c.tuning.script_placement == config::ScriptPlacement::Inline
+            && siphon_script::python_version() >= "3.12";
+        if c.tuning.script_placement == config::ScriptPlacement::Inline && !inline {
+            tracing::warn!(
+                "tuning.script_placement: inline needs Python >= 3.12; using worker threads"
+            );
+        }
+        hc.inline = inline;
         hc.doorbell = Some(Arc::new(move |core| {
             if let Some(h) = bell_cell.get()
                 && core != usize::MAX
@@ -282,7 +291,14 @@ impl Node {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             });
-            Engine::new(core, shared)
+            let engine = Engine::new(core, Arc::clone(&shared));
+            if inline {
+                match shared.host.inline_worker(core) {
+                    Ok(w) => return engine.with_inline_worker(w),
+                    Err(e) => tracing::error!(core, error = %e, "inline script worker failed"),
+                }
+            }
+            engine
         })
         .map_err(|e| StartError::Reactors(e.to_string()))?;
         let udp = runtime.udp_addrs().to_vec();
