@@ -63,11 +63,12 @@
 //! # Performance
 //!
 //! `cargo bench -p siphon-smpp --bench codec -- --warm-up-time 1 --measurement-time 3` on the
-//! shared 2-core VM (Xeon 2.6 GHz, Nov 2026): submit_sm decode ~59 ns (~16.9 M/s per core),
-//! encode ~52 ns (~19.3 M/s); deliver_sm (receipt with 3 TLVs) decode ~72 ns, encode ~56 ns.
-//! The goal was ≥ 10 M decodes/s; smpp34 publishes 6.6 M/s decode, 12.3 M/s encode on a
-//! faster laptop core. Numbers roughly halve when the VM is loaded by other builds.
-//! Receipt parsing is slower (~0.4 µs) and only runs for esm_class 0x04 PDUs.
+//! shared 2-core VM (Xeon 2.6 GHz, load average ~4 from other builds, Nov 2026), two runs:
+//! submit_sm decode 65–75 ns (13.3–15.5 M/s per core), encode 31–34 ns (29–32 M/s);
+//! deliver_sm (receipt, 3 TLVs) decode ~72 ns, encode ~39 ns; one submit_sm through an
+//! SMSC session (state check, decode, tracking, submit_sm_resp encode) ~114 ns. The goal was
+//! ≥ 10 M decodes/s; smpp34 publishes 6.6 M/s decode and 12.3 M/s encode (on a faster laptop
+//! core). Receipt parsing adds ~0.16 µs and only runs for esm_class 0x04 PDUs.
 //!
 //! Not done here: SMPP 3.3 peers (interface_version < 0x34 must not be sent TLVs; the
 //! session does not strip them), the 5.0 broadcast PDUs, and which TLVs each PDU may carry.
