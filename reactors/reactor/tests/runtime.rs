@@ -166,7 +166,7 @@ fn reactor_to_worker_and_back() {
         for i in 0..50 {
             let msg = format!("req {i}");
             c.send_to(msg.as_bytes(), rt.udp_addrs()[0]).expect("send");
-            let (n, _) = c.recv_from(&mut buf).expect("reply via worker");
+            let (n, _) = common::recv(&c, &mut buf).expect("reply via worker");
             assert_eq!(&buf[..n], format!("req {i} handled").as_bytes());
         }
         stop.store(true, Ordering::SeqCst);
@@ -205,7 +205,7 @@ fn two_reactors_share_a_reuseport_group_and_flows_stick_to_one_core() {
                 let mut first = None;
                 for _ in 0..5 {
                     c.send_to(b"x", rt.udp_addrs()[0]).expect("send");
-                    let (n, _) = c.recv_from(&mut buf).expect("reply");
+                    let (n, _) = common::recv(&c, &mut buf).expect("reply");
                     assert_eq!(n, 1);
                     let core = buf[0];
                     assert!(core == b'0' || core == b'1');
@@ -240,7 +240,7 @@ fn two_reactors_share_a_reuseport_group_and_flows_stick_to_one_core() {
                                 (0..20)
                                     .map(|_| {
                                         c.send_to(b"x", addr).expect("send");
-                                        c.recv_from(&mut buf).expect("reply");
+                                        common::recv(&c, &mut buf).expect("reply");
                                         buf[0]
                                     })
                                     .collect::<Vec<u8>>()

@@ -32,3 +32,13 @@ pub fn client(addr: &str) -> UdpSocket {
         .expect("timeout");
     s
 }
+
+/// `recv_from` that retries when a signal interrupts the call (EINTR is not an answer).
+pub fn recv(c: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, std::net::SocketAddr)> {
+    loop {
+        match c.recv_from(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
