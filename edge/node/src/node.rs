@@ -222,6 +222,11 @@ impl Node {
                 config::IoBackend::Uring => BackendPref::Uring,
                 config::IoBackend::Epoll => BackendPref::Epoll,
             },
+            steering: match c.tuning.steering {
+                config::Steering::Hash => siphon_reactor::Steering::Hash,
+                config::Steering::IncomingCpu => siphon_reactor::Steering::IncomingCpu,
+                config::Steering::Cbpf => siphon_reactor::Steering::Cbpf,
+            },
             ..Default::default()
         };
         if let Some(n) = c.tuning.ring_entries {
