@@ -15,14 +15,17 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use siphon_reactor::{
     CloseReason, ConnId, ConnInfo, ConnectError, Cx, Datagram, Handler, TimerId, UdpSocketId,
 };
 use siphon_script::{Disposition, Event, EventKind, ForkStrategy, HostHandle, Meta, SipMessage};
-use siphon_sip::proxy::{ContextId, Interface, Proxy, ProxyConfig, ProxyEvent, Target, owner_core};
+use siphon_sip::proxy::{
+    ContextId, Hooks, Interface, Proxy, ProxyConfig, ProxyError, ProxyEvent, ReplyId, Target,
+    owner_core,
+};
 use siphon_sip::transaction::{Outgoing, Remote, Transmit, Transport, TxRequest, TxResponse};
 use siphon_sip::validate::{ValidationConfig, validate_request};
 use siphon_sip::{Message, ParseErrorKind, StreamFramer, StreamItem, Uri};
@@ -75,6 +78,33 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// The request a context's reply and failure events show the script.
+#[derive(Clone)]
+struct CtxInfo {
+    request: Arc<SipMessage>,
+    request_id: u64,
+    register: bool,
+    meta: Meta,
+}
+
+/// What a script event's actions answer.
+enum Pending {
+    /// A new request: route it.
+    Request { ctx: ContextId, info: CtxInfo },
+    /// A held branch reply: relay, drop or reject it.
+    Reply { ctx: ContextId, reply: ReplyId },
+    /// Every branch failed: re-target, answer or relay the best response.
+    Failure { ctx: ContextId },
+}
+
+/// Global reply/failure handlers of the loaded script.
+#[derive(Debug, Clone, Copy, Default)]
+struct ScriptFlags {
+    on_reply: bool,
+    on_failure: bool,
+    on_register_reply: bool,
+}
+
 struct Stream {
     framer: StreamFramer,
     peer: SocketAddr,
@@ -87,8 +117,13 @@ pub struct Engine {
     shared: Arc<Shared>,
     m: Arc<CoreMetrics>,
     proxy: Proxy,
-    /// Script event id → the context waiting for its actions.
-    pending: HashMap<u64, ContextId>,
+    /// Script event id → what waits for its actions.
+    pending: HashMap<u64, Pending>,
+    /// Contexts whose replies or failure go to the script (hooks on), with what to show it.
+    ctx_info: HashMap<ContextId, CtxInfo>,
+    /// Which hooks the loaded script has, and when that was last read.
+    flags: ScriptFlags,
+    flags_checked: Option<Instant>,
     next_id: u64,
     timer: Option<(TimerId, Instant)>,
     streams: HashMap<ConnId, Stream>,
@@ -126,7 +161,7 @@ impl Engine {
             interfaces: shared.interfaces.clone(),
             domains: shared.domains.clone(),
             transactions: shared.transactions,
-            hooks: siphon_sip::proxy::Hooks::default(),
+            hooks: Hooks::default(),
         });
         Self {
             core,
@@ -134,6 +169,9 @@ impl Engine {
             shared,
             proxy,
             pending: HashMap::new(),
+            ctx_info: HashMap::new(),
+            flags: ScriptFlags::default(),
+            flags_checked: None,
             next_id: 0,
             timer: None,
             streams: HashMap::new(),
@@ -399,6 +437,19 @@ impl Engine {
                     None => self.m.dropped(DropReason::Stray),
                 }
             }
+            ProxyEvent::Reply {
+                ctx,
+                reply,
+                response,
+            } => {
+                self.submit_response(cx.now(), ctx, Some(reply), &response);
+            }
+            ProxyEvent::Failure { ctx, response } => {
+                self.submit_response(cx.now(), ctx, None, &response);
+            }
+            ProxyEvent::Completed { ctx, .. } => {
+                self.ctx_info.remove(&ctx);
+            }
             _ => {}
         }
     }
@@ -415,18 +466,20 @@ impl Engine {
             let _ = self.proxy.respond(now, ctx, 400, "Bad Request");
             return;
         };
-        self.next_id += 1;
-        let id = self.next_id;
+        let meta = Meta {
+            transport: transport_name(source.transport),
+            source: source.addr,
+        };
+        let request = Arc::new(msg);
+        let register = request.method() == "REGISTER";
+        let id = self.next_event_id();
         let ev = Event {
             id,
             core: self.core,
             kind: EventKind::Request,
-            request: Arc::new(msg),
+            request: Arc::clone(&request),
             reply: None,
-            meta: Meta {
-                transport: transport_name(source.transport),
-                source: source.addr,
-            },
+            meta,
             request_id: None,
         };
         if self.shared.host.submit(ev).is_err() {
@@ -434,7 +487,162 @@ impl Engine {
             let _ = self.proxy.respond(now, ctx, 503, "Service Unavailable");
             return;
         }
-        self.pending.insert(id, ctx);
+        self.pending.insert(
+            id,
+            Pending::Request {
+                ctx,
+                info: CtxInfo {
+                    request,
+                    request_id: id,
+                    register,
+                    meta,
+                },
+            },
+        );
+    }
+
+    fn next_event_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Offer a branch reply (`on_reply`, per-relay callbacks, `on_register_reply`) or the
+    /// best failure (`on_failure`) to the script; without a context to show, relay at once.
+    fn submit_response(
+        &mut self,
+        now: Instant,
+        ctx: ContextId,
+        held: Option<ReplyId>,
+        response: &TxResponse,
+    ) {
+        let parsed = SipMessage::parse(response.bytes()).ok();
+        let Some((info, reply)) = self.ctx_info.get(&ctx).cloned().zip(parsed) else {
+            self.release(now, ctx, held);
+            return;
+        };
+        let kind = match held {
+            None => EventKind::Failure,
+            Some(_) if info.register => EventKind::RegisterReply,
+            Some(_) => EventKind::Reply,
+        };
+        let id = self.next_event_id();
+        let ev = Event {
+            id,
+            core: self.core,
+            kind,
+            request: Arc::clone(&info.request),
+            reply: Some(Arc::new(reply)),
+            meta: info.meta,
+            request_id: Some(info.request_id),
+        };
+        if self.shared.host.submit(ev).is_err() {
+            self.m.dropped(DropReason::QueueFull);
+            self.release(now, ctx, held);
+            return;
+        }
+        let p = match held {
+            Some(reply) => Pending::Reply { ctx, reply },
+            None => Pending::Failure { ctx },
+        };
+        self.pending.insert(id, p);
+    }
+
+    /// Let the proxy core do what it would have done without the hook.
+    fn release(&mut self, now: Instant, ctx: ContextId, held: Option<ReplyId>) {
+        let _ = match held {
+            Some(r) => self.proxy.relay_reply(now, r),
+            None => self.proxy.relay_failure(now, ctx),
+        };
+    }
+
+    /// Re-read which hooks the loaded script has (after reloads), at most once a second.
+    fn refresh_flags(&mut self, now: Instant) {
+        if self
+            .flags_checked
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.flags_checked = Some(now);
+        let h = &self.shared.host;
+        let has = |kind: &str| {
+            h.metric_value("siphon_script_handlers_by_kind", &[kind])
+                .is_some_and(|n| n > 0.0)
+        };
+        self.flags = ScriptFlags {
+            on_reply: has("proxy.on_reply"),
+            on_failure: has("proxy.on_failure"),
+            on_register_reply: has("proxy.on_register_reply"),
+        };
+    }
+
+    /// Targets of a `relay`/`fork` decision, resolved.
+    fn targets(&self, ctx: ContextId, d: &Disposition) -> Option<Vec<Target>> {
+        match d {
+            Disposition::Relay { next_hop, .. } => {
+                let target = next_hop.clone().or_else(|| self.proxy.next_hop(ctx))?;
+                let destination = resolve(&target)?;
+                Some(vec![Target {
+                    uri: None,
+                    destination,
+                    q: 1000,
+                }])
+            }
+            Disposition::Fork { targets, strategy } => {
+                let n = targets.len();
+                let ts: Vec<Target> = targets
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, t)| {
+                        let destination = resolve(t)?;
+                        let q = match strategy {
+                            ForkStrategy::Parallel => 1000,
+                            _ => u16::try_from(1000 - (i * 1000 / n.max(1))).unwrap_or(0),
+                        };
+                        Some(Target {
+                            uri: Some(siphon_sip::proxy::strip_angle(t).to_string()),
+                            destination,
+                            q,
+                        })
+                    })
+                    .collect();
+                (!ts.is_empty()).then_some(ts)
+            }
+            _ => None,
+        }
+    }
+
+    /// A routing decision (for a new request, or a re-target from `on_failure`).
+    fn route(
+        &mut self,
+        now: Instant,
+        ctx: ContextId,
+        d: Disposition,
+        record_route: bool,
+    ) -> Result<(), ProxyError> {
+        match d {
+            Disposition::Reply {
+                status,
+                reason,
+                headers,
+                body,
+                ..
+            } => self
+                .proxy
+                .respond_with(now, ctx, status, &reason, headers, body),
+            Disposition::Relay { .. } | Disposition::Fork { .. } => match self.targets(ctx, &d) {
+                Some(ts) => self.proxy.forward(now, ctx, ts, record_route),
+                None if matches!(d, Disposition::Fork { .. }) => {
+                    self.proxy.respond(now, ctx, 480, "Temporarily Unavailable")
+                }
+                None => self.proxy.respond(now, ctx, 503, "Service Unavailable"),
+            },
+            _ => {
+                self.m.dropped(DropReason::NoAction);
+                self.proxy.abandon(ctx);
+                Ok(())
+            }
+        }
     }
 
     /// Carry out the script's decisions for this core.
@@ -447,70 +655,62 @@ impl Engine {
             if a.script_error {
                 self.m.script_errors.fetch_add(1, Ordering::Relaxed);
             }
-            let Some(ctx) = self.pending.remove(&a.id) else {
+            let Some(p) = self.pending.remove(&a.id) else {
                 continue;
             };
-            if let Some(edited) = &a.request
-                && let Ok(m) = Message::parse(Bytes::from(edited.to_bytes()))
-                && let Ok(tx) = TxRequest::try_from(&m)
-            {
-                let _ = self.proxy.set_request(ctx, tx);
-            }
-            let result = match a.disposition {
-                Disposition::Reply {
-                    status,
-                    reason,
-                    headers,
-                    body,
-                    ..
-                } => self
-                    .proxy
-                    .respond_with(now, ctx, status, &reason, headers, body),
-                Disposition::Relay { next_hop, .. } => {
-                    let target = next_hop.or_else(|| self.proxy.next_hop(ctx));
-                    match target.as_deref().and_then(resolve) {
-                        Some(destination) => self.proxy.forward(
-                            now,
-                            ctx,
-                            vec![Target {
-                                uri: None,
-                                destination,
-                                q: 1000,
-                            }],
-                            a.record_route,
-                        ),
-                        None => self.proxy.respond(now, ctx, 503, "Service Unavailable"),
+            let result = match p {
+                Pending::Request { ctx, info } => {
+                    if let Some(edited) = &a.request
+                        && let Ok(m) = Message::parse(Bytes::from(edited.to_bytes()))
+                        && let Ok(tx) = TxRequest::try_from(&m)
+                    {
+                        let _ = self.proxy.set_request(ctx, tx);
                     }
-                }
-                Disposition::Fork { targets, strategy } => {
-                    let n = targets.len();
-                    let ts: Vec<Target> = targets
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, t)| {
-                            let destination = resolve(t)?;
-                            let q = match strategy {
-                                ForkStrategy::Parallel => 1000,
-                                _ => u16::try_from(1000 - (i * 1000 / n.max(1))).unwrap_or(0),
-                            };
-                            Some(Target {
-                                uri: Some(siphon_sip::proxy::strip_angle(t).to_string()),
-                                destination,
-                                q,
-                            })
-                        })
-                        .collect();
-                    if ts.is_empty() {
-                        self.proxy.respond(now, ctx, 480, "Temporarily Unavailable")
-                    } else {
-                        self.proxy.forward(now, ctx, ts, a.record_route)
+                    let (per_reply, per_failure) = match &a.disposition {
+                        Disposition::Relay {
+                            has_on_reply,
+                            has_on_failure,
+                            ..
+                        } => (*has_on_reply, *has_on_failure),
+                        _ => (false, false),
+                    };
+                    let forwarding = matches!(
+                        a.disposition,
+                        Disposition::Relay { .. } | Disposition::Fork { .. }
+                    );
+                    if forwarding {
+                        self.refresh_flags(now);
+                        let f = self.flags;
+                        let hooks = Hooks {
+                            replies: f.on_reply
+                                || per_reply
+                                || (info.register && f.on_register_reply),
+                            failures: f.on_failure || per_failure,
+                        };
+                        if hooks != Hooks::default() {
+                            let _ = self.proxy.set_hooks(ctx, hooks);
+                            self.ctx_info.insert(ctx, info);
+                        }
                     }
+                    self.route(now, ctx, a.disposition, a.record_route)
                 }
-                _ => {
-                    self.m.dropped(DropReason::NoAction);
-                    self.proxy.abandon(ctx);
-                    Ok(())
-                }
+                Pending::Reply { ctx, reply } => match a.disposition {
+                    Disposition::ForwardReply => self.proxy.relay_reply(now, reply),
+                    Disposition::RejectReply { status, reason } => {
+                        let _ = self.proxy.drop_reply(now, reply);
+                        self.proxy.respond(now, ctx, status, &reason)
+                    }
+                    // upstream: a reply is dropped unless the handler relays it.
+                    _ => self.proxy.drop_reply(now, reply),
+                },
+                Pending::Failure { ctx } => match a.disposition {
+                    d @ (Disposition::Relay { .. }
+                    | Disposition::Fork { .. }
+                    | Disposition::Reply { .. }) => self.route(now, ctx, d, a.record_route),
+                    // Upstream suppresses the error response when on_failure does not relay,
+                    // leaving the caller to time out; we send the best response instead.
+                    _ => self.proxy.relay_failure(now, ctx),
+                },
             };
             if result.is_err() {
                 self.m.dropped(DropReason::Stray);

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-fn run_e2e(transports: &[&str]) {
+fn run_e2e(config: &str, transports: &[&str]) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let bin =
         std::env::var("SIPHON_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_siphon").to_string());
@@ -20,7 +20,7 @@ fn run_e2e(transports: &[&str]) {
         .arg("siphon")
         .args(transports)
         .env("SIPHON_BIN", &bin)
-        .env("SIPHON_CONFIG", root.join("bench/sipp/siphon-e2e.yaml"))
+        .env("SIPHON_CONFIG", root.join(config))
         .env("E2E_REQUIRE_TLS", "1")
         .current_dir(&root)
         .output()
@@ -31,7 +31,10 @@ fn run_e2e(transports: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
     println!("{text}");
-    assert!(out.status.success(), "e2e {transports:?} failed:\n{text}");
+    assert!(
+        out.status.success(),
+        "e2e {config} {transports:?} failed:\n{text}"
+    );
     assert!(
         text.contains(" 0 failed"),
         "e2e {transports:?} reported failures:\n{text}"
@@ -41,5 +44,8 @@ fn run_e2e(transports: &[&str]) {
 /// One test: the scenarios use fixed loopback ports, so transports run one after another.
 #[test]
 fn sipp_udp_tcp_tls() {
-    run_e2e(&["udp", "tcp", "tls"]);
+    run_e2e("bench/sipp/siphon-e2e.yaml", &["udp", "tcp", "tls"]);
+    // The same flows with @proxy.on_reply / @proxy.on_failure handlers: every branch reply
+    // goes through Python and is relayed by the script.
+    run_e2e("bench/sipp/siphon-e2e-hooks.yaml", &["udp", "tcp"]);
 }

@@ -334,7 +334,15 @@ def load(path):
     # Exported on /metrics, and read by `siphon check` (a script needs at least one handler).
     _siphon.metric_decl("gauge", "siphon_script_handlers", "Handlers registered by the loaded script", [], None)
     _siphon.metric_op("siphon_script_handlers", [], 1, float(len(registry.entries)))
+    # Per kind, so the node sends replies/failures to Python only when a handler wants them.
+    _siphon.metric_decl("gauge", "siphon_script_handlers_by_kind", "Handlers by hook", ["kind"], None)
+    for kind in _NODE_HOOK_KINDS:
+        n = sum(1 for e in registry.entries if e[0] == kind)
+        _siphon.metric_op("siphon_script_handlers_by_kind", [kind], 1, float(n))
     return True
+
+
+_NODE_HOOK_KINDS = ("proxy.on_request", "proxy.on_reply", "proxy.on_failure", "proxy.on_cancel", "proxy.on_register_reply")
 
 
 def shutdown():

@@ -185,6 +185,8 @@ struct Context {
     held: usize,
     /// Best response offered to the TU by [`ProxyEvent::Failure`].
     failure: Option<TxResponse>,
+    /// Decision points for this context ([`ProxyConfig::hooks`] unless set by the TU).
+    hooks: Hooks,
 }
 
 #[derive(Debug)]
@@ -390,6 +392,17 @@ impl Proxy {
             self.cancel_pending(now, ctx);
         }
         self.drain_transactions(now, 0);
+        Ok(())
+    }
+
+    /// Decision points for one context (a script's per-relay `on_reply`/`on_failure`, or
+    /// global handlers that appeared after a reload); call before [`Self::forward`].
+    pub fn set_hooks(&mut self, ctx: ContextId, hooks: Hooks) -> Result<(), ProxyError> {
+        let c = self
+            .contexts
+            .get_mut(&ctx)
+            .ok_or(ProxyError::UnknownContext)?;
+        c.hooks = hooks;
         Ok(())
     }
 
@@ -679,6 +692,7 @@ impl Proxy {
                 got_6xx: false,
                 held: 0,
                 failure: None,
+                hooks: self.config.hooks,
             },
         );
         self.events.push_back(ProxyEvent::Request {
@@ -882,7 +896,7 @@ impl Proxy {
             }
             // §16.7 step 5: 101-199 forwarded, 100 not.
             if status > 100 && !c.final_sent && !c.cancelled {
-                if self.config.hooks.replies {
+                if c.hooks.replies {
                     self.hold(ctx, upstream);
                 } else {
                     let _ = self.send_upstream(now, ctx, upstream);
@@ -917,7 +931,7 @@ impl Proxy {
         let received = response.is_some();
         let response = response
             .unwrap_or_else(|| TxResponse::to_request(&c.request, status, reason, Some(&tag)));
-        if received && self.config.hooks.replies {
+        if received && c.hooks.replies {
             self.hold(ctx, response);
             return;
         }
@@ -969,6 +983,7 @@ impl Proxy {
         if c.held > 0 || c.failure.is_some() || c.branches.iter().any(blocking) {
             return;
         }
+        let hooks = c.hooks;
         if !c.groups.is_empty() && !c.cancelled && !c.got_6xx {
             self.start_next_group(now, ctx);
             return;
@@ -978,7 +993,7 @@ impl Proxy {
         });
         if c.cancelled && best.status() < 600 {
             best = TxResponse::to_request(&c.request, 487, "Request Terminated", best.to_tag());
-        } else if self.config.hooks.failures {
+        } else if hooks.failures {
             if let Some(c) = self.contexts.get_mut(&ctx) {
                 c.failure = Some(best.clone());
                 c.finals.clear();
