@@ -18,20 +18,20 @@ step "cargo fmt --check"
 cargo fmt --all --check
 
 step "cargo clippy -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "release build of siphon (the end-to-end SIPp tests run against it)"
-cargo build --release -p siphon-bin
+cargo build --release --locked -p siphon-bin
 export SIPHON_BIN="$CARGO_TARGET_DIR/release/siphon"
 
 step "cargo test"
-cargo test --workspace
+cargo test --workspace --locked
 
 step "fuzz targets build"
 for fz in edge/*/fuzz; do
     [ -f "$fz/Cargo.toml" ] || continue
     RUSTFLAGS="--cfg fuzzing" CARGO_TARGET_DIR="$CARGO_TARGET_DIR/fuzz" \
-        cargo build --manifest-path "$fz/Cargo.toml" --bins
+        cargo build --locked --manifest-path "$fz/Cargo.toml" --bins
 done
 
 if [ -x scripting/run-tests.sh ]; then
