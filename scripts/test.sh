@@ -19,6 +19,8 @@ cargo fmt --all --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The extension features are declared and must always build.
+cargo clippy -p siphon-bin --all-targets --locked --features smpp,http,sctp -- -D warnings
 
 step "release build of siphon (the end-to-end SIPp tests run against it)"
 cargo build --release --locked -p siphon-bin

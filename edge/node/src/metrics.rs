@@ -122,13 +122,14 @@ impl CoreMetrics {
 }
 
 type ExtraRenderer = Box<dyn Fn(&mut String) + Send + Sync>;
+type RegistrationsSource = Box<dyn Fn() -> u64 + Send + Sync>;
 
 /// Node-wide metrics: the per-core blocks plus gauges and info.
 pub struct Metrics {
     cores: Vec<Arc<CoreMetrics>>,
     io_backend: Mutex<(String, String)>,
     draining: AtomicBool,
-    registrations: AtomicU64,
+    registrations_source: Mutex<Option<RegistrationsSource>>,
     extra: Mutex<Vec<ExtraRenderer>>,
 }
 
@@ -149,7 +150,7 @@ impl Metrics {
                 .collect(),
             io_backend: Mutex::new(("unknown".into(), String::new())),
             draining: AtomicBool::new(false),
-            registrations: AtomicU64::new(0),
+            registrations_source: Mutex::new(None),
             extra: Mutex::new(Vec::new()),
         })
     }
@@ -171,9 +172,11 @@ impl Metrics {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
-    /// Active registrations (bindings), sampled by the registrar.
-    pub fn set_registrations(&self, n: u64) {
-        self.registrations.store(n, Ordering::Relaxed);
+    /// Where `siphon_registrations_active` is read at scrape time (the shared registrar).
+    pub fn set_registrations_source(&self, f: RegistrationsSource) {
+        if let Ok(mut g) = self.registrations_source.lock() {
+            *g = Some(f);
+        }
     }
     /// Transactions alive on all cores.
     pub fn transactions_active(&self) -> i64 {
@@ -272,17 +275,17 @@ impl Metrics {
             .map(|c| c.transactions_active.load(Ordering::Relaxed))
             .sum();
         let _ = writeln!(o, "siphon_transactions_active {active}");
-        header(
-            &mut o,
-            "siphon_registrations_active",
-            "gauge",
-            "Registered contact bindings",
-        );
-        let _ = writeln!(
-            o,
-            "siphon_registrations_active {}",
-            load(&self.registrations)
-        );
+        if let Ok(f) = self.registrations_source.lock()
+            && let Some(f) = f.as_ref()
+        {
+            header(
+                &mut o,
+                "siphon_registrations_active",
+                "gauge",
+                "AORs with at least one binding",
+            );
+            let _ = writeln!(o, "siphon_registrations_active {}", f());
+        }
         header(
             &mut o,
             "siphon_script_executions_total",
@@ -444,6 +447,7 @@ mod tests {
         m.core(0).response(404);
         m.core(1).dropped(DropReason::Malformed);
         m.set_io_backend("epoll", "io_uring_setup: EPERM");
+        m.set_registrations_source(Box::new(|| 3));
         let addr = serve(
             "127.0.0.1:0".parse().unwrap(),
             "/metrics".into(),
@@ -458,6 +462,7 @@ mod tests {
         assert!(body.contains("siphon_requests_total{method=\"OTHER\"} 1"));
         assert!(body.contains("siphon_responses_total{code=\"404\"} 1"));
         assert!(body.contains("siphon_dropped_total{reason=\"malformed\"} 1"));
+        assert!(body.contains("siphon_registrations_active 3"));
         assert!(body.contains(
             "siphon_io_backend_info{backend=\"epoll\",reason=\"io_uring_setup: EPERM\"} 1"
         ));

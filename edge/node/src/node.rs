@@ -356,6 +356,8 @@ impl Node {
         let _ = handle_cell.set(runtime.handle());
         let hh = host.handle();
         metrics.add_extra_renderer(Box::new(move |o| o.push_str(&hh.render_metrics())));
+        let hh = host.handle();
+        metrics.set_registrations_source(Box::new(move || hh.registrar().aor_count() as u64));
 
         let metrics_addr = match &c.metrics.prometheus {
             Some(p) => {
