@@ -37,6 +37,8 @@ use crate::metrics::{CoreMetrics, DropReason, Metrics};
 pub enum Msg {
     /// The script worker pushed actions for this core.
     Wake,
+    /// A script queued a request to originate (`proxy.send_request`); core 0 sends them.
+    Outbound,
     /// A message that belongs to this core (its transaction lives here).
     Inbound {
         /// Transport it arrived on.
@@ -124,6 +126,8 @@ pub struct Engine {
     /// Which hooks the loaded script has, and when that was last read.
     flags: ScriptFlags,
     flags_checked: Option<Instant>,
+    /// Originated requests whose script awaits the final response: (worker, token).
+    outbound: HashMap<siphon_sip::transaction::TransactionKey, (usize, u64)>,
     next_id: u64,
     timer: Option<(TimerId, Instant)>,
     streams: HashMap<ConnId, Stream>,
@@ -172,6 +176,7 @@ impl Engine {
             ctx_info: HashMap::new(),
             flags: ScriptFlags::default(),
             flags_checked: None,
+            outbound: HashMap::new(),
             next_id: 0,
             timer: None,
             streams: HashMap::new(),
@@ -450,6 +455,12 @@ impl Engine {
             ProxyEvent::Completed { ctx, .. } => {
                 self.ctx_info.remove(&ctx);
             }
+            ProxyEvent::UacResponse { key, response } => {
+                if let Some((worker, token)) = self.outbound.remove(&key) {
+                    let reply = response.and_then(|r| SipMessage::parse(r.bytes()).ok());
+                    self.shared.host.complete_outbound(worker, token, reply);
+                }
+            }
             _ => {}
         }
     }
@@ -499,6 +510,77 @@ impl Engine {
                 },
             },
         );
+    }
+
+    /// Send what scripts queued with `proxy.send_request`. The next hop is `next_hop`, else
+    /// the first Route, else the Request-URI; missing From/To/Call-ID/CSeq are generated.
+    fn send_outbound(&mut self, cx: &mut Cx<'_, Msg>) {
+        let now = cx.now();
+        while let Some(req) = self.shared.host.poll_outbound() {
+            let mut parts = siphon_sip::transaction::RequestParts {
+                method: req.method.clone(),
+                uri: req.ruri.clone(),
+                body: req.body.clone().unwrap_or_default(),
+                ..Default::default()
+            };
+            let mut cseq = None;
+            for (name, value) in &req.headers {
+                match name.to_ascii_lowercase().as_str() {
+                    "from" | "f" => parts.from = value.clone(),
+                    "to" | "t" => parts.to = value.clone(),
+                    "call-id" | "i" => parts.call_id = value.clone(),
+                    "cseq" => cseq = value.split_whitespace().next().and_then(|n| n.parse().ok()),
+                    "route" => parts.routes.push(value.clone()),
+                    "max-forwards" => parts.max_forwards = value.trim().parse().ok(),
+                    "via" | "v" | "content-length" | "l" => {}
+                    _ => parts.headers.push((name.clone(), value.clone())),
+                }
+            }
+            self.next_id += 1;
+            let tag = format!("{:x}{:x}", self.core, self.next_id);
+            let host = self
+                .shared
+                .interfaces
+                .first()
+                .map(|i| i.addr.to_string())
+                .unwrap_or_default();
+            if parts.from.is_empty() {
+                parts.from = format!("<sip:siphon@{host}>;tag={tag}");
+            }
+            if parts.to.is_empty() {
+                parts.to = format!("<{}>", req.ruri);
+            }
+            if parts.call_id.is_empty() {
+                parts.call_id = format!("{tag}-{}@{host}", req.token);
+            }
+            parts.cseq = cseq.unwrap_or(1);
+            let next = req
+                .next_hop
+                .clone()
+                .or_else(|| {
+                    parts
+                        .routes
+                        .first()
+                        .map(|r| siphon_sip::proxy::strip_angle(r).to_string())
+                })
+                .unwrap_or_else(|| req.ruri.clone());
+            let sent = resolve(&next).map(|dest| self.proxy.send_request(now, dest, parts));
+            match sent {
+                Some(Ok(key)) if req.wait_for_response => {
+                    self.outbound.insert(key, (req.worker, req.token));
+                }
+                Some(Ok(_)) => {}
+                _ => {
+                    self.m.dropped(DropReason::Stray);
+                    if req.wait_for_response {
+                        self.shared
+                            .host
+                            .complete_outbound(req.worker, req.token, None);
+                    }
+                }
+            }
+        }
+        self.drain(cx);
     }
 
     fn next_event_id(&mut self) -> u64 {
@@ -835,6 +917,7 @@ impl Handler for Engine {
     fn on_message(&mut self, cx: &mut Cx<'_, Msg>, _from: Option<usize>, msg: Msg) {
         match msg {
             Msg::Wake => self.apply_actions(cx),
+            Msg::Outbound => self.send_outbound(cx),
             Msg::Inbound {
                 transport,
                 peer,

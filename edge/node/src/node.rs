@@ -205,10 +205,13 @@ impl Node {
         }
         hc.inline = inline;
         hc.doorbell = Some(Arc::new(move |core| {
-            if let Some(h) = bell_cell.get()
-                && core != usize::MAX
-            {
-                let _ = h.send(core, Msg::Wake);
+            if let Some(h) = bell_cell.get() {
+                // usize::MAX: a script queued a request to originate; core 0 sends them.
+                let _ = if core == usize::MAX {
+                    h.send(0, Msg::Outbound)
+                } else {
+                    h.send(core, Msg::Wake)
+                };
             }
         }));
         let host = Host::start(hc).map_err(|e| StartError::Script(e.to_string()))?;

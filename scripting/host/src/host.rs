@@ -202,6 +202,14 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn wake(&self, worker: usize) {
+        if self.cfg.inline {
+            // Inline placement: the reactor thread drives this interpreter, so timers and
+            // completions must wake the reactor (its doorbell), not a worker thread.
+            if let Some(bell) = &self.cfg.doorbell {
+                bell(worker);
+            }
+            return;
+        }
         let w = &self.workers[worker];
         if w.sleeping.load(Ordering::SeqCst) {
             if let Some(t) = w.thread.get() {

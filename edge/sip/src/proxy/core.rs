@@ -21,8 +21,8 @@ use super::route::{
 };
 use super::select::best_response;
 use crate::transaction::{
-    Config, Event, MethodKind, Outgoing, Remote, State, TransactionError, TransactionKey,
-    TransactionLayer, Transmit, TxRequest, TxResponse, via_sent_by,
+    Config, Event, MethodKind, Outgoing, Remote, RequestParts, State, TransactionError,
+    TransactionKey, TransactionLayer, Transmit, TxRequest, TxResponse, via_sent_by,
 };
 
 /// Proxy configuration.
@@ -134,6 +134,14 @@ pub enum ProxyEvent {
         /// The best response (§16.7 step 6) that [`Proxy::relay_failure`] would send.
         response: TxResponse,
     },
+    /// The final outcome of a request the TU originated with [`Proxy::send_request`]:
+    /// its final response, or `None` on timeout or transport failure.
+    UacResponse {
+        /// The transaction `send_request` returned.
+        key: TransactionKey,
+        /// The final response.
+        response: Option<TxResponse>,
+    },
     /// A response context sent its final response.
     Completed {
         /// The context.
@@ -202,6 +210,8 @@ pub struct Proxy {
     txns: TransactionLayer,
     contexts: HashMap<ContextId, Context>,
     branch_of: HashMap<TransactionKey, (ContextId, usize)>,
+    /// Requests the TU originated ([`Proxy::send_request`]), waiting for a final response.
+    uac: std::collections::HashSet<TransactionKey>,
     timer_c: BinaryHeap<Reverse<(Instant, TransactionKey)>>,
     held: HashMap<ReplyId, Held>,
     counter: u64,
@@ -217,6 +227,7 @@ impl Proxy {
             config,
             contexts: HashMap::new(),
             branch_of: HashMap::new(),
+            uac: std::collections::HashSet::new(),
             timer_c: BinaryHeap::new(),
             held: HashMap::new(),
             counter: 0,
@@ -393,6 +404,28 @@ impl Proxy {
         }
         self.drain_transactions(now, 0);
         Ok(())
+    }
+
+    /// Originate a request (a script's `proxy.send_request`): our Via with a branch of this
+    /// core is pushed, Max-Forwards defaults to 70, and the final outcome comes back as
+    /// [`ProxyEvent::UacResponse`].
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        destination: Remote,
+        mut parts: RequestParts,
+    ) -> Result<TransactionKey, ProxyError> {
+        self.counter += 1;
+        let branch = Branch::new(self.config.core, 0, self.counter);
+        let iface = self.interface_for(destination);
+        parts.vias.insert(0, iface.via(branch.as_str()));
+        parts.max_forwards.get_or_insert(70);
+        let key = self
+            .txns
+            .send_request(now, destination, TxRequest::build(parts))?;
+        self.uac.insert(key);
+        self.drain_transactions(now, 0);
+        Ok(key)
     }
 
     /// Decision points for one context (a script's per-relay `on_reply`/`on_failure`, or
@@ -611,6 +644,23 @@ impl Proxy {
                     let request = TxRequest::from_parts(parts, request.bytes().clone());
                     self.events
                         .push_back(ProxyEvent::Stateless { request, source });
+                }
+                Event::Response { key, response } if self.uac.contains(&key) => {
+                    if response.status() >= 200 {
+                        self.uac.remove(&key);
+                        self.events.push_back(ProxyEvent::UacResponse {
+                            key,
+                            response: Some(response.without_top_via()),
+                        });
+                    }
+                }
+                Event::Timeout { key, .. } | Event::TransportError { key }
+                    if self.uac.remove(&key) =>
+                {
+                    self.events.push_back(ProxyEvent::UacResponse {
+                        key,
+                        response: None,
+                    });
                 }
                 Event::Response { key, response } => self.on_branch_response(now, key, response),
                 Event::StrayResponse { response, .. } => self.forward_stray(&response),

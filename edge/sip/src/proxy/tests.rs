@@ -32,6 +32,8 @@ struct ProxyNode {
     start: Instant,
     completed: Vec<(Duration, u16)>,
     requests: Vec<TxRequest>,
+    /// Outcomes of `send_request`: final status, or `None` on timeout.
+    uac: Vec<Option<u16>>,
 }
 
 fn config() -> ProxyConfig {
@@ -77,6 +79,7 @@ impl ProxyNode {
             start: net.start,
             completed: Vec::new(),
             requests: Vec::new(),
+            uac: Vec::new(),
         }
     }
 
@@ -110,6 +113,9 @@ impl ProxyNode {
                     } else {
                         self.proxy.drop_reply(now, reply).unwrap();
                     }
+                }
+                ProxyEvent::UacResponse { response, .. } => {
+                    self.uac.push(response.map(|r| r.status()));
                 }
                 ProxyEvent::Failure { ctx, response } => {
                     self.failures.push(response.status());
@@ -977,4 +983,36 @@ fn caller_cancel_with_a_silent_branch_gets_487_at_once() {
     // No CANCEL can go to a branch without a provisional (§9.1).
     assert!(net.times("CANCEL", addr(P)).is_empty());
     assert_eq!(p.proxy.contexts(), 0);
+}
+
+fn options_to(n: u8) -> RequestParts {
+    RequestParts {
+        method: "OPTIONS".into(),
+        uri: format!("sip:ping@{}", addr(n)),
+        from: "<sip:siphon@proxy.example.com>;tag=o1".into(),
+        to: format!("<sip:ping@{}>", addr(n)),
+        call_id: "options-1".into(),
+        cseq: 1,
+        ..RequestParts::default()
+    }
+}
+
+#[test]
+fn originated_request_reports_its_final_response_or_timeout() {
+    let mut net = Net::new(1);
+    let mut ua = node(2, &net, &[(10, 200)]);
+    let mut silent = node(3, &net, &[]);
+    let mut p = ProxyNode::new(&net, Box::new(|_| Decision::Respond(404)));
+    p.proxy
+        .send_request(net.now, udp(2), options_to(2))
+        .unwrap();
+    p.proxy
+        .send_request(net.now, udp(3), options_to(3))
+        .unwrap();
+    net.run(&mut [&mut ua, &mut silent, &mut p], Duration::from_secs(40));
+    let sent = sent_requests(&net, 2, "OPTIONS");
+    assert_eq!(sent[0].max_forwards(), Some(70));
+    assert_eq!(owner_core(sent[0].branch().unwrap()), Some(3));
+    // The 200 first, then Timer F (64*T1 = 32 s) for the silent one.
+    assert_eq!(p.uac, [Some(200), None]);
 }
