@@ -142,7 +142,7 @@ target_start() {
 	case $name in
 	kamailio)
 		need_tools "$KAMAILIO_BIN"
-		local args=(-f "$BENCH_SIP_DIR/kamailio.cfg" -L "$KAMAILIO_MODULES" -DD -E -m 64 -M 8
+		local args=(-f "$BENCH_SIP_DIR/kamailio.cfg" -L "$KAMAILIO_MODULES" -DD -E -m "${KAMAILIO_SHM_MB:-256}" -M "${KAMAILIO_PKG_MB:-16}"
 			-l "udp:$LOOPBACK:$SIP_PORT" -l "tcp:$LOOPBACK:$SIP_PORT")
 		if [[ -n $tls ]]; then
 			[[ -e $KAMAILIO_MODULES/tls.so ]] || die "kamailio tls.so missing: apt-get install -y kamailio-tls-modules"

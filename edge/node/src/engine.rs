@@ -32,6 +32,10 @@ use siphon_sip::{Message, ParseErrorKind, StreamFramer, StreamItem, Uri};
 
 use crate::metrics::{CoreMetrics, DropReason, Metrics};
 
+/// Granularity of transaction timer wake-ups (RFC 3261 timers are 500 ms and up; 5 ms late
+/// is harmless, and it turns one wake-up per timer into one per slot).
+const TIMER_SLACK: Duration = Duration::from_millis(5);
+
 /// Messages between cores (and from the script host) over the reactor mesh.
 #[derive(Debug)]
 pub enum Msg {
@@ -130,6 +134,8 @@ pub struct Engine {
     outbound: HashMap<siphon_sip::transaction::TransactionKey, (usize, u64)>,
     next_id: u64,
     timer: Option<(TimerId, Instant)>,
+    /// Origin of the timer slots.
+    epoch: Instant,
     streams: HashMap<ConnId, Stream>,
     by_peer: HashMap<(Transport, SocketAddr), ConnId>,
     /// This core's interpreter when `tuning.script_placement: inline` (driven every turn).
@@ -179,6 +185,7 @@ impl Engine {
             outbound: HashMap::new(),
             next_id: 0,
             timer: None,
+            epoch: Instant::now(),
             streams: HashMap::new(),
             by_peer: HashMap::new(),
             inline: None,
@@ -344,8 +351,16 @@ impl Engine {
         self.rearm(cx);
     }
 
+    /// Arm one reactor timer for the proxy core's next deadline, rounded up to a
+    /// [`TIMER_SLACK`] slot so that the many transaction timers (retransmissions, Timer
+    /// J/K/D, RFC 6026 L/M) of one slot share one wake-up instead of one each.
     fn rearm(&mut self, cx: &mut Cx<'_, Msg>) {
-        let next = self.proxy.poll_timeout();
+        let next = self.proxy.poll_timeout().map(|at| {
+            let since = at.saturating_duration_since(self.epoch);
+            let slot = TIMER_SLACK.as_nanos();
+            let rounded = since.as_nanos().div_ceil(slot) * slot;
+            self.epoch + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX))
+        });
         match (next, self.timer) {
             (Some(at), Some((_, armed))) if armed <= at => {}
             (Some(at), old) => {
