@@ -22,6 +22,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The extension features are declared and must always build.
 cargo clippy -p siphon-bin --all-targets --locked --features smpp,http,sctp -- -D warnings
 
+step "cargo doc -D warnings"
+RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --locked
+
 step "release build of siphon (the end-to-end SIPp tests run against it)"
 cargo build --release --locked -p siphon-bin
 export SIPHON_BIN="$CARGO_TARGET_DIR/release/siphon"
