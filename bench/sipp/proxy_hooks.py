@@ -1,42 +1,11 @@
-# Test script for bench/sipp/e2e.sh (SIPHON_CONFIG=bench/sipp/siphon-e2e-hooks.yaml).
-"""Default routing policy: a registrar with digest auth and a record-routing proxy.
-
-REGISTER    digest (401 challenge) then registrar.save, which sends the 200 itself
-in-dialog   loose_route + relay along the route set
-otherwise   lookup the Request-URI; record_route + parallel fork to the contacts; 404 if unknown
-"""
-
-from siphon import auth, log, proxy, registrar
+# Test script for bench/sipp/e2e.sh (SIPHON_CONFIG=bench/sipp/siphon-e2e-hooks.yaml): the
+# default policy (imported: its decorators register its handlers) plus reply and failure
+# hooks, to prove the node hands every branch reply and the failure to Python and carries out
+# what the handlers decide.
+import proxy_default  # noqa: F401  (deploy/examples is on script.include_paths)
+from siphon import log, proxy
 
 
-@proxy.on_request("REGISTER")
-def register(request):
-    if not auth.require_www_digest(request):
-        return  # the 401 challenge is already armed as the reply
-    registrar.save(request)
-
-
-@proxy.on_request("INVITE|BYE|ACK|OPTIONS|MESSAGE|INFO|UPDATE|PRACK|SUBSCRIBE|NOTIFY|REFER|PUBLISH")
-def route(request):
-    if request.in_dialog:
-        if request.loose_route():
-            request.relay()
-            return
-        if request.method == "ACK":
-            return  # stray ACK: nothing to do
-        request.reply(404, "Not Here")
-        return
-    contacts = registrar.lookup(request.ruri)
-    if not contacts:
-        log.info(f"{request.method} to unknown user {request.ruri}")
-        request.reply(404, "Not Found")
-        return
-    request.record_route()
-    request.fork(contacts)
-
-
-# The same policy with reply and failure hooks, to prove the node hands every branch reply
-# and the failure to Python and carries out what the handlers decide.
 @proxy.on_reply
 def on_reply(request, reply):
     log.info(f"reply {reply.status_code} to {request.method}")
