@@ -36,6 +36,10 @@ use crate::metrics::{CoreMetrics, DropReason, Metrics};
 /// is harmless, and it turns one wake-up per timer into one per slot).
 const TIMER_SLACK: Duration = Duration::from_millis(5);
 
+/// Token of the reactor timer that wakes the inline interpreter for its asyncio deadlines
+/// (transaction timers use 0).
+const SCRIPT_TIMER: u64 = 1;
+
 /// Messages between cores (and from the script host) over the reactor mesh.
 #[derive(Debug)]
 pub enum Msg {
@@ -142,6 +146,8 @@ pub struct Engine {
     inline: Option<siphon_script::InlineWorker>,
     /// The inline worker handled something last turn: take another turn before sleeping.
     inline_busy: bool,
+    /// Reactor timer armed for the inline interpreter's next asyncio deadline.
+    script_timer: Option<(TimerId, Instant)>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -190,6 +196,7 @@ impl Engine {
             by_peer: HashMap::new(),
             inline: None,
             inline_busy: false,
+            script_timer: None,
         }
     }
 
@@ -320,15 +327,7 @@ impl Engine {
             TxResponse::build(parts)
         };
         self.m.response(status);
-        let dest = siphon_sip::proxy::via_destination(tx.vias().first().map_or("", |v| v))
-            .map(|mut r| {
-                r.transport = source.transport;
-                if source.transport.is_reliable() {
-                    r.addr = source.addr;
-                }
-                r
-            })
-            .unwrap_or(source);
+        let dest = stateless_destination(tx.vias().first().map_or("", |v| v), source);
         self.send(cx, dest, resp.bytes().clone());
     }
 
@@ -445,13 +444,23 @@ impl Engine {
                 request,
                 source,
             } => self.submit_to_script(cx, ctx, &request, source),
-            ProxyEvent::Stateless { request, source: _ } => {
-                // ACK for 2xx and friends: next hop from the remaining Route or the R-URI.
-                let next = request
-                    .routes()
-                    .first()
-                    .map(|r| siphon_sip::proxy::strip_angle(r).to_string())
-                    .unwrap_or_else(|| request.uri().to_string());
+            ProxyEvent::Stateless {
+                request, routed, ..
+            } => {
+                // ACK for a 2xx of a dialog we record-routed: it names us in its Route (popped
+                // by the proxy core); the next hop is the remaining Route or the R-URI. Any
+                // other ACK with no transaction is dropped and counted: relaying it would make
+                // the node an open relay and reflector (and a loop when it names us again).
+                let next = siphon_sip::proxy::next_hop_uri(&request).to_string();
+                let back_to_us = siphon_sip::proxy::is_local(
+                    &next,
+                    &self.shared.interfaces,
+                    &self.shared.domains,
+                );
+                if !routed || back_to_us {
+                    self.m.dropped(DropReason::UnroutedAck);
+                    return;
+                }
                 match resolve(&next) {
                     Some(dest) => self.proxy.forward_stateless(&request, None, dest),
                     None => self.m.dropped(DropReason::Stray),
@@ -819,6 +828,24 @@ impl Engine {
     }
 }
 
+/// Where a stateless answer goes (RFC 3261 §18.2.2 with RFC 3581): back over a stream on the
+/// connection it came from; over UDP to the packet's source address (`received`), and to its
+/// source port when the top Via asks with `rport`, else to the sent-by port. Never to a host
+/// the sender merely wrote into its Via.
+fn stateless_destination(top_via: &str, source: Remote) -> Remote {
+    if source.transport.is_reliable() {
+        return source;
+    }
+    let stamped = siphon_sip::proxy::stamp_received(top_via, source.addr);
+    match siphon_sip::proxy::via_destination(&stamped) {
+        Some(r) if r.addr.ip() == source.addr.ip() => Remote {
+            addr: r.addr,
+            transport: source.transport,
+        },
+        _ => source,
+    }
+}
+
 /// Where a SIP URI points: IP literal or name, port (5060, 5061 for sips/TLS), transport param.
 pub fn resolve(uri: &str) -> Option<Remote> {
     let text = siphon_sip::proxy::strip_angle(uri);
@@ -848,6 +875,10 @@ pub fn resolve(uri: &str) -> Option<Remote> {
 
 impl Handler for Engine {
     type Msg = Msg;
+
+    fn has_pending_work(&self) -> bool {
+        self.inline_busy
+    }
 
     fn on_datagram(&mut self, cx: &mut Cx<'_, Msg>, dgram: Datagram<'_>) {
         let data = Bytes::copy_from_slice(dgram.data);
@@ -920,7 +951,14 @@ impl Handler for Engine {
         }
     }
 
-    fn on_timer(&mut self, cx: &mut Cx<'_, Msg>, id: TimerId, _token: u64) {
+    fn on_timer(&mut self, cx: &mut Cx<'_, Msg>, id: TimerId, token: u64) {
+        if token == SCRIPT_TIMER {
+            // The inline interpreter's asyncio deadline: `on_turn_end` gives it its turn.
+            if self.script_timer.is_some_and(|(t, _)| t == id) {
+                self.script_timer = None;
+            }
+            return;
+        }
         if self.timer.is_some_and(|(t, _)| t == id) {
             self.timer = None;
         }
@@ -952,7 +990,25 @@ impl Handler for Engine {
                     break;
                 }
             }
-            self.inline_busy = handled > 0;
+            // asyncio's own timers (sleep, wait_for, call_later) have no doorbell: wake the
+            // reactor for the loop's next deadline, or keep it from sleeping when callbacks
+            // are ready now.
+            let wake = w.next_wake();
+            self.inline_busy = handled > 0 || wake == Some(Duration::ZERO);
+            if let Some(after) = wake.filter(|d| !d.is_zero()) {
+                // Far deadlines are re-read at the next wake-up (no Instant overflow).
+                let after = after.min(Duration::from_secs(60));
+                let at = cx.now() + after;
+                match self.script_timer {
+                    Some((_, armed)) if armed <= at => {}
+                    old => {
+                        if let Some((id, _)) = old {
+                            cx.cancel_timer(id);
+                        }
+                        self.script_timer = Some((cx.set_timer(after, SCRIPT_TIMER), at));
+                    }
+                }
+            }
         }
         self.apply_actions(cx);
         if self.shared.draining.load(Ordering::Relaxed) {

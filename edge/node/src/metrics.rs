@@ -54,9 +54,20 @@ pub enum DropReason {
     NoAction = 3,
     /// Receive buffers ran out.
     NoBuffer = 4,
+    /// An ACK that matched no transaction and did not arrive through a Route naming us (we
+    /// relay only ACKs for 2xx of dialogs we record-routed; anything else would make the node
+    /// an open relay and reflector).
+    UnroutedAck = 5,
 }
 
-const DROP_NAMES: &[&str] = &["malformed", "stray", "queue_full", "no_action", "no_buffer"];
+const DROP_NAMES: &[&str] = &[
+    "malformed",
+    "stray",
+    "queue_full",
+    "no_action",
+    "no_buffer",
+    "unrouted_ack",
+];
 
 /// Counters written by one reactor only.
 #[derive(Debug)]
@@ -69,7 +80,7 @@ pub struct CoreMetrics {
     /// Malformed messages answered with 400.
     pub malformed_answered: AtomicU64,
     /// Drops by [`DropReason`].
-    pub dropped: [AtomicU64; 5],
+    pub dropped: [AtomicU64; 6],
     /// Transactions created.
     pub transactions: AtomicU64,
     /// Transactions alive now (incremented and decremented by the owner core).

@@ -128,6 +128,32 @@ fn advertised(l: &Loaded, addr: SocketAddr, advertise: Option<&str>) -> SocketAd
     }
 }
 
+/// Our own SIP addresses as `host:port`: every listen address, and each with its advertised
+/// host (per listener, else `advertised_address`) in place of the bound one.
+fn local_addrs(c: &config::Config) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let entries = c
+        .listen
+        .udp
+        .iter()
+        .chain(&c.listen.tcp)
+        .chain(&c.listen.tls);
+    for e in entries {
+        let addr = e.address().to_string();
+        let port = addr.rsplit_once(':').map(|(_, p)| p.to_string());
+        let hosts = [e.advertise(), c.advertised_address.as_deref()];
+        for h in hosts.into_iter().flatten() {
+            if let Some(p) = &port {
+                out.push(format!("{h}:{p}"));
+            }
+        }
+        out.push(addr);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// A running node.
 pub struct Node {
     runtime: Option<Runtime<Msg>>,
@@ -174,6 +200,7 @@ impl Node {
             hc.queue_capacity = q;
         }
         hc.local_domains = c.domain.local.clone();
+        hc.local_addrs = local_addrs(c);
         hc.auth_realm = c
             .auth
             .realm

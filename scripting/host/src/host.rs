@@ -60,6 +60,9 @@ pub struct HostConfig {
     pub spin: Duration,
     /// `domain.local` (`SipUri.is_local`).
     pub local_domains: Vec<String>,
+    /// Our own SIP addresses as `host:port` (listen and advertised): what `loose_route()`
+    /// accepts as a Route naming us.
+    pub local_addrs: Vec<String>,
     /// `auth.realm`.
     pub auth_realm: String,
     /// `auth.users` (name → password).
@@ -106,6 +109,7 @@ impl HostConfig {
             queue_capacity: 4096,
             spin: Duration::from_micros(50),
             local_domains: vec!["example.com".into()],
+            local_addrs: Vec::new(),
             auth_realm: "example.com".into(),
             auth_users: HashMap::new(),
             registrar: RegistrarConfig::default(),
@@ -482,6 +486,14 @@ impl InlineWorker {
     /// number of events and callbacks handled. Call it every reactor loop turn.
     pub fn turn(&mut self) -> usize {
         self.core.turn()
+    }
+
+    /// When the interpreter needs another [`InlineWorker::turn`] with no new event (asyncio
+    /// timers such as `asyncio.sleep`, `wait_for`, `call_later`): the reactor arms a timer for
+    /// it, or does not sleep at all for `Some(Duration::ZERO)`. `None`: everything it awaits
+    /// completes through the core's doorbell (Rust timers, `proxy.send_request`).
+    pub fn next_wake(&self) -> Option<Duration> {
+        self.core.next_wake()
     }
 }
 

@@ -93,6 +93,7 @@ fastcall! {
     s_metric_op => metric_op,
     s_config_json => config_json,
     s_local_domains => local_domains,
+    s_local_addrs => local_addrs,
     s_include_paths => include_paths,
     s_rate_limit => rate_limit,
     s_send_request => send_request,
@@ -537,8 +538,26 @@ fn cache_fetch(a: &Args<'_>) -> PyResult<Ret> {
     with_ctx(|c| Ok(c.shared.cache.fetch(n, k).into()))
 }
 
+/// The longest delay, TTL or window a script may ask for (a year).
+const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// A script-supplied number of seconds: finite, not negative, at most [`MAX_SECONDS`]; anything
+/// else is a ValueError (never a panic: `Duration::from_secs_f64(inf)` would abort the node).
+fn seconds(v: f64, what: &str) -> PyResult<Duration> {
+    if v.is_finite() && (0.0..=MAX_SECONDS).contains(&v) {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(PyErrSpec::Value(format!(
+            "{what} must be between 0 and {MAX_SECONDS} seconds, got {v}"
+        )))
+    }
+}
+
 fn cache_store(a: &Args<'_>) -> PyResult<Ret> {
     let (n, k, v, ttl) = (a.str(0)?, a.str(1)?, a.str(2)?, a.opt_float(3)?);
+    if let Some(t) = ttl {
+        seconds(t, "cache ttl")?;
+    }
     with_ctx(|c| {
         c.shared.cache.store(n, k, v, ttl);
         Ok(Ret::None)
@@ -557,6 +576,7 @@ fn cache_exists(a: &Args<'_>) -> PyResult<Ret> {
 
 fn cache_expire(a: &Args<'_>) -> PyResult<Ret> {
     let (n, k, t) = (a.str(0)?, a.str(1)?, a.float(2)?);
+    seconds(t, "cache ttl")?;
     with_ctx(|c| Ok(Ret::Bool(c.shared.cache.expire(n, k, t))))
 }
 
@@ -591,8 +611,8 @@ fn list_len(a: &Args<'_>) -> PyResult<Ret> {
 
 fn timer_start(a: &Args<'_>) -> PyResult<Ret> {
     let (token, ms) = (a.int(0)?, a.float(1)?);
+    let d = seconds(ms / 1000.0, "timer delay")?;
     with_ctx(|c| {
-        let d = Duration::from_secs_f64(ms.max(0.0) / 1000.0);
         c.shared.timers.schedule(c.worker, token as u64, d);
         Ok(Ret::None)
     })
@@ -635,6 +655,20 @@ fn metric_op(a: &Args<'_>) -> PyResult<Ret> {
 
 fn config_json(_a: &Args<'_>) -> PyResult<Ret> {
     with_ctx(|c| Ok(Ret::Str(c.shared.cfg.script_config.to_string())))
+}
+
+fn local_addrs(_a: &Args<'_>) -> PyResult<Ret> {
+    with_ctx(|c| {
+        Ok(Ret::List(
+            c.shared
+                .cfg
+                .local_addrs
+                .iter()
+                .cloned()
+                .map(Ret::Str)
+                .collect(),
+        ))
+    })
 }
 
 fn local_domains(_a: &Args<'_>) -> PyResult<Ret> {
@@ -707,12 +741,9 @@ fn send_request(a: &Args<'_>) -> PyResult<Ret> {
 
 fn rate_limit(a: &Args<'_>) -> PyResult<Ret> {
     let (key, window, max) = (a.str(0)?, a.float(1)?, a.int(2)?);
+    let window = seconds(window, "rate_limit window_secs")?;
     with_ctx(|c| {
-        let ok = c.shared.rate.allow(
-            key,
-            Duration::from_secs_f64(window.max(0.0)),
-            max.max(0) as u32,
-        );
+        let ok = c.shared.rate.allow(key, window, max.max(0) as u32);
         Ok(Ret::Bool(ok))
     })
 }

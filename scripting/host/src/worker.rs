@@ -212,6 +212,8 @@ struct Engine {
     load: Owned,
     fire_timer: Owned,
     suspend: Owned,
+    enter_first_step: Owned,
+    leave_first_step: Owned,
     run_loop_once: Owned,
     complete_request: Owned,
     registrar_event: Owned,
@@ -337,6 +339,8 @@ fn bootstrap() -> Result<Engine, String> {
             load: getattr(e, "load")?,
             fire_timer: getattr(e, "fire_timer")?,
             suspend: getattr(e, "suspend")?,
+            enter_first_step: getattr(e, "enter_first_step")?,
+            leave_first_step: getattr(e, "leave_first_step")?,
             run_loop_once: getattr(e, "run_loop_once")?,
             complete_request: getattr(e, "complete_request")?,
             registrar_event: getattr(e, "registrar_event")?,
@@ -599,6 +603,14 @@ impl WorkerCore {
         did
     }
 
+    /// When this interpreter's asyncio loop next needs a turn without any new event: `Some(0)`
+    /// when callbacks are ready now, `Some(d)` for its earliest timer (`asyncio.sleep`,
+    /// `wait_for`, `call_later`), `None` when it only waits for completions that wake the core.
+    pub(crate) fn next_wake(&self) -> Option<Duration> {
+        self.loop_busy
+            .then(|| Duration::try_from_secs_f64(self.next_due.max(0.0)).unwrap_or(Duration::MAX))
+    }
+
     /// How long an idle worker may park before the asyncio loop needs a turn.
     fn idle_timeout(&self) -> Duration {
         if self.loop_busy {
@@ -810,14 +822,34 @@ fn dispatch(shared: &Shared, worker: usize, engine: &mut Engine, ev: Event) {
     shared.stats.events.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Step a handler coroutine once; only a suspended one goes to the asyncio loop.
+/// Step a handler coroutine once; only a suspended one goes to the asyncio loop. The step
+/// runs with a stand-in current task (`_engine._FirstStep`) so that asyncio.timeout, wait_for
+/// and TaskGroup work before the handler's first suspension.
 fn step(shared: &Shared, worker: usize, engine: &Engine, h: u64, coro: &Owned) {
+    let Some(first) = call(&engine.enter_first_step, &[]) else {
+        let text = take_error_text();
+        let _ = with_ctx(|c| {
+            c.script_error(h, &text)?;
+            c.complete(h)
+        });
+        return;
+    };
     let mut out: *mut ffi::PyObject = std::ptr::null_mut();
     // SAFETY: GIL held; coro is a valid object (the engine returns a coroutine); `out`
     // receives a new reference for RETURN/NEXT.
     let st = unsafe { ffi::PyIter_Send(coro.as_ptr(), ffi::Py_None(), &mut out) };
     // SAFETY: `out` is NULL or a new reference owned from here.
     let out = unsafe { Owned::from_new(out) };
+    // Take a handler error before calling back into Python.
+    let error = matches!(st, ffi::PySendResult::PYGEN_ERROR).then(take_error_text);
+    if call(&engine.leave_first_step, &[first.as_ptr()]).is_none() {
+        let text = take_error_text();
+        (shared.log)(
+            LogLevel::Error,
+            worker,
+            &format!("leave_first_step: {text}"),
+        );
+    }
     match st {
         ffi::PySendResult::PYGEN_RETURN => {
             let _ = with_ctx(|c| c.complete(h));
@@ -829,7 +861,12 @@ fn step(shared: &Shared, worker: usize, engine: &Engine, h: u64, coro: &Owned) {
                 c.async_inflight += 1;
                 Ok(())
             });
-            if call(&engine.suspend, &[coro.as_ptr(), y.as_ptr(), hobj.as_ptr()]).is_none() {
+            if call(
+                &engine.suspend,
+                &[coro.as_ptr(), y.as_ptr(), hobj.as_ptr(), first.as_ptr()],
+            )
+            .is_none()
+            {
                 let text = take_error_text();
                 (shared.log)(LogLevel::Error, worker, &format!("suspend: {text}"));
                 let _ = with_ctx(|c| {
@@ -840,7 +877,7 @@ fn step(shared: &Shared, worker: usize, engine: &Engine, h: u64, coro: &Owned) {
             }
         }
         ffi::PySendResult::PYGEN_ERROR => {
-            let text = take_error_text();
+            let text = error.unwrap_or_default();
             let _ = with_ctx(|c| {
                 c.script_error(h, &text)?;
                 c.complete(h)

@@ -196,8 +196,67 @@ async def _resume(coro, y, h):
         _siphon.done(h)
 
 
-def suspend(coro, y, h):
-    _loop.create_task(_resume(coro, y, h))
+class _FirstStep:
+    """The current task while Rust runs a handler's first step, which happens outside any
+    asyncio Task (a Task per event costs ~7 us; most handlers never suspend). asyncio.timeout,
+    wait_for and TaskGroup ask for the current task and later cancel/uncancel it: until the
+    handler suspends this stands in, then it forwards to the Task that drives the rest."""
+
+    __slots__ = ("task", "_cancels")
+
+    def __init__(self):
+        self.task = None
+        self._cancels = 0
+
+    def cancel(self, msg=None):
+        if self.task is not None:
+            return self.task.cancel(msg)
+        self._cancels += 1
+        return True
+
+    def cancelling(self):
+        return self.task.cancelling() if self.task is not None else self._cancels
+
+    def uncancel(self):
+        if self.task is not None:
+            return self.task.uncancel()
+        if self._cancels > 0:
+            self._cancels -= 1
+        return self._cancels
+
+    def done(self):
+        return self.task.done() if self.task is not None else False
+
+    def get_loop(self):
+        return _loop
+
+    def __getattr__(self, name):
+        task = object.__getattribute__(self, "task")
+        if task is None:
+            raise AttributeError(name)
+        return getattr(task, name)
+
+
+_enter_task = asyncio.tasks._enter_task
+_leave_task = asyncio.tasks._leave_task
+
+
+def enter_first_step():
+    step = _FirstStep()
+    _enter_task(_loop, step)
+    return step
+
+
+def leave_first_step(step):
+    _leave_task(_loop, step)
+
+
+def suspend(coro, y, h, step=None):
+    task = _loop.create_task(_resume(coro, y, h))
+    if step is not None:
+        step.task = task
+        for _ in range(step._cancels):
+            task.cancel()
 
 
 def run_loop_once():
@@ -246,6 +305,21 @@ _keyed = {}
 _next_token = [0]
 
 
+# The longest delay a timer, TTL or window accepts (a year): beyond it a number is a mistake.
+MAX_DELAY_S = 365 * 24 * 3600.0
+
+
+def check_delay(value, what):
+    """A finite, non-negative number of seconds no larger than a year, else ValueError."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be a number, not {type(value).__name__}") from None
+    if v != v or v < 0 or v > MAX_DELAY_S:
+        raise ValueError(f"{what} must be between 0 and {MAX_DELAY_S:.0f} seconds, got {value!r}")
+    return v
+
+
 def new_timer(entry, delay_s):
     _next_token[0] += 1
     tok = _next_token[0]
@@ -282,10 +356,12 @@ def _start_periodic():
     for tok in [k for k, v in _timers.items() if v[0] in ("every", "set")]:
         del _timers[tok]
     _keyed.clear()
-    # Periodic timers run once per node, on worker 0 (module state is per core).
-    if _siphon.worker_id() != 0:
-        return
+    # Module state is per core: a periodic timer runs on every core so each core's globals
+    # stay fresh, unless it asked for once per node (per_core=False: core 0 only).
+    first = _siphon.worker_id() == 0
     for _, _, fn, _, md in registry.of_kind("timer.every"):
+        if not md.get("per_core", True) and not first:
+            continue
         seconds = float(md.get("seconds", 1.0))
         new_timer(("every", fn, seconds, md.get("name") or fn.__name__), seconds)
 

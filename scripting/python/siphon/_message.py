@@ -35,6 +35,29 @@ def _locals():
     return _local_domains
 
 
+_local_addrs = None
+
+
+def _names_us(uri):
+    """Whether a Route URI names this node: one of our listen or advertised addresses (host
+    and port; 5060, or 5061 for sips/TLS, when the URI has none), or a domain name listed in
+    ``domain.local`` (any port). An address of ours on another port is somebody else."""
+    global _local_addrs
+    if _local_addrs is None:
+        _local_addrs = frozenset(a.lower() for a in _siphon.local_addrs())
+    u = SipUri(uri)
+    host = (u.host or "").lower()
+    if not host:
+        return False
+    bare = host.strip("[]")
+    is_ip = bare.replace(".", "").isdigit() or ":" in bare
+    if not is_ip:
+        return host in _locals()
+    secure = u.scheme == "sips" or str(u.params.get("transport") or "").lower() == "tls"
+    port = u.port or (5061 if secure else 5060)
+    return f"{host}:{port}" in _local_addrs
+
+
 def _addr_uri(v):
     if v is None:
         return None
@@ -389,18 +412,20 @@ class Request(_Headers):
         _siphon.record_route(self._h)
 
     def loose_route(self):
-        """Consume a top Route naming us; True if the request carries (more) Route headers."""
-        routes = _siphon.hdrs(self._h, 0, "Route")
-        if not routes:
+        """RFC 3261 §16.4: if the top Route names this node (one of our addresses, host and
+        port, or a ``domain.local`` name), consume it (and a second one after a double
+        Record-Route) and return True: the request follows its route set (the remaining
+        Routes, else the Request-URI). False when there is no Route or the top one names
+        somebody else: relaying such a request would make the node an open relay."""
+        routes = [v.strip() for h in _siphon.hdrs(self._h, 0, "Route") for v in h.split(",") if v.strip()]
+        n = 0
+        while n < len(routes) and _names_us(_addr_uri(routes[n])):
+            n += 1
+        if n == 0:
             return False
-        first = routes[0].split(",")[0]
-        if SipUri(_addr_uri(first)).is_local:
-            rest = ",".join(routes[0].split(",")[1:]).strip()
-            _siphon.rm_hdr(self._h, 0, "Route")
-            remaining = ([rest] if rest else []) + routes[1:]
-            for r in remaining:
-                _siphon.add_hdr(self._h, 0, "Route", r)
-            return bool(remaining) or self.in_dialog
+        _siphon.rm_hdr(self._h, 0, "Route")
+        for r in routes[n:]:
+            _siphon.add_hdr(self._h, 0, "Route", r)
         return True
 
     # -- header edits --

@@ -74,6 +74,8 @@ class _Proxy:
             flat += [str(k), str(v)]
         if route is not None:
             flat += ["Route", f"<{route}>"]
+        if wait_for_response:
+            _engine.check_delay(timeout_ms / 1000.0, "send_request timeout_ms")
         tok = _siphon.send_request(str(method), str(ruri), flat, body, None if next_hop is None else str(next_hop),
                                    bool(wait_for_response), int(timeout_ms))
         if not wait_for_response:
@@ -210,17 +212,23 @@ class TimerHandle:
 
 
 class _Timer:
-    def every(self, seconds, name=None, jitter=0):
+    def every(self, seconds, name=None, jitter=0, per_core=True):
+        """Run ``fn`` every ``seconds``. Module globals are per core, so by default the timer
+        runs on every core (each core's globals stay fresh); ``per_core=False`` runs it once
+        per node (on core 0), for timers whose point is a side effect."""
+        seconds = _engine.check_delay(seconds, "timer.every seconds")
+
         def deco(fn):
-            md = {"seconds": float(seconds), "name": name, "jitter": jitter}
+            md = {"seconds": seconds, "name": name, "jitter": jitter, "per_core": bool(per_core)}
             _engine.registry.register("timer.every", None, fn, _engine.is_async_fn(fn), md)
             return fn
 
         return deco
 
     def set(self, key, delay_ms, handler):
+        delay = _engine.check_delay(float(delay_ms) / 1000.0, "timer.set delay_ms")
         self.cancel(key)
-        tok = _engine.new_timer(("set", key, handler), float(delay_ms) / 1000.0)
+        tok = _engine.new_timer(("set", key, handler), delay)
         _engine._keyed[key] = tok
         return TimerHandle(key)
 
@@ -237,8 +245,9 @@ class _Timer:
 
     def sleep(self, seconds):
         """Await a Rust timer (completes by posting to this worker's queue)."""
+        delay = _engine.check_delay(seconds, "timer.sleep seconds")
         fut = _engine._loop.create_future()
-        _engine.new_timer(("future", fut), float(seconds))
+        _engine.new_timer(("future", fut), delay)
         return fut
 
 

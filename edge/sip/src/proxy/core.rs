@@ -117,6 +117,10 @@ pub enum ProxyEvent {
         request: TxRequest,
         /// Where it came from.
         source: Remote,
+        /// It arrived routed to us: its top Route named us (popped), or its Request-URI was one
+        /// of our Record-Route URIs (strict routing). Only such an ACK belongs to a dialog we
+        /// record-routed; the TU should not relay any other.
+        routed: bool,
     },
     /// A branch response held for the TU ([`Hooks::replies`]): relay or drop it.
     Reply {
@@ -640,10 +644,15 @@ impl Proxy {
                 }
                 Event::Ack { request, source } => {
                     let mut parts = request.parts();
+                    let (routes, uri) = (parts.routes.len(), parts.uri.clone());
                     preprocess_routes(&mut parts, &self.config.interfaces, &self.config.domains);
+                    let routed = parts.routes.len() != routes || parts.uri != uri;
                     let request = TxRequest::from_parts(parts, request.bytes().clone());
-                    self.events
-                        .push_back(ProxyEvent::Stateless { request, source });
+                    self.events.push_back(ProxyEvent::Stateless {
+                        request,
+                        source,
+                        routed,
+                    });
                 }
                 Event::Response { key, response } if self.uac.contains(&key) => {
                     if response.status() >= 200 {
