@@ -271,6 +271,8 @@ pub struct Auth {
     pub nonce_ttl_secs: u64,
     /// HMAC secret for stateless nonces (random per start when absent).
     pub nonce_secret: Option<String>,
+    /// Ours: how the digest `uri` directive is checked against the Request-URI.
+    pub digest_uri_check: DigestUriCheck,
     /// Upstream sub-blocks, not implemented: warned.
     pub http: Option<Value>,
     /// See `http`.
@@ -287,11 +289,26 @@ impl Default for Auth {
             users: BTreeMap::new(),
             nonce_ttl_secs: 300,
             nonce_secret: None,
+            digest_uri_check: DigestUriCheck::Relaxed,
             http: None,
             diameter: None,
             aka_credentials: None,
         }
     }
+}
+
+/// `auth.digest_uri_check` (ours; upstream SIPhon and Kamailio do not check the directive).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestUriCheck {
+    /// The directive's host is the Request-URI's or one of ours (`domain.local`, listen and
+    /// advertised addresses); the port is not compared.
+    #[default]
+    Relaxed,
+    /// The directive is the Request-URI by RFC 3261 §19.1.4 (port included).
+    Strict,
+    /// Not checked.
+    Off,
 }
 
 /// `transaction:` timers.
@@ -1087,6 +1104,29 @@ mod tests {
         )
         .unwrap();
         assert!(!l.config.listen.udp.is_empty());
+    }
+
+    #[test]
+    fn digest_uri_check_values() {
+        let l = parse_str(MIN).unwrap();
+        assert_eq!(l.config.auth.digest_uri_check, DigestUriCheck::Relaxed);
+        for (v, want) in [
+            ("relaxed", DigestUriCheck::Relaxed),
+            ("strict", DigestUriCheck::Strict),
+            ("off", DigestUriCheck::Off),
+        ] {
+            let l = parse_str(&format!("{MIN}auth:\n  digest_uri_check: {v}\n")).unwrap();
+            assert_eq!(l.config.auth.digest_uri_check, want);
+        }
+        let e = parse_str(&format!(
+            "{MIN}auth:\n  realm: r\n  digest_uri_check: lenient\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("siphon.yaml:7: auth.digest_uri_check: unknown variant `lenient`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -132,12 +132,7 @@ fn advertised(l: &Loaded, addr: SocketAddr, advertise: Option<&str>) -> SocketAd
 /// host (per listener, else `advertised_address`) in place of the bound one.
 fn local_addrs(c: &config::Config) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let entries = c
-        .listen
-        .udp
-        .iter()
-        .chain(&c.listen.tcp)
-        .chain(&c.listen.tls);
+    let entries = c.listen.udp.iter().chain(&c.listen.tcp).chain(&c.listen.tls);
     for e in entries {
         let addr = e.address().to_string();
         let port = addr.rsplit_once(':').map(|(_, p)| p.to_string());
@@ -149,6 +144,26 @@ fn local_addrs(c: &config::Config) -> Vec<String> {
         }
         out.push(addr);
     }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Listen and advertised addresses (`listen.*`, their `advertise`, `advertised_address`):
+/// with `domain.local`, the hosts a relaxed digest `uri` directive may name. Wildcard binds
+/// name no host and are left out.
+fn own_addresses(c: &config::Config) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let entries = c.listen.udp.iter().chain(&c.listen.tcp).chain(&c.listen.tls);
+    for e in entries {
+        if let Ok(a) = e.address().parse::<SocketAddr>()
+            && !a.ip().is_unspecified()
+        {
+            out.push(a.ip().to_string());
+        }
+        out.extend(e.advertise().map(str::to_owned));
+    }
+    out.extend(c.advertised_address.clone());
     out.sort();
     out.dedup();
     out
@@ -213,6 +228,12 @@ impl Node {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect::<HashMap<_, _>>();
+        hc.auth_uri_check = match c.auth.digest_uri_check {
+            config::DigestUriCheck::Relaxed => siphon_sip::auth::DigestUriCheck::Relaxed,
+            config::DigestUriCheck::Strict => siphon_sip::auth::DigestUriCheck::Strict,
+            config::DigestUriCheck::Off => siphon_sip::auth::DigestUriCheck::Off,
+        };
+        hc.own_addresses = own_addresses(c);
         hc.registrar.default_expires = c.registrar.default_expires;
         hc.registrar.max_expires = c.registrar.max_expires;
         hc.registrar.min_expires = c.registrar.min_expires;

@@ -67,6 +67,11 @@ pub struct HostConfig {
     pub auth_realm: String,
     /// `auth.users` (name → password).
     pub auth_users: HashMap<String, String>,
+    /// `auth.digest_uri_check`.
+    pub auth_uri_check: siphon_sip::auth::DigestUriCheck,
+    /// The node's listen and advertised addresses: with `local_domains`, the hosts a relaxed
+    /// digest `uri` directive may name instead of the Request-URI's host.
+    pub own_addresses: Vec<String>,
     /// `registrar:` limits.
     pub registrar: RegistrarConfig,
     /// Names from `cache:` (in-memory here).
@@ -112,6 +117,8 @@ impl HostConfig {
             local_addrs: Vec::new(),
             auth_realm: "example.com".into(),
             auth_users: HashMap::new(),
+            auth_uri_check: siphon_sip::auth::DigestUriCheck::Relaxed,
+            own_addresses: Vec::new(),
             registrar: RegistrarConfig::default(),
             cache_names: vec!["default".into()],
             script_config: serde_json::Value::Object(serde_json::Map::new()),
@@ -595,7 +602,16 @@ impl Host {
             shutdown: AtomicBool::new(false),
             cache: Cache::new(cfg.cache_names.clone()),
             registrar: Registrar::new(cfg.registrar.clone()),
-            auth: Auth::new(cfg.auth_realm.clone(), cfg.auth_users.clone()),
+            auth: Auth::new(
+                cfg.auth_realm.clone(),
+                cfg.auth_users.clone(),
+                cfg.auth_uri_check,
+                cfg.local_domains
+                    .iter()
+                    .chain(&cfg.own_addresses)
+                    .cloned()
+                    .collect(),
+            ),
             rate: RateLimiter::default(),
             metrics,
             stats: Stats::default(),

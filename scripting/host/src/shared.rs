@@ -350,8 +350,15 @@ pub enum DigestCheck {
 }
 
 impl Auth {
-    /// Users from config (`auth.users`), the default realm and a per-process nonce secret.
-    pub fn new(realm: String, users: HashMap<String, String>) -> Self {
+    /// Users from config (`auth.users`), the default realm and a per-process nonce secret;
+    /// `uri_check` and `local_hosts` decide which digest `uri` directives are accepted
+    /// (`auth.digest_uri_check`; `domain.local`, listen and advertised addresses).
+    pub fn new(
+        realm: String,
+        users: HashMap<String, String>,
+        uri_check: siphon_sip::auth::DigestUriCheck,
+        local_hosts: Vec<String>,
+    ) -> Self {
         let store = siphon_sip::auth::MemoryUserStore::new();
         for (u, p) in users {
             store.insert(None, &u, siphon_sip::auth::Credential::Password(p));
@@ -360,11 +367,10 @@ impl Auth {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let secret = format!("{now:x}.{}", std::process::id());
-        let digest = siphon_sip::auth::DigestAuth::new(
-            siphon_sip::auth::DigestConfig::new(&realm),
-            secret.as_bytes(),
-            now as u64,
-        );
+        let mut config = siphon_sip::auth::DigestConfig::new(&realm);
+        config.uri_check = uri_check;
+        config.local_hosts = local_hosts;
+        let digest = siphon_sip::auth::DigestAuth::new(config, secret.as_bytes(), now as u64);
         Self {
             realm,
             digest,

@@ -9,9 +9,9 @@
 //! ([`users`]) and [`DigestAuth`], which ties them together for the `auth` script namespace
 //! (`require_www_digest`, `require_proxy_digest`, `verify_digest`, `generate_nonce`,
 //! `validate_nonce`; config keys `auth.realm`, `auth.nonce_ttl_secs`, `auth.nonce_secret`,
-//! `auth.users`). What it does not own: reading headers out of a message and attaching the
-//! challenge to a response (the node does that with the strings built here), other
-//! backends (HTTP, database, Diameter), AKA.
+//! `auth.users`, `auth.digest_uri_check`). What it does not own: reading headers out of a
+//! message and attaching the challenge to a response (the node does that with the strings
+//! built here), other backends (HTTP, database, Diameter), AKA.
 //!
 //! Policy choices:
 //! - Every request without valid credentials gets the same challenge, whatever the username:
@@ -111,6 +111,13 @@ pub struct DigestConfig {
     pub opaque: Option<String>,
     /// How many nonces the nonce-count table tracks (default 262 144; about 20 MiB at most).
     pub nc_capacity: usize,
+    /// `auth.digest_uri_check`: how the `uri` directive is held against the Request-URI
+    /// (default [`DigestUriCheck::Relaxed`]).
+    pub uri_check: DigestUriCheck,
+    /// Hosts that name this node (`domain.local`, listen and advertised addresses): a
+    /// [`DigestUriCheck::Relaxed`] `uri` directive may name one of them instead of the
+    /// Request-URI's host. Domains compare case-insensitively, addresses by value.
+    pub local_hosts: Vec<String>,
 }
 
 impl DigestConfig {
@@ -125,6 +132,40 @@ impl DigestConfig {
             qop_required: true,
             opaque: None,
             nc_capacity: 262_144,
+            uri_check: DigestUriCheck::Relaxed,
+            local_hosts: Vec::new(),
+        }
+    }
+}
+
+/// `auth.digest_uri_check`: how the digest `uri` directive (RFC 7616 §3.4.6, RFC 2617
+/// §3.2.2) is compared with the Request-URI, for `Authorization` and `Proxy-Authorization`
+/// alike. The response is always computed over the directive's own text and the nonce count
+/// stops replays whichever mode is set; the check only limits which request a set of
+/// credentials may be presented with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum DigestUriCheck {
+    /// Same scheme (`sip`/`sips`); the host is the Request-URI's or one of
+    /// [`DigestConfig::local_hosts`]; the port is not compared; a user part, when the
+    /// directive has one, is the Request-URI's. UAs write the address they sent to: SIPp's
+    /// `[authentication]` writes `sip:<proxy ip>:<port>` whatever the Request-URI.
+    #[default]
+    Relaxed,
+    /// The directive is the Request-URI: byte-equal, or equivalent by RFC 3261 §19.1.4
+    /// (scheme, user, host, port, the parameters it names), as RFC 2617/7616 ask.
+    Strict,
+    /// Not checked (Kamailio and upstream SIPhon do not check it).
+    Off,
+}
+
+impl DigestUriCheck {
+    /// The setting's name in `siphon.yaml`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Relaxed => "relaxed",
+            Self::Strict => "strict",
+            Self::Off => "off",
         }
     }
 }
@@ -162,7 +203,8 @@ pub enum AuthError {
     /// `opaque` missing or changed.
     #[error("opaque mismatch")]
     OpaqueMismatch,
-    /// The `uri` directive is not the Request-URI (RFC 7616 §3.4.6).
+    /// The `uri` directive does not name the Request-URI (RFC 7616 §3.4.6) as
+    /// [`DigestConfig::uri_check`] understands it.
     #[error("digest uri does not match the request-uri")]
     UriMismatch,
     /// The nonce was not issued by us (or for another realm, or tampered with).
@@ -224,22 +266,49 @@ pub struct ChallengeReply {
     pub header_values: Vec<String>,
 }
 
-/// Does the `uri` directive name the Request-URI (RFC 7616 §3.4.6)? Byte-equal, or the same
-/// SIP URI by scheme, user and host. Ports are not compared: UAs write the port they sent to
-/// (`sip:host:5060`, or a relay's port) for a Request-URI `sip:host`, and Kamailio does not
-/// check the directive at all. The response is still computed over the directive's own text
-/// and the nonce count still stops replays, so only the port is relaxed.
-fn digest_uri_matches(request_uri: &str, directive: &str) -> bool {
-    if request_uri == directive {
+/// Does the `uri` directive name the Request-URI, as `check` understands it? See
+/// [`DigestUriCheck`]; `local_hosts` are the hosts [`DigestUriCheck::Relaxed`] also accepts.
+fn digest_uri_matches(
+    check: DigestUriCheck,
+    local_hosts: &[String],
+    request_uri: &str,
+    directive: &str,
+) -> bool {
+    if check == DigestUriCheck::Off || request_uri == directive {
         return true;
     }
-    let (Ok(a), Ok(b)) = (crate::Uri::parse(request_uri), crate::Uri::parse(directive)) else {
+    let (Ok(r), Ok(d)) = (crate::Uri::parse(request_uri), crate::Uri::parse(directive)) else {
         return false;
     };
-    let (Some(a), Some(b)) = (a.as_sip(), b.as_sip()) else {
+    if check == DigestUriCheck::Strict {
+        return r.equivalent(&d);
+    }
+    let (Some(r), Some(d)) = (r.as_sip(), d.as_sip()) else {
         return false;
     };
-    a.secure == b.secure && a.user == b.user && a.host == b.host
+    if r.secure != d.secure {
+        return false;
+    }
+    if let Some(user) = d.user_decoded()
+        && r.user_decoded() != Some(user)
+    {
+        return false;
+    }
+    r.host.equivalent(&d.host) || local_hosts.iter().any(|h| names_host(h, &d.host))
+}
+
+/// Does a configured host (`example.com`, `192.0.2.1`, `::1` or `[::1]`) name `host`?
+fn names_host(entry: &str, host: &crate::uri::Host<'_>) -> bool {
+    use crate::uri::Host;
+    let own = match entry.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => Host::Ipv4(a),
+        Ok(std::net::IpAddr::V6(a)) => Host::Ipv6(a),
+        Err(_) => match crate::uri::parse_host(entry) {
+            Ok(h) => h,
+            Err(_) => return false,
+        },
+    };
+    own.equivalent(host)
 }
 
 /// What the verifier needs to know about the request being authenticated.
@@ -417,10 +486,9 @@ impl DigestAuth {
             }
             None => None,
         };
-        if req
-            .request_uri
-            .is_some_and(|uri| !digest_uri_matches(uri, &c.uri))
-        {
+        if req.request_uri.is_some_and(|uri| {
+            !digest_uri_matches(self.config.uri_check, &self.config.local_hosts, uri, &c.uri)
+        }) {
             return Err(AuthError::UriMismatch);
         }
         let (id, stale) = match self.nonces.check(now, realm, &c.nonce) {

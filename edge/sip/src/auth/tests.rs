@@ -331,11 +331,190 @@ fn require_one_call() {
 }
 
 #[test]
-fn digest_uri_with_a_port_matches_request_uri() {
-    assert!(digest_uri_matches("sip:127.0.0.1", "sip:127.0.0.1:5060"));
-    assert!(digest_uri_matches("sips:a.example", "sips:a.example:5061"));
-    assert!(digest_uri_matches("sip:127.0.0.1", "sip:127.0.0.1:15061"));
-    assert!(!digest_uri_matches("sip:a.example", "sips:a.example"));
-    assert!(!digest_uri_matches("sip:127.0.0.1", "sip:127.0.0.2"));
-    assert!(!digest_uri_matches("sip:a@h", "sip:b@h"));
+fn relaxed_digest_uri_rules() {
+    let relaxed = |r: &str, d: &str| digest_uri_matches(DigestUriCheck::Relaxed, &[], r, d);
+    // The port is not compared.
+    assert!(relaxed("sip:127.0.0.1", "sip:127.0.0.1:5060"));
+    assert!(relaxed("sips:a.example", "sips:a.example:5061"));
+    assert!(relaxed("sip:127.0.0.1", "sip:127.0.0.1:15061"));
+    assert!(relaxed("sip:a.example", "sip:A.Example"));
+    // Scheme, host and a written user are.
+    assert!(!relaxed("sip:a.example", "sips:a.example"));
+    assert!(!relaxed("sip:127.0.0.1", "sip:127.0.0.2"));
+    assert!(!relaxed("sip:a@h", "sip:b@h"));
+    assert!(!relaxed("sip:h", "sip:b@h"));
+    // A directive without a user names the host (SIPp writes `sip:<proxy>:<port>`).
+    assert!(relaxed("sip:bob@h", "sip:h:5060"));
+    assert!(relaxed("sip:b%6Fb@h", "sip:bob@h"));
+    // Not a SIP URI: only the same text.
+    assert!(relaxed("tel:+15551234", "tel:+15551234"));
+    assert!(!relaxed("sip:h", "urn:x"));
+    // Own hosts: a domain case-insensitively, an address by value (IPv6 in brackets).
+    let own = [
+        "siphon.test".to_owned(),
+        "::1".to_owned(),
+        "[2001:db8::1]".to_owned(),
+    ];
+    let own_ok = |d: &str| digest_uri_matches(DigestUriCheck::Relaxed, &own, "sip:x.example", d);
+    assert!(own_ok("sip:SIPHON.test:5070"));
+    assert!(own_ok("sip:[::1]:5060"));
+    assert!(own_ok("sip:[2001:db8:0::1]"));
+    assert!(!own_ok("sip:[2001:db8::2]"));
+    assert!(!own_ok("sips:siphon.test"));
+}
+
+#[test]
+fn strict_and_off_digest_uri_rules() {
+    let own = ["siphon.test".to_owned()];
+    let strict = |r: &str, d: &str| digest_uri_matches(DigestUriCheck::Strict, &own, r, d);
+    assert!(strict("sip:siphon.test", "sip:siphon.test"));
+    assert!(strict("sip:bob@siphon.test", "sip:bob@SIPHON.TEST"));
+    assert!(strict(
+        "sip:b%6Fb@h;transport=udp",
+        "sip:bob@h;transport=UDP"
+    ));
+    // RFC 3261 §19.1.4: an explicit default port is not the same as none.
+    assert!(!strict("sip:siphon.test", "sip:siphon.test:5060"));
+    assert!(!strict("sip:bob@h", "sip:h"));
+    assert!(!strict("sip:h", "sip:h;transport=tcp"));
+    assert!(!strict("sip:x.example", "sip:siphon.test"));
+    let off = |r: &str, d: &str| digest_uri_matches(DigestUriCheck::Off, &[], r, d);
+    assert!(off("sip:siphon.test", "sip:192.0.2.99:5060"));
+    assert!(off("sip:siphon.test", "not a uri"));
+}
+
+/// Challenge with `kind` for a request to `ruri`, answer with `directive` as the digest
+/// `uri`, and check the answer through [`DigestAuth::require`] as the header of `kind`.
+fn check_uri(
+    check: DigestUriCheck,
+    kind: AuthKind,
+    ruri: &str,
+    directive: &str,
+) -> Result<AuthOk, AuthError> {
+    let mut cfg = DigestConfig::new(REALM);
+    cfg.uri_check = check;
+    cfg.local_hosts = vec!["siphon.test".into(), "127.0.0.1".into()];
+    let auth = DigestAuth::new(cfg, b"0123456789abcdef", 7);
+    let users = MemoryUserStore::new();
+    users.insert(None, "alice", Credential::Password("wonderland".into()));
+    let method = match kind {
+        AuthKind::Www => "REGISTER",
+        AuthKind::Proxy => "INVITE",
+    };
+    let req = RequestInfo {
+        method,
+        request_uri: Some(ruri),
+        realm: None,
+        secret: None,
+    };
+    let (_, reply) = auth
+        .require(at(T0), kind, &req, [], &users)
+        .expect_err("no credentials yet");
+    assert_eq!(reply.status, kind.status());
+    let ch = DigestChallenge::parse(&reply.header_values[0]).expect("challenge");
+    let creds = answer_challenge(&ch, "alice", "wonderland", method, directive, 1, "cn")
+        .expect("md5")
+        .to_string();
+    auth.require(at(T0 + 1), kind, &req, [creds.as_str()], &users)
+        .map_err(|(e, _)| e)
+}
+
+const KINDS: [AuthKind; 2] = [AuthKind::Www, AuthKind::Proxy];
+
+#[test]
+fn relaxed_accepts_own_address_and_request_uri_host() {
+    for kind in KINDS {
+        for (ruri, directive) in [
+            // SIPp's `[authentication]`: the proxy's address, R-URI names the domain.
+            ("sip:siphon.test", "sip:127.0.0.1:5060"),
+            ("sip:bob@siphon.test", "sip:127.0.0.1:5060"),
+            // Another of our own names.
+            ("sip:127.0.0.1", "sip:siphon.test"),
+            // The Request-URI's host, port ignored.
+            ("sip:elsewhere.example", "sip:elsewhere.example:5060"),
+            ("sip:siphon.test", "sip:siphon.test"),
+        ] {
+            let ok = check_uri(DigestUriCheck::Relaxed, kind, ruri, directive);
+            assert_eq!(
+                ok.map(|o| o.username),
+                Ok("alice".to_owned()),
+                "{kind:?} {ruri} {directive}"
+            );
+        }
+    }
+}
+
+#[test]
+fn relaxed_refuses_a_foreign_host() {
+    for kind in KINDS {
+        for directive in [
+            "sip:192.0.2.99:5060",
+            "sip:elsewhere.example",
+            "sips:siphon.test",
+        ] {
+            assert_eq!(
+                check_uri(DigestUriCheck::Relaxed, kind, "sip:siphon.test", directive),
+                Err(AuthError::UriMismatch),
+                "{kind:?} {directive}"
+            );
+        }
+    }
+}
+
+#[test]
+fn strict_refuses_another_port_or_host() {
+    for kind in KINDS {
+        for directive in [
+            "sip:siphon.test:5060",
+            "sip:127.0.0.1:5060",
+            "sip:siphon.test:5070",
+        ] {
+            assert_eq!(
+                check_uri(DigestUriCheck::Strict, kind, "sip:siphon.test", directive),
+                Err(AuthError::UriMismatch),
+                "{kind:?} {directive}"
+            );
+        }
+        assert!(
+            check_uri(
+                DigestUriCheck::Strict,
+                kind,
+                "sip:siphon.test",
+                "sip:siphon.test"
+            )
+            .is_ok()
+        );
+        assert!(
+            check_uri(
+                DigestUriCheck::Strict,
+                kind,
+                "sip:siphon.test:5070",
+                "sip:SIPHON.TEST:5070"
+            )
+            .is_ok()
+        );
+    }
+}
+
+#[test]
+fn off_accepts_any_uri() {
+    for kind in KINDS {
+        for directive in [
+            "sip:192.0.2.99:5060",
+            "sips:elsewhere.example",
+            "urn:x",
+            "u",
+        ] {
+            assert!(
+                check_uri(DigestUriCheck::Off, kind, "sip:siphon.test", directive).is_ok(),
+                "{kind:?} {directive}"
+            );
+        }
+    }
+}
+
+#[test]
+fn uri_check_is_relaxed_by_default() {
+    assert_eq!(DigestConfig::new(REALM).uri_check, DigestUriCheck::Relaxed);
+    assert_eq!(DigestUriCheck::default().as_str(), "relaxed");
 }
