@@ -58,7 +58,12 @@ const LAYOUT: Placement = Placement {
 };
 
 fn node(name: &str) -> Node {
-    Node::with_script(name, SCRIPT, LAYOUT, "domain:\n  local: [\"example.com\"]\n")
+    Node::with_script(
+        name,
+        SCRIPT,
+        LAYOUT,
+        "domain:\n  local: [\"example.com\"]\n",
+    )
 }
 
 /// The next request (not a response) `ua` receives.
@@ -180,10 +185,7 @@ fn an_edited_relayed_request_keeps_the_proxys_processing() {
     let vias = header(&fwd, "Via");
     assert_eq!(vias.len(), 2, "{fwd}");
     assert!(
-        vias[1].ends_with(&format!(
-            ";received=127.0.0.1;rport={}",
-            caller.addr.port()
-        )),
+        vias[1].ends_with(&format!(";received=127.0.0.1;rport={}", caller.addr.port())),
         "{fwd}"
     );
     let ours = n.sip.to_string();
@@ -276,7 +278,10 @@ fn a_reliable_provisional_carries_100rel_and_is_retransmitted_until_prack() {
     caller.send(n.sip, &prack);
     let ok = loop {
         let m = caller.recv_final().expect("the PRACK's 200");
-        if header(&m, "CSeq").first().is_some_and(|c| c.ends_with("PRACK")) {
+        if header(&m, "CSeq")
+            .first()
+            .is_some_and(|c| c.ends_with("PRACK"))
+        {
             break m;
         }
     };

@@ -12,6 +12,12 @@ use crate::transaction::{
     TxResponse,
 };
 
+/// The origin of the test's virtual clock (time only moves when a test says so).
+fn origin() -> Instant {
+    #[allow(clippy::disallowed_methods)] // tests only: the origin of the virtual clock
+    Instant::now()
+}
+
 fn ip(n: u8) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, n], 5060))
 }
@@ -108,7 +114,7 @@ fn target(to: SocketAddr, routes: &[&str]) -> Target {
 
 #[test]
 fn an_edited_request_keeps_received_rport_route_pop_and_max_forwards() {
-    let now = Instant::now();
+    let now = origin();
     let mut p = proxy(Hooks::default());
     let ctx = start(&mut p, now, received(&[]));
     // The TU edits the request as it was received (its view has our Route and no received).
@@ -128,7 +134,7 @@ fn an_edited_request_keeps_received_rport_route_pop_and_max_forwards() {
 
 #[test]
 fn a_branch_path_replaces_the_route_set() {
-    let now = Instant::now();
+    let now = origin();
     let mut p = proxy(Hooks::default());
     let ctx = start(&mut p, now, received(&[]));
     let targets = vec![
@@ -168,7 +174,7 @@ fn answer_from(request: &TxRequest, status: u16, tag: &str) -> TxResponse {
 
 #[test]
 fn an_edited_reply_is_relayed_in_place_of_the_held_one() {
-    let now = Instant::now();
+    let now = origin();
     let mut p = proxy(Hooks {
         replies: true,
         failures: false,
@@ -208,7 +214,7 @@ fn an_edited_reply_is_relayed_in_place_of_the_held_one() {
 
 #[test]
 fn the_tu_chooses_the_to_tag() {
-    let now = Instant::now();
+    let now = origin();
     let mut p = proxy(Hooks::default());
     let ctx = start(&mut p, now, received(&[]));
     let answer = Answer {
@@ -241,7 +247,7 @@ fn prack(rack: &str) -> TxRequest {
 #[test]
 fn a_reliable_provisional_is_retransmitted_until_its_prack() {
     let t1 = Duration::from_millis(500);
-    let now = Instant::now();
+    let now = origin();
     let mut p = proxy(Hooks::default());
     let ctx = start(&mut p, now, received(&[("Supported", "timer, 100rel")]));
     let _ = transmits(&mut p);
@@ -283,7 +289,7 @@ fn a_reliable_provisional_is_retransmitted_until_its_prack() {
 
 #[test]
 fn reliable_is_ignored_when_the_uac_does_not_support_100rel() {
-    let now = Instant::now();
+    let now = origin();
     let mut p = proxy(Hooks::default());
     let ctx = start(&mut p, now, received(&[]));
     let answer = Answer {
