@@ -873,8 +873,8 @@ enum EditError {
     #[error("the edited message does not parse: {0:?}")]
     Parse(ParseErrorKind),
     /// It parses but lacks what the transaction layer needs (Via, CSeq, Call-ID ...).
-    #[error("the edited message is not a usable SIP message")]
-    Unusable,
+    #[error("the edited message is not usable: {0}")]
+    Unusable(#[from] siphon_sip::transaction::FromMessageError),
     /// The proxy core refused it.
     #[error(transparent)]
     Proxy(#[from] ProxyError),
@@ -883,7 +883,7 @@ enum EditError {
 /// A script's edited response as the transaction layer's response.
 fn edited_response(edited: &SipMessage) -> Result<TxResponse, EditError> {
     let m = Message::parse(Bytes::from(edited.to_bytes())).map_err(|e| EditError::Parse(e.kind))?;
-    TxResponse::try_from(&m).map_err(|_| EditError::Unusable)
+    Ok(TxResponse::try_from(&m)?)
 }
 
 impl Engine {
@@ -892,7 +892,7 @@ impl Engine {
     fn set_edited_request(&mut self, ctx: ContextId, edited: &SipMessage) -> Result<(), EditError> {
         let result = Message::parse(Bytes::from(edited.to_bytes()))
             .map_err(|e| EditError::Parse(e.kind))
-            .and_then(|m| TxRequest::try_from(&m).map_err(|_| EditError::Unusable))
+            .and_then(|m| Ok(TxRequest::try_from(&m)?))
             .and_then(|tx| Ok(self.proxy.set_request(ctx, tx)?));
         if let Err(e) = &result {
             tracing::warn!(core = self.core, "script edit of the request rejected: {e}");

@@ -5,6 +5,7 @@
 //! - an edited, relayed request keeps the proxy's processing (received/rport, our Route
 //!   popped, Max-Forwards decremented) plus the edits;
 //! - header edits made in `@proxy.on_reply` reach the caller;
+//! - an edit that leaves no usable request is answered 500, not dropped;
 //! - `set_reply_to_tag` sets the To tag (no pseudo-header on the wire);
 //! - `reply(..., reliable=True)` sends an RFC 3262 reliable provisional, retransmitted until the
 //!   node answers its PRACK.
@@ -41,6 +42,8 @@ def msg(request):
         request.set_reply_to_tag("script-tag")
         request.reply(486, "Busy Here")
         return
+    if request.get_header("X-Break"):
+        request.remove_header("Via")
     request.set_header("X-Edited", "yes")
     request.remove_header("X-Private")
     request.relay()
@@ -198,6 +201,21 @@ fn an_edited_relayed_request_keeps_the_proxys_processing() {
     callee.send(n.sip, &answer(&fwd, 200, "OK", ""));
     let ok = caller.recv_final().expect("the 200");
     assert_eq!(status(&ok), Some(200), "{ok}");
+}
+
+#[test]
+fn an_unusable_edit_is_answered_500() {
+    let n = node("edits-broken");
+    let callee = Ua::new();
+    let caller = Ua::new();
+    let ruri = format!("sip:gina@{}", callee.addr);
+    caller.send(
+        n.sip,
+        &common::request("MESSAGE", &ruri, caller.addr, "broken-1", "X-Break: 1\r\n"),
+    );
+    let err = caller.recv_final().expect("an answer");
+    assert_eq!(status(&err), Some(500), "{err}");
+    assert!(n.log().contains("script edit of the request rejected"));
 }
 
 #[test]
