@@ -227,7 +227,7 @@ pub struct Registrar {
     pub default_expires: u32,
     /// Longer requests are clamped to this.
     pub max_expires: u32,
-    /// Shorter (non-zero) requests get 423 with Min-Expires.
+    /// Shorter (non-zero) requests get 423 with Min-Expires (0 = no minimum).
     pub min_expires: u32,
     /// Bindings per AOR (0 = unlimited).
     pub max_contacts: u32,
@@ -247,8 +247,9 @@ impl Default for Registrar {
             backend: RegistrarBackend::Memory,
             default_expires: 3600,
             max_expires: 7200,
-            min_expires: 60,
-            max_contacts: 10,
+            // SIPhon leaves both unset: no 423 minimum, no contact limit.
+            min_expires: 0,
+            max_contacts: 0,
             enforce_auth_aor_match: false,
             redis: None,
             postgres: None,
@@ -1012,6 +1013,8 @@ mod tests {
         let l = parse_str(MIN).unwrap();
         assert_eq!(l.config.registrar.default_expires, 3600);
         assert_eq!(l.config.registrar.max_expires, 7200);
+        assert_eq!(l.config.registrar.min_expires, 0);
+        assert_eq!(l.config.registrar.max_contacts, 0);
         assert_eq!(l.config.transaction.timeout_secs, 5);
         assert_eq!(l.config.server.drain_secs, 30);
         assert!(l.warnings.is_empty());

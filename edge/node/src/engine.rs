@@ -23,8 +23,8 @@ use siphon_reactor::{
 };
 use siphon_script::{Disposition, Event, EventKind, ForkStrategy, HostHandle, Meta, SipMessage};
 use siphon_sip::proxy::{
-    ContextId, Hooks, Interface, Proxy, ProxyConfig, ProxyError, ProxyEvent, ReplyId, Target,
-    owner_core,
+    Answer, ContextId, Hooks, Interface, Proxy, ProxyConfig, ProxyError, ProxyEvent, ReplyId,
+    Target, owner_core,
 };
 use siphon_sip::transaction::{Outgoing, Remote, Transmit, Transport, TxRequest, TxResponse};
 use siphon_sip::validate::{ValidationConfig, validate_request};
@@ -682,16 +682,32 @@ impl Engine {
         };
     }
 
-    /// Targets of a `relay`/`fork` decision, resolved.
+    /// A captured flow (`Contact.flow`) that can still be used: UDP always, a stream while its
+    /// connection is open (RFC 5626 §5.3: reuse the flow; a closed one falls back to the URI).
+    fn live_flow(&self, flow: Option<Remote>) -> Option<Remote> {
+        flow.filter(|f| {
+            !f.transport.is_reliable() || self.by_peer.contains_key(&(f.transport, f.addr))
+        })
+    }
+
+    /// Targets of a `relay`/`fork` decision, resolved. A fork branch to a registered Contact
+    /// carries the binding's Path as its Route set and goes over the binding's flow, else to
+    /// the top Path value, else to its URI.
     fn targets(&self, ctx: ContextId, d: &Disposition) -> Option<Vec<Target>> {
         match d {
-            Disposition::Relay { next_hop, .. } => {
-                let target = next_hop.clone().or_else(|| self.proxy.next_hop(ctx))?;
-                let destination = resolve(&target)?;
+            Disposition::Relay { next_hop, flow, .. } => {
+                let destination = match self.live_flow(*flow) {
+                    Some(f) => f,
+                    None => {
+                        let target = next_hop.clone().or_else(|| self.proxy.next_hop(ctx))?;
+                        resolve(&target)?
+                    }
+                };
                 Some(vec![Target {
                     uri: None,
                     destination,
                     q: 1000,
+                    routes: Vec::new(),
                 }])
             }
             Disposition::Fork { targets, strategy } => {
@@ -700,15 +716,18 @@ impl Engine {
                     .iter()
                     .enumerate()
                     .filter_map(|(i, t)| {
-                        let destination = resolve(t)?;
+                        let destination = self.live_flow(t.flow).or_else(|| {
+                            resolve(t.routes.first().map_or(t.uri.as_str(), String::as_str))
+                        })?;
                         let q = match strategy {
                             ForkStrategy::Parallel => 1000,
                             _ => u16::try_from(1000 - (i * 1000 / n.max(1))).unwrap_or(0),
                         };
                         Some(Target {
-                            uri: Some(siphon_sip::proxy::strip_angle(t).to_string()),
+                            uri: Some(siphon_sip::proxy::strip_angle(&t.uri).to_string()),
                             destination,
                             q,
+                            routes: t.routes.clone(),
                         })
                     })
                     .collect();
@@ -732,10 +751,21 @@ impl Engine {
                 reason,
                 headers,
                 body,
+                reliable,
+                to_tag,
                 ..
-            } => self
-                .proxy
-                .respond_with(now, ctx, status, &reason, headers, body),
+            } => self.proxy.answer(
+                now,
+                ctx,
+                Answer {
+                    status,
+                    reason,
+                    headers,
+                    body,
+                    to_tag,
+                    reliable,
+                },
+            ),
             Disposition::Relay { .. } | Disposition::Fork { .. } => match self.targets(ctx, &d) {
                 Some(ts) => self.proxy.forward(now, ctx, ts, record_route),
                 None if matches!(d, Disposition::Fork { .. }) => {
@@ -767,10 +797,14 @@ impl Engine {
             let result = match p {
                 Pending::Request { ctx, info } => {
                     if let Some(edited) = &a.request
-                        && let Ok(m) = Message::parse(Bytes::from(edited.to_bytes()))
-                        && let Ok(tx) = TxRequest::try_from(&m)
+                        && self.set_edited_request(ctx, edited).is_err()
                     {
-                        let _ = self.proxy.set_request(ctx, tx);
+                        // The script's edit does not make a request we can forward: answer
+                        // rather than forward something the script did not ask for.
+                        if self.proxy.respond(now, ctx, 500, "Script Error").is_err() {
+                            self.m.dropped(DropReason::Stray);
+                        }
+                        continue;
                     }
                     let (per_reply, per_failure) = match &a.disposition {
                         Disposition::Relay {
@@ -801,7 +835,20 @@ impl Engine {
                     self.route(now, ctx, a.disposition, a.record_route)
                 }
                 Pending::Reply { ctx, reply } => match a.disposition {
-                    Disposition::ForwardReply => self.proxy.relay_reply(now, reply),
+                    Disposition::ForwardReply => match a.reply.as_deref().map(edited_response) {
+                        Some(Ok(edited)) => self
+                            .proxy
+                            .relay_reply_with(now, reply, edited)
+                            .or_else(|e| {
+                                tracing::warn!(core = self.core, "reply edit not applied: {e}");
+                                self.proxy.relay_reply(now, reply)
+                            }),
+                        Some(Err(e)) => {
+                            tracing::warn!(core = self.core, "reply edit not applied: {e}");
+                            self.proxy.relay_reply(now, reply)
+                        }
+                        None => self.proxy.relay_reply(now, reply),
+                    },
                     Disposition::RejectReply { status, reason } => {
                         let _ = self.proxy.drop_reply(now, reply);
                         self.proxy.respond(now, ctx, status, &reason)
@@ -843,6 +890,41 @@ fn stateless_destination(top_via: &str, source: Remote) -> Remote {
             transport: source.transport,
         },
         _ => source,
+    }
+}
+
+/// Why a script's edit of a message could not be used.
+#[derive(Debug, thiserror::Error)]
+enum EditError {
+    /// The edited message does not parse.
+    #[error("the edited message does not parse: {0:?}")]
+    Parse(ParseErrorKind),
+    /// It parses but lacks what the transaction layer needs (Via, CSeq, Call-ID ...).
+    #[error("the edited message is not usable: {0}")]
+    Unusable(#[from] siphon_sip::transaction::FromMessageError),
+    /// The proxy core refused it.
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+}
+
+/// A script's edited response as the transaction layer's response.
+fn edited_response(edited: &SipMessage) -> Result<TxResponse, EditError> {
+    let m = Message::parse(Bytes::from(edited.to_bytes())).map_err(|e| EditError::Parse(e.kind))?;
+    Ok(TxResponse::try_from(&m)?)
+}
+
+impl Engine {
+    /// Hand the script's edited request to the proxy core, which re-applies its own processing
+    /// (received/rport, Route pop) to it; an edit that does not make a request is logged.
+    fn set_edited_request(&mut self, ctx: ContextId, edited: &SipMessage) -> Result<(), EditError> {
+        let result = Message::parse(Bytes::from(edited.to_bytes()))
+            .map_err(|e| EditError::Parse(e.kind))
+            .and_then(|m| Ok(TxRequest::try_from(&m)?))
+            .and_then(|tx| Ok(self.proxy.set_request(ctx, tx)?));
+        if let Err(e) = &result {
+            tracing::warn!(core = self.core, "script edit of the request rejected: {e}");
+        }
+        result
     }
 }
 

@@ -132,7 +132,12 @@ fn advertised(l: &Loaded, addr: SocketAddr, advertise: Option<&str>) -> SocketAd
 /// host (per listener, else `advertised_address`) in place of the bound one.
 fn local_addrs(c: &config::Config) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let entries = c.listen.udp.iter().chain(&c.listen.tcp).chain(&c.listen.tls);
+    let entries = c
+        .listen
+        .udp
+        .iter()
+        .chain(&c.listen.tcp)
+        .chain(&c.listen.tls);
     for e in entries {
         let addr = e.address().to_string();
         let port = addr.rsplit_once(':').map(|(_, p)| p.to_string());
@@ -154,7 +159,12 @@ fn local_addrs(c: &config::Config) -> Vec<String> {
 /// name no host and are left out.
 fn own_addresses(c: &config::Config) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let entries = c.listen.udp.iter().chain(&c.listen.tcp).chain(&c.listen.tls);
+    let entries = c
+        .listen
+        .udp
+        .iter()
+        .chain(&c.listen.tcp)
+        .chain(&c.listen.tls);
     for e in entries {
         if let Ok(a) = e.address().parse::<SocketAddr>()
             && !a.ip().is_unspecified()

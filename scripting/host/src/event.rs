@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use crate::message::SipMessage;
 
+pub use siphon_sip::transaction::{Remote, Transport};
+
 /// Which hook an event is for (siphon-core-api.md §1.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -71,6 +73,30 @@ pub enum ForkStrategy {
     Sequential,
 }
 
+/// One branch of `request.fork(targets)`. A registered `Contact` carries its binding's Path
+/// and the flow its REGISTER came over; a plain URI carries neither.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForkTarget {
+    /// Request-URI of the branch (the Contact URI, or the URI given).
+    pub uri: String,
+    /// The binding's Path values, top first (RFC 3327 §5.3): the branch's Route set.
+    pub routes: Vec<String>,
+    /// Where the binding's REGISTER came from (transport and source address): the branch is
+    /// sent there, over the same connection while it is open (RFC 5626 §5.3 flow reuse).
+    pub flow: Option<Remote>,
+}
+
+impl ForkTarget {
+    /// A plain URI target.
+    pub fn uri(uri: impl Into<String>) -> Self {
+        Self {
+            uri: uri.into(),
+            routes: Vec::new(),
+            flow: None,
+        }
+    }
+}
+
 /// What the script decided for one event (the last `reply`/`relay`/`fork` call wins, as
 /// upstream's single `RequestAction`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -86,13 +112,14 @@ pub enum Disposition {
         /// Reason phrase.
         reason: String,
         /// Extra headers for the response (`set_reply_header`/`add_reply_header`, challenges,
-        /// the registrar's Contact list). A `:to-tag` entry is not a header: it is the To tag
-        /// chosen with `request.set_reply_to_tag`.
+        /// the registrar's Contact list).
         headers: Vec<(String, String)>,
         /// Response body and content type.
         body: Option<(String, Vec<u8>)>,
         /// RFC 3262 reliable provisional.
         reliable: bool,
+        /// The To tag chosen with `request.set_reply_to_tag`.
+        to_tag: Option<String>,
     },
     /// Proxy the (possibly edited) request; `next_hop` overrides Route/R-URI.
     Relay {
@@ -102,11 +129,13 @@ pub enum Disposition {
         has_on_reply: bool,
         /// A per-relay `on_failure` callback was given.
         has_on_failure: bool,
+        /// `relay(flow=contact.flow)`: send over the flow a REGISTER came from.
+        flow: Option<Remote>,
     },
     /// Fork to several targets.
     Fork {
-        /// Target URIs.
-        targets: Vec<String>,
+        /// The branches.
+        targets: Vec<ForkTarget>,
         /// Parallel or sequential.
         strategy: ForkStrategy,
     },
@@ -165,6 +194,7 @@ impl Actions {
             headers: Vec::new(),
             body: None,
             reliable: false,
+            to_tag: None,
         }
     }
 }

@@ -18,7 +18,9 @@ mod reload;
 pub mod shared;
 mod worker;
 
-pub use event::{Actions, Disposition, Event, EventKind, ForkStrategy, Meta, OutboundRequest};
+pub use event::{
+    Actions, Disposition, Event, EventKind, ForkStrategy, ForkTarget, Meta, OutboundRequest,
+};
 pub use host::{
     Doorbell, Host, HostConfig, HostError, HostHandle, InlineWorker, LogSink, Mode, ReloadMode,
     python_version,

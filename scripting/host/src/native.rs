@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use pyo3_ffi as ffi;
 
-use crate::event::{Actions, Disposition, ForkStrategy};
+use crate::event::{Actions, Disposition, ForkStrategy, ForkTarget, Remote, Transport};
 use crate::py::{Args, PyErrSpec, PyResult, Ret, finish};
 use crate::shared::{DigestCheck, DigestMode, MetricKind, MetricOp, SaveOutcome};
 use crate::worker::{LogLevel, with_ctx};
@@ -61,9 +61,11 @@ fastcall! {
     s_reply => reply,
     s_relay => relay,
     s_fork => fork,
+    s_fork_route => fork_route,
     s_record_route => record_route,
     s_reply_hdr => reply_hdr,
     s_reply_body => reply_body,
+    s_reply_to_tag => reply_to_tag,
     s_fwd_reply => fwd_reply,
     s_reject_reply => reject_reply,
     s_script_error => script_error,
@@ -261,12 +263,18 @@ fn reply(a: &Args<'_>) -> PyResult<Ret> {
     }
     with_ctx(|c| {
         let s = c.slot(h)?;
-        // Keep reply headers/body shaped earlier (set_reply_header before reply()).
-        let (headers, body) = match std::mem::take(&mut s.act.disposition) {
-            Disposition::Reply { headers, body, .. } => (headers, body),
+        // Keep reply headers/body/To tag shaped earlier (set_reply_header before reply()).
+        let (headers, body, to_tag) = match std::mem::take(&mut s.act.disposition) {
+            Disposition::Reply {
+                headers,
+                body,
+                to_tag,
+                ..
+            } => (headers, body, to_tag),
             _ => (
                 std::mem::take(&mut s.pending_reply_headers),
                 s.pending_reply_body.take(),
+                s.pending_to_tag.take(),
             ),
         };
         s.act.disposition = Disposition::Reply {
@@ -275,19 +283,46 @@ fn reply(a: &Args<'_>) -> PyResult<Ret> {
             headers,
             body,
             reliable,
+            to_tag,
         };
         Ok(Ret::None)
     })
 }
 
+/// A flow given as (transport name, `ip:port`) (`Flow.transport`, `Flow.remote_addr`).
+fn flow_arg(a: &Args<'_>, i: usize) -> PyResult<Option<Remote>> {
+    let (Some(transport), Some(remote)) = (a.opt_str(i)?, a.opt_str(i + 1)?) else {
+        return Ok(None);
+    };
+    let transport = match transport.to_ascii_lowercase().as_str() {
+        "udp" => Transport::Udp,
+        "tcp" => Transport::Tcp,
+        "tls" => Transport::Tls,
+        "sctp" => Transport::Sctp,
+        "ws" => Transport::Ws,
+        "wss" => Transport::Wss,
+        other => {
+            return Err(PyErrSpec::Value(format!(
+                "unknown flow transport {other:?}"
+            )));
+        }
+    };
+    let addr = remote
+        .parse()
+        .map_err(|_| PyErrSpec::Value(format!("bad flow address {remote:?}")))?;
+    Ok(Some(Remote { addr, transport }))
+}
+
 fn relay(a: &Args<'_>) -> PyResult<Ret> {
     let (h, hop) = (handle(a)?, a.opt_str(1)?);
     let (on_reply, on_failure) = (a.truthy(2)?, a.truthy(3)?);
+    let flow = flow_arg(a, 4)?;
     with_ctx(|c| {
         c.slot(h)?.act.disposition = Disposition::Relay {
             next_hop: hop.map(str::to_owned),
             has_on_reply: on_reply,
             has_on_failure: on_failure,
+            flow,
         };
         Ok(Ret::None)
     })
@@ -303,8 +338,27 @@ fn fork(a: &Args<'_>) -> PyResult<Ret> {
     if targets.is_empty() {
         return Err(PyErrSpec::Value("fork needs at least one target".into()));
     }
+    let targets = targets.into_iter().map(ForkTarget::uri).collect();
     with_ctx(|c| {
         c.slot(h)?.act.disposition = Disposition::Fork { targets, strategy };
+        Ok(Ret::None)
+    })
+}
+
+/// `fork_route(h, index, path, transport, remote)`: the Path and flow of a `Contact` target
+/// of the fork just recorded.
+fn fork_route(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, i, routes, flow) = (handle(a)?, a.int(1)?, a.str_list(2)?, flow_arg(a, 3)?);
+    with_ctx(|c| {
+        let Disposition::Fork { targets, .. } = &mut c.slot(h)?.act.disposition else {
+            return Err(PyErrSpec::Runtime("no fork recorded".into()));
+        };
+        let t = usize::try_from(i)
+            .ok()
+            .and_then(|i| targets.get_mut(i))
+            .ok_or_else(|| PyErrSpec::Value(format!("no fork target {i}")))?;
+        t.routes = routes;
+        t.flow = flow;
         Ok(Ret::None)
     })
 }
@@ -329,6 +383,19 @@ fn reply_hdr(a: &Args<'_>) -> PyResult<Ret> {
             headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         }
         headers.push((name.to_owned(), value.to_owned()));
+        Ok(Ret::None)
+    })
+}
+
+fn reply_to_tag(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, tag) = (handle(a)?, a.str(1)?);
+    with_ctx(|c| {
+        let s = c.slot(h)?;
+        let v = Some(tag.to_owned());
+        match &mut s.act.disposition {
+            Disposition::Reply { to_tag, .. } => *to_tag = v,
+            _ => s.pending_to_tag = v,
+        }
         Ok(Ret::None)
     })
 }
@@ -409,10 +476,13 @@ fn reg_save(a: &Args<'_>) -> PyResult<Ret> {
     with_ctx(|c| {
         let shared = Arc::clone(&c.shared);
         let s = c.slot(h)?;
-        let source = s.ev.meta.source.to_string();
-        let out = shared
-            .registrar
-            .save(&s.ev.request, &source, s.act.auth_user.as_deref());
+        let meta = s.ev.meta;
+        let out = shared.registrar.save(
+            &s.ev.request,
+            meta.source,
+            meta.transport,
+            s.act.auth_user.as_deref(),
+        );
         Ok(match out {
             SaveOutcome::Ok {
                 aor,
@@ -425,6 +495,7 @@ fn reg_save(a: &Args<'_>) -> PyResult<Ret> {
                     headers,
                     body: None,
                     reliable: false,
+                    to_tag: None,
                 };
                 let events = events
                     .into_iter()

@@ -205,6 +205,11 @@ impl Default for Registrar {
     }
 }
 
+/// `sip:IP:PORT;transport=x` (IPv6 in brackets) for a REGISTER's source.
+pub fn received_uri(source: std::net::SocketAddr, transport: &str) -> String {
+    format!("sip:{source};transport={transport}")
+}
+
 fn aor_of(uri: &str) -> Option<siphon_sip::registrar::Aor> {
     siphon_sip::registrar::Aor::from_uri(addr_uri(uri)).ok()
 }
@@ -218,8 +223,17 @@ impl Registrar {
         }
     }
 
-    /// Process a REGISTER (`registrar.save`): update bindings, say how to answer.
-    pub fn save(&self, req: &SipMessage, source: &str, auth_user: Option<&str>) -> SaveOutcome {
+    /// Process a REGISTER (`registrar.save`) that came from `source` over `transport`
+    /// (`udp`, `tcp` ...): update bindings, say how to answer. Each binding records the source
+    /// as its `received` URI, `sip:IP:PORT;transport=x` (OpenSIPS' `received_avp` form, as
+    /// SIPhon's `Contact.received`), which is also the flow a fork to it goes over.
+    pub fn save(
+        &self,
+        req: &SipMessage,
+        source: std::net::SocketAddr,
+        transport: &str,
+        auth_user: Option<&str>,
+    ) -> SaveOutcome {
         let bad = |reason| SaveOutcome::Reject {
             status: 400,
             reason,
@@ -231,7 +245,7 @@ impl Registrar {
         let Ok(mut rr) = siphon_sip::registrar::RegisterRequest::from_message(&msg) else {
             return bad("Bad Request");
         };
-        rr.received = Some(source.to_owned());
+        rr.received = Some(received_uri(source, transport));
         rr.auth_user = auth_user.map(str::to_owned);
         match self.inner.register(SystemTime::now(), &rr) {
             Ok(out) => {
@@ -623,7 +637,8 @@ mod tests {
                 "<sip:alice@10.0.0.1:5060>;q=0.5, <sip:alice@10.0.0.2>",
                 Some(600),
             ),
-            "10.0.0.1:5060",
+            "10.0.0.1:5060".parse().unwrap(),
+            "udp",
             None,
         );
         let SaveOutcome::Ok {
@@ -636,6 +651,14 @@ mod tests {
         assert_eq!(headers.len(), 2);
         let l = r.lookup("sip:alice@example.com");
         assert_eq!(l[0].uri, "sip:alice@10.0.0.2");
+        assert_eq!(
+            l[0].received.as_deref(),
+            Some("sip:10.0.0.1:5060;transport=udp")
+        );
+        assert_eq!(
+            received_uri("[2001:db8::1]:5061".parse().unwrap(), "tls"),
+            "sip:[2001:db8::1]:5061;transport=tls"
+        );
         assert_eq!(r.aor_count(), 1);
         assert!(r.remove("<sip:alice@example.com>"));
         assert!(r.lookup("sip:alice@example.com").is_empty());

@@ -63,6 +63,8 @@ pub(crate) struct Slot {
     reply_dirty: bool,
     pub(crate) pending_reply_headers: Vec<(String, String)>,
     pub(crate) pending_reply_body: Option<(String, Vec<u8>)>,
+    /// `set_reply_to_tag` before `reply()`.
+    pub(crate) pending_to_tag: Option<String>,
 }
 
 impl Slot {
@@ -139,6 +141,7 @@ impl WorkerCtx {
             reply_dirty: false,
             pending_reply_headers: Vec::new(),
             pending_reply_body: None,
+            pending_to_tag: None,
         };
         let idx = match self.free.pop() {
             Some(i) => {

@@ -4,10 +4,10 @@ Each core runs its own copy of this package in its own Python interpreter: modul
 variables in a script are per core. Share state through ``cache`` or ``registrar``.
 """
 
-from ._message import Contact, Reply, Request, SipUri
+from ._message import Contact, Flow, Reply, Request, SipUri
 from ._namespaces import auth, cache, config, log, metrics, proxy, registrar, timer
 
 __all__ = [
-    "Contact", "Reply", "Request", "SipUri",
+    "Contact", "Flow", "Reply", "Request", "SipUri",
     "auth", "cache", "config", "log", "metrics", "proxy", "registrar", "timer",
 ]

@@ -185,8 +185,44 @@ class SipUri:
         return hash(str(self))
 
 
+class Flow:
+    """The inbound flow a binding's REGISTER came over (``Contact.flow``): pass it to
+    ``request.relay(flow=...)``; ``request.fork(contacts)`` uses it per branch. Treat as opaque.
+    The node sends over the same connection while it is open, else it routes by URI."""
+
+    __slots__ = ("transport", "remote_addr", "local_addr")
+
+    def __init__(self, transport, remote_addr, local_addr=None):
+        self.transport = transport
+        self.remote_addr = remote_addr
+        self.local_addr = local_addr
+
+    @property
+    def is_alive(self):
+        # The reactor checks the connection when it sends; a dead stream falls back to the URI.
+        return True
+
+    @classmethod
+    def _from_received(cls, received):
+        """``sip:IP:PORT;transport=x`` (``Contact.received``) -> Flow."""
+        if not received or not received.startswith("sip:"):
+            return None
+        hostport, _, params = received[4:].partition(";")
+        transport = "udp"
+        for p in params.split(";"):
+            k, _, v = p.partition("=")
+            if k.strip().lower() == "transport" and v:
+                transport = v.strip().lower()
+        return cls(transport, hostport)
+
+    def __repr__(self):
+        return f"Flow(transport={self.transport}, remote={self.remote_addr})"
+
+
 class Contact:
-    """A registered binding (``registrar.lookup``)."""
+    """A registered binding (``registrar.lookup``). ``received`` is the REGISTER's source as a
+    SIP URI, ``sip:IP:PORT;transport=x`` (route to it instead of ``uri`` for a UA behind NAT),
+    ``path`` its Path values and ``flow`` the flow it came over."""
 
     __slots__ = ("uri", "q", "expires", "age_secs", "received", "path", "instance_id", "instance_epoch",
                  "flow_token", "flow", "kind", "params")
@@ -201,7 +237,7 @@ class Contact:
         self.instance_id = instance_id
         self.instance_epoch = None
         self.flow_token = None
-        self.flow = None
+        self.flow = Flow._from_received(received)
         self.kind = "ue"
         self.params = []
 
@@ -401,12 +437,21 @@ class Request(_Headers):
         if on_reply is not None or on_failure is not None:
             from . import _engine
             _engine.remember_relay(_siphon.ev_id(self._h), on_reply, on_failure)
-        _siphon.relay(self._h, None if next_hop is None else str(next_hop), on_reply is not None, on_failure is not None)
+        _siphon.relay(self._h, None if next_hop is None else str(next_hop), on_reply is not None, on_failure is not None,
+                      None if flow is None else flow.transport, None if flow is None else flow.remote_addr)
 
     def fork(self, targets, strategy="parallel", send_socket=None):
+        """Fork to URIs and/or registered ``Contact``s; a Contact's branch goes through its
+        Path (RFC 3327) and over the flow its REGISTER came from."""
         if isinstance(targets, (str, SipUri, Contact)):
             targets = [targets]
+        targets = list(targets)
         _siphon.fork(self._h, [str(t) for t in targets], strategy)
+        for i, t in enumerate(targets):
+            if isinstance(t, Contact) and (t.path or t.flow is not None):
+                f = t.flow
+                _siphon.fork_route(self._h, i, [str(p) for p in t.path],
+                                   None if f is None else f.transport, None if f is None else f.remote_addr)
 
     def record_route(self):
         _siphon.record_route(self._h)
@@ -456,8 +501,8 @@ class Request(_Headers):
         _siphon.reply_hdr(self._h, name, str(value), True)
 
     def set_reply_to_tag(self, tag):
-        # Carried as a pseudo-header the proxy core applies to the To of the response.
-        _siphon.reply_hdr(self._h, ":to-tag", str(tag), False)
+        """The To tag of the response ``reply()`` sends (ignored when the request has one)."""
+        _siphon.reply_to_tag(self._h, str(tag))
 
     def set_reply_body(self, body, content_type):
         _siphon.reply_body(self._h, body, content_type)

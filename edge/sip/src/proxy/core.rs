@@ -12,7 +12,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::branch::{Branch, branch_loop_hash, loop_hash, owner_core, stateless_branch};
 use super::route::{
@@ -73,6 +73,29 @@ pub struct Target {
     pub destination: Remote,
     /// q-value × 1000 (Contact q, RFC 3261 §20.10); higher first, equal q forked in parallel.
     pub q: u16,
+    /// Route set of this branch, top first: a registered binding's Path (RFC 3327 §5.3). When
+    /// not empty it replaces the Route values left on the request, so that every branch goes
+    /// through its own binding's edge proxies; `destination` is then resolved from its top.
+    pub routes: Vec<String>,
+}
+
+/// A response the TU builds for a context itself ([`Proxy::answer`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// Status code.
+    pub status: u16,
+    /// Reason phrase.
+    pub reason: String,
+    /// Extra header fields (challenges, a registrar's Contact list, Min-Expires ...).
+    pub headers: Vec<(String, String)>,
+    /// Body as (content type, bytes).
+    pub body: Option<(String, Vec<u8>)>,
+    /// To tag of the response (a script's `set_reply_to_tag`); `None` picks one of ours. A
+    /// request that already has a To tag keeps it.
+    pub to_tag: Option<String>,
+    /// RFC 3262: send a 101-199 reliably (`Require: 100rel`, `RSeq`) when the request's
+    /// `Supported` or `Require` lists `100rel`; retransmitted until the PRACK comes (§3).
+    pub reliable: bool,
 }
 
 /// Misuse of the proxy by its TU.
@@ -91,6 +114,9 @@ pub enum ProxyError {
     /// No held reply or pending failure with this id / for this context.
     #[error("nothing held")]
     NothingHeld,
+    /// A replacement for a held reply has another status code than the reply.
+    #[error("an edited reply must keep its status code")]
+    EditedStatus,
     /// The transaction layer refused.
     #[error(transparent)]
     Transaction(#[from] TransactionError),
@@ -199,6 +225,23 @@ struct Context {
     failure: Option<TxResponse>,
     /// Decision points for this context ([`ProxyConfig::hooks`] unless set by the TU).
     hooks: Hooks,
+    /// RSeq of the last reliable provisional sent (RFC 3262 §3); 0 before the first.
+    rseq: u32,
+    /// The reliable provisional awaiting its PRACK, if any.
+    reliable: Option<Reliable>,
+}
+
+/// A reliable provisional response of ours awaiting its PRACK (RFC 3262 §3).
+#[derive(Debug)]
+struct Reliable {
+    rseq: u32,
+    response: TxResponse,
+    /// When it is sent again.
+    next: Instant,
+    /// The current retransmission interval (T1, doubling).
+    interval: Duration,
+    /// 64*T1 after the first transmission: the request is then rejected with a 5xx.
+    deadline: Instant,
 }
 
 #[derive(Debug)]
@@ -218,6 +261,10 @@ pub struct Proxy {
     uac: std::collections::HashSet<TransactionKey>,
     timer_c: BinaryHeap<Reverse<(Instant, TransactionKey)>>,
     held: HashMap<ReplyId, Held>,
+    /// Reliable provisionals awaiting a PRACK, by (Call-ID, RSeq).
+    prack: HashMap<(Box<str>, u32), ContextId>,
+    /// Retransmission times of reliable provisionals.
+    prack_timers: BinaryHeap<Reverse<(Instant, ContextId)>>,
     counter: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<ProxyEvent>,
@@ -234,6 +281,8 @@ impl Proxy {
             uac: std::collections::HashSet::new(),
             timer_c: BinaryHeap::new(),
             held: HashMap::new(),
+            prack: HashMap::new(),
+            prack_timers: BinaryHeap::new(),
             counter: 0,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -297,6 +346,13 @@ impl Proxy {
             }
             self.timer_c.pop();
             self.on_timer_c(now, key, at);
+        }
+        while let Some(&Reverse((at, ctx))) = self.prack_timers.peek() {
+            if at > now {
+                break;
+            }
+            self.prack_timers.pop();
+            self.on_prack_timer(now, ctx, at);
         }
         self.drain_transactions(now, 0);
     }
@@ -386,12 +442,55 @@ impl Proxy {
         headers: Vec<(String, String)>,
         body: Option<(String, Vec<u8>)>,
     ) -> Result<(), ProxyError> {
-        let tag = self.local_tag();
+        self.answer(
+            now,
+            ctx,
+            Answer {
+                status,
+                reason: reason.to_owned(),
+                headers,
+                body,
+                ..Answer::default()
+            },
+        )
+    }
+
+    /// The TU answers the context with a response it shaped: extra headers and body, its own
+    /// To tag, and RFC 3262 reliability for a 101-199 (`Require: 100rel` and `RSeq` when the
+    /// request supports 100rel; retransmitted from T1, doubling, until the PRACK, which the
+    /// proxy answers itself; after 64*T1 without one the request gets a 500).
+    pub fn answer(
+        &mut self,
+        now: Instant,
+        ctx: ContextId,
+        answer: Answer,
+    ) -> Result<(), ProxyError> {
+        let local = self.local_tag();
+        let t1 = self.config.transactions.timers.t1;
         let c = self.contexts.get(&ctx).ok_or(ProxyError::UnknownContext)?;
         if c.final_sent {
             return Err(ProxyError::AlreadyAnswered);
         }
-        let mut response = TxResponse::to_request(&c.request, status, reason, Some(&tag));
+        let Answer {
+            status,
+            reason,
+            mut headers,
+            body,
+            to_tag,
+            reliable,
+        } = answer;
+        let tag = to_tag.unwrap_or(local);
+        let mut response = TxResponse::to_request(&c.request, status, &reason, Some(&tag));
+        // §3: only a 101-199 to a request whose UAC supports 100rel, one at a time.
+        let rseq = (reliable
+            && (101..200).contains(&status)
+            && c.reliable.is_none()
+            && supports_100rel(&c.request))
+        .then(|| c.rseq.wrapping_add(1).max(1));
+        if let Some(rseq) = rseq {
+            headers.push(("Require".into(), "100rel".into()));
+            headers.push(("RSeq".into(), rseq.to_string()));
+        }
         if !headers.is_empty() || body.is_some() {
             let mut parts = response.parts();
             parts.headers.extend(headers);
@@ -401,13 +500,86 @@ impl Proxy {
             }
             response = TxResponse::build(parts);
         }
-        self.send_upstream(now, ctx, response)?;
+        let call_id: Box<str> = c.request.call_id().into();
+        self.send_upstream(now, ctx, response.clone())?;
+        if let Some(rseq) = rseq
+            && let Some(c) = self.contexts.get_mut(&ctx)
+        {
+            c.rseq = rseq;
+            c.reliable = Some(Reliable {
+                rseq,
+                response,
+                next: now + t1,
+                interval: t1,
+                deadline: now + t1 * 64,
+            });
+            self.prack.insert((call_id, rseq), ctx);
+            self.prack_timers.push(Reverse((now + t1, ctx)));
+        }
         if status >= 200 {
             // The TU ended the context: stop the branches (§16.7 step 10).
             self.cancel_pending(now, ctx);
         }
         self.drain_transactions(now, 0);
         Ok(())
+    }
+
+    /// RFC 3262 §3: a reliable provisional's retransmission time came (`at`): send it again
+    /// with a doubled interval, or give up after 64*T1 and reject the request with a 500.
+    fn on_prack_timer(&mut self, now: Instant, ctx: ContextId, at: Instant) {
+        let tag = self.local_tag();
+        let Some(c) = self.contexts.get_mut(&ctx) else {
+            return;
+        };
+        let Some(r) = c.reliable.as_mut().filter(|r| r.next == at) else {
+            return;
+        };
+        if c.final_sent {
+            c.reliable = None;
+            return;
+        }
+        if now >= r.deadline {
+            let rseq = r.rseq;
+            c.reliable = None;
+            let key: (Box<str>, u32) = (c.request.call_id().into(), rseq);
+            let response =
+                TxResponse::to_request(&c.request, 500, "Server Internal Error", Some(&tag));
+            self.prack.remove(&key);
+            let _ = self.send_upstream(now, ctx, response);
+            self.maybe_remove(ctx);
+            return;
+        }
+        r.interval *= 2;
+        r.next = now + r.interval;
+        let (next, response) = (r.next, r.response.clone());
+        self.prack_timers.push(Reverse((next, ctx)));
+        let _ = self.send_upstream(now, ctx, response);
+    }
+
+    /// A PRACK for one of our reliable provisionals (RFC 3262 §7.2: `RAck: rseq cseq method`):
+    /// stop its retransmission and answer the PRACK with a 200. `false` when it is not ours
+    /// (it is then proxied like any request).
+    fn on_prack(&mut self, now: Instant, key: TransactionKey, prack: &TxRequest) -> bool {
+        let Some((rseq, cseq)) = prack.header_values("RAck").next().and_then(parse_rack) else {
+            return false;
+        };
+        let id: (Box<str>, u32) = (prack.call_id().into(), rseq);
+        let Some(&ctx) = self.prack.get(&id) else {
+            return false;
+        };
+        let Some(c) = self.contexts.get_mut(&ctx) else {
+            self.prack.remove(&id);
+            return false;
+        };
+        if c.request.cseq() != cseq {
+            return false;
+        }
+        self.prack.remove(&id);
+        c.reliable = None;
+        let _ = self
+            .txns
+            .send_response(now, key, TxResponse::to_request(prack, 200, "OK", None));
+        true
     }
 
     /// Originate a request (a script's `proxy.send_request`): our Via with a branch of this
@@ -444,13 +616,21 @@ impl Proxy {
     }
 
     /// The TU edited the request before deciding (script header, Request-URI or body
-    /// changes): later forwarding uses `request`. Via values must be the received ones.
+    /// changes): later forwarding and local responses use `request`. `request` is the edit of
+    /// the request *as received* (the TU's view of it): the proxy applies its own processing
+    /// again, `received`/`rport` on the top Via (§18.2.1, RFC 3581) and §16.4 Route
+    /// processing, so the forwarded copy has both; Max-Forwards is decremented per branch.
     pub fn set_request(&mut self, ctx: ContextId, request: TxRequest) -> Result<(), ProxyError> {
         let c = self
             .contexts
             .get_mut(&ctx)
             .ok_or(ProxyError::UnknownContext)?;
-        c.request = request;
+        let mut parts = request.parts();
+        if let Some(top) = parts.vias.first_mut() {
+            *top = stamp_received(top, c.source.addr);
+        }
+        preprocess_routes(&mut parts, &self.config.interfaces, &self.config.domains);
+        c.request = TxRequest::from_parts(parts, request.bytes().clone());
         Ok(())
     }
 
@@ -509,6 +689,23 @@ impl Proxy {
         }
         self.drain_transactions(now, 0);
         Ok(())
+    }
+
+    /// [`Self::relay_reply`] with the TU's edit of the held response (a script's header
+    /// changes in `on_reply`) sent in its place. An edit that changed the status code is
+    /// refused ([`ProxyError::EditedStatus`]) and the reply stays held.
+    pub fn relay_reply_with(
+        &mut self,
+        now: Instant,
+        reply: ReplyId,
+        response: TxResponse,
+    ) -> Result<(), ProxyError> {
+        let h = self.held.get_mut(&reply).ok_or(ProxyError::NothingHeld)?;
+        if h.response.status() != response.status() {
+            return Err(ProxyError::EditedStatus);
+        }
+        h.response = response;
+        self.relay_reply(now, reply)
     }
 
     /// Discard a held reply: it is not forwarded and takes no part in response selection.
@@ -593,11 +790,20 @@ impl Proxy {
             }
             self.timer_c.pop();
         }
-        let c = self.timer_c.peek().map(|Reverse((at, _))| *at);
-        match (self.txns.poll_timeout(), c) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        while let Some(&Reverse((at, ctx))) = self.prack_timers.peek() {
+            let live = self
+                .contexts
+                .get(&ctx)
+                .and_then(|c| c.reliable.as_ref())
+                .is_some_and(|r| r.next == at);
+            if live {
+                break;
+            }
+            self.prack_timers.pop();
         }
+        let c = self.timer_c.peek().map(|Reverse((at, _))| *at);
+        let p = self.prack_timers.peek().map(|Reverse((at, _))| *at);
+        [self.txns.poll_timeout(), c, p].into_iter().flatten().min()
     }
 
     fn local_tag(&mut self) -> String {
@@ -638,6 +844,11 @@ impl Proxy {
                 } => {
                     if request.kind() == MethodKind::Cancel {
                         self.on_cancel(now, key, &request, cancels);
+                    } else if request.method() == "PRACK"
+                        && !self.prack.is_empty()
+                        && self.on_prack(now, key, &request)
+                    {
+                        // Ours: answered here, never seen by the TU.
                     } else {
                         self.on_new_request(now, key, request, source, interface);
                     }
@@ -752,6 +963,8 @@ impl Proxy {
                 held: 0,
                 failure: None,
                 hooks: self.config.hooks,
+                rseq: 0,
+                reliable: None,
             },
         );
         self.events.push_back(ProxyEvent::Request {
@@ -857,6 +1070,10 @@ impl Proxy {
             let mut parts = c.request.parts();
             if let Some(uri) = &target.uri {
                 parts.uri.clone_from(uri);
+            }
+            // RFC 3327 §5.3: a binding's Path becomes this branch's Route set.
+            if !target.routes.is_empty() {
+                parts.routes.clone_from(&target.routes);
             }
             // §16.6 item 3.
             parts.max_forwards = Some(parts.max_forwards.map_or(70, |m| m.saturating_sub(1)));
@@ -1087,6 +1304,9 @@ impl Proxy {
         if is_final && !c.final_sent {
             c.final_sent = true;
             c.groups.clear();
+            if let Some(r) = c.reliable.take() {
+                self.prack.remove(&(c.request.call_id().into(), r.rseq));
+            }
             self.events.push_back(ProxyEvent::Completed { ctx, status });
         }
         let server = self.txns.state(ctx.0);
@@ -1132,4 +1352,22 @@ impl Proxy {
             message: Outgoing::Response(upstream),
         });
     }
+}
+
+/// Whether the request's `Supported` or `Require` (RFC 3262 §3) lists `100rel`.
+fn supports_100rel(request: &TxRequest) -> bool {
+    ["Supported", "k", "Require"].iter().any(|name| {
+        request
+            .header_values(name)
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("100rel"))
+    })
+}
+
+/// `RAck: rseq cseq method` (RFC 3262 §7.2) as (RSeq, CSeq number).
+fn parse_rack(value: &str) -> Option<(u32, u32)> {
+    let mut it = value.split_whitespace();
+    let rseq = it.next()?.parse().ok()?;
+    let cseq = it.next()?.parse().ok()?;
+    Some((rseq, cseq))
 }

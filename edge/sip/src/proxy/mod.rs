@@ -10,9 +10,13 @@ mod select;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tu_tests;
 
 pub use branch::{Branch, branch_loop_hash, loop_hash, owner_core, stateless_branch};
-pub use core::{ContextId, Hooks, Proxy, ProxyConfig, ProxyError, ProxyEvent, ReplyId, Target};
+pub use core::{
+    Answer, ContextId, Hooks, Proxy, ProxyConfig, ProxyError, ProxyEvent, ReplyId, Target,
+};
 pub use route::{
     Interface, is_local, is_our_record_route, next_hop_uri, preprocess_routes, stamp_received,
     strict_next_hop, strip_angle, uri_has_lr, uri_host_port, via_destination, via_transport,

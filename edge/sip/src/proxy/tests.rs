@@ -160,6 +160,7 @@ fn target(n: u8, q: u16) -> Target {
         uri: Some(format!("sip:bob@{}", addr(n))),
         destination: udp(n),
         q,
+        routes: Vec::new(),
     }
 }
 
@@ -370,6 +371,7 @@ fn record_route_then_loose_routed_ack_and_bye() {
                         uri: None,
                         destination: dest,
                         q: 1000,
+                        routes: Vec::new(),
                     }],
                     false,
                 )
@@ -441,6 +443,7 @@ fn double_record_route_on_transport_change() {
                         transport: Transport::Tcp,
                     },
                     q: 1000,
+                    routes: Vec::new(),
                 }],
                 true,
             )
@@ -478,6 +481,7 @@ fn strict_route_fixup_restores_the_request_uri() {
                     uri: None,
                     destination: resolve(req),
                     q: 1000,
+                    routes: Vec::new(),
                 }],
                 false,
             )
@@ -591,6 +595,7 @@ fn loop_is_482_and_spiral_is_forwarded() {
                     uri: None,
                     destination: udp(P),
                     q: 1000,
+                    routes: Vec::new(),
                 }],
                 false,
             )
@@ -614,6 +619,7 @@ fn loop_is_482_and_spiral_is_forwarded() {
                         uri: Some("sip:bob-mobile@proxy.example.com".into()),
                         destination: udp(P),
                         q: 1000,
+                        routes: Vec::new(),
                     }],
                     false,
                 )
@@ -946,6 +952,7 @@ fn pre_loaded_route_is_followed_and_ours_popped() {
                     uri: Some("sip:bob@10.0.0.2:5060".into()),
                     destination: dest,
                     q: 1000,
+                    routes: Vec::new(),
                 }],
                 false,
             )

@@ -5,8 +5,9 @@
 //! 423 Interval Too Brief, the max-expires clamp, add/refresh/remove, Call-ID/CSeq ordering,
 //! all-or-nothing commit; 8: the Contact list of the 200 OK), lookup in q order, expiry
 //! sweeps and change notifications (`@registrar.on_change`). Config keys (`registrar:`):
-//! `default_expires` 3600, `max_expires` 7200, `min_expires` 60, `max_contacts` 10,
-//! `enforce_auth_aor_match` false — the defaults of SIPhon's `registrar.configure`.
+//! `default_expires` 3600, `max_expires` 7200, `min_expires` 0 (no minimum, so never 423),
+//! `max_contacts` 0 (no limit), `enforce_auth_aor_match` false — SIPhon's defaults when
+//! `siphon.yaml` leaves them unset.
 //!
 //! What it does not own: steps 1–4 (domain check, `Require`, authentication — see
 //! [`crate::auth`]), reading the REGISTER (the node builds a [`RegisterRequest`]), sending the
@@ -187,7 +188,8 @@ pub struct RegistrarConfig {
     pub default_expires: u32,
     /// Longer requested lifetimes are shortened to this (seconds).
     pub max_expires: u32,
-    /// Shorter non-zero lifetimes are refused with 423 and `Min-Expires` (seconds).
+    /// Shorter non-zero lifetimes are refused with 423 and `Min-Expires` (seconds); 0: no
+    /// minimum.
     pub min_expires: u32,
     /// Most bindings per AOR; 0 means no limit.
     pub max_contacts: usize,
@@ -202,8 +204,8 @@ impl Default for RegistrarConfig {
         Self {
             default_expires: 3600,
             max_expires: 7200,
-            min_expires: 60,
-            max_contacts: 10,
+            min_expires: 0,
+            max_contacts: 0,
             too_many_contacts: TooManyContactsStatus::Forbidden,
             enforce_auth_aor_match: false,
         }

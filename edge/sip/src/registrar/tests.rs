@@ -169,8 +169,25 @@ fn star_respects_cseq_order() {
 }
 
 #[test]
-fn interval_too_brief() {
+fn no_minimum_and_no_contact_limit_by_default() {
+    // SIPhon's defaults when `min_expires`/`max_contacts` are unset: no 423, no limit.
     let r = registrar(RegistrarConfig::default());
+    assert!(
+        r.register(at(T0), &with_expires(req("c", 1, &["sip:a@1.1.1.1"]), 1))
+            .is_ok()
+    );
+    let many: Vec<String> = (0..20).map(|i| format!("sip:a@10.0.0.{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let o = r.register(at(T0), &req("c", 2, &many)).unwrap();
+    assert_eq!(o.bindings.len(), 21);
+}
+
+#[test]
+fn interval_too_brief() {
+    let r = registrar(RegistrarConfig {
+        min_expires: 60,
+        ..RegistrarConfig::default()
+    });
     let e = r
         .register(at(T0), &with_expires(req("c", 1, &["sip:a@1.1.1.1"]), 30))
         .unwrap_err();

@@ -39,6 +39,12 @@ fn msg_text(m: &SipMessage) -> String {
     String::from_utf8_lossy(&m.to_bytes()).into_owned()
 }
 
+/// A flow as `[transport, "ip:port"]`.
+fn flow_json(r: siphon_script::event::Remote) -> Value {
+    let t = format!("{:?}", r.transport).to_ascii_lowercase();
+    json!([t, r.addr.to_string()])
+}
+
 fn actions_json(a: &Actions) -> Value {
     let disposition = match &a.disposition {
         Disposition::Drop => json!({"kind": "drop"}),
@@ -48,19 +54,25 @@ fn actions_json(a: &Actions) -> Value {
             headers,
             body,
             reliable,
+            to_tag,
         } => json!({
             "kind": "reply", "status": status, "reason": reason, "headers": headers,
             "body": body.as_ref().map(|(ct, b)| json!([ct, String::from_utf8_lossy(b)])), "reliable": reliable,
+            "to_tag": to_tag,
         }),
         Disposition::Relay {
             next_hop,
             has_on_reply,
             has_on_failure,
+            flow,
         } => json!({
             "kind": "relay", "next_hop": next_hop, "on_reply": has_on_reply, "on_failure": has_on_failure,
+            "flow": flow.map(flow_json),
         }),
         Disposition::Fork { targets, strategy } => json!({
-            "kind": "fork", "targets": targets,
+            "kind": "fork", "targets": targets.iter().map(|t| &t.uri).collect::<Vec<_>>(),
+            "routes": targets.iter().map(|t| &t.routes).collect::<Vec<_>>(),
+            "flows": targets.iter().map(|t| t.flow.map(flow_json)).collect::<Vec<_>>(),
             "strategy": if *strategy == ForkStrategy::Parallel { "parallel" } else { "sequential" },
         }),
         Disposition::ForwardReply => json!({"kind": "forward_reply"}),
