@@ -7,6 +7,17 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$SIPHON_ROOT"
 
+# A clone alone must build and pass: nothing but documentation may reach outside the
+# repository into a sibling shared/ directory (copy what a test needs into the repo).
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    if outside=$(git grep -n -E '\.\./shared' -- ':(exclude)*.md'); then
+        say "tracked files reach outside the repository into the sibling shared/ directory;"
+        say "copy what they need into the repository (only *.md may mention it):"
+        printf '%s\n' "$outside" >&2
+        exit 1
+    fi
+fi
+
 ensure_apt build-essential pkg-config sip-tester redis-server socat openssl
 # Independent SMPP implementations for the interop test; pytest for the scripting suite.
 python3 -m pip install -q --disable-pip-version-check pytest smpplib smpp34 2>&1 | grep -v "^$" >&2 || true

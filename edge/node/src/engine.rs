@@ -223,11 +223,17 @@ impl Engine {
         peer: SocketAddr,
         data: Bytes,
     ) {
-        let msg = match Message::parse(data) {
+        let msg = match Message::parse(data.clone()) {
             Ok(m) => m,
             Err(e) if e.kind == ParseErrorKind::Empty => return, // keep-alive
-            Err(_) => {
-                self.m.dropped(DropReason::Malformed);
+            Err(e) => {
+                // RFC 4475 §3.1.2: a 400 naming the fault, if it still reads as a request.
+                let (status, reason) = siphon_sip::salvage::parse_error_reply(&e);
+                let source = Remote {
+                    addr: peer,
+                    transport,
+                };
+                self.reply_salvaged(cx, source, &data, status.0, reason);
                 return;
             }
         };
@@ -311,7 +317,7 @@ impl Engine {
             return; // never answer an ACK
         }
         let Ok(tx) = TxRequest::try_from(msg) else {
-            self.m.dropped(DropReason::Malformed);
+            self.reply_salvaged(cx, source, msg.as_bytes(), status, reason);
             return;
         };
         if status == 400 {
@@ -329,6 +335,35 @@ impl Engine {
         self.m.response(status);
         let dest = stateless_destination(tx.vias().first().map_or("", |v| v), source);
         self.send(cx, dest, resp.bytes().clone());
+    }
+
+    /// Answer a request that cannot be used as parsed from what a lenient read of its bytes
+    /// recovers (`siphon_sip::salvage`, RFC 4475 §3.1.2). Its Via is not trusted, so the
+    /// answer goes back to the packet's source (the address RFC 3261 §18.2.2 `received` with
+    /// RFC 3581 `rport` names; over TCP/TLS, the same connection). An ACK is never answered;
+    /// bytes that cannot be read as a request are dropped and counted as malformed.
+    fn reply_salvaged(
+        &mut self,
+        cx: &mut Cx<'_, Msg>,
+        source: Remote,
+        bytes: &[u8],
+        status: u16,
+        reason: &str,
+    ) {
+        let salvaged = match siphon_sip::salvage::salvage_request(bytes) {
+            Ok(s) if !s.is_ack() => s,
+            _ => {
+                self.m.dropped(DropReason::Malformed);
+                return;
+            }
+        };
+        if status == 400 {
+            self.m.malformed_answered.fetch_add(1, Ordering::Relaxed);
+        }
+        self.m.response(status);
+        let tag = format!("{:x}", self.next_id);
+        let resp = salvaged.response(siphon_sip::StatusCode(status), reason, Some(&tag));
+        self.send(cx, source, Bytes::from(resp));
     }
 
     /// Drain the proxy core: transmits, events, then re-arm the timer.

@@ -3,7 +3,8 @@
 //! The message layer (RFC 3261 §7, §18.3, §19, §20, §25): [`Message`] owns the received bytes
 //! and a header index; typed header views ([`Via`], [`NameAddr`], [`CSeq`], ...) are parsed on
 //! demand; [`StreamFramer`] / [`parse_datagram`] cut messages out of transports; [`Editor`]
-//! writes a modified message without reparsing; [`validate_request`] answers 400/416/420/483/505.
+//! writes a modified message without reparsing; [`validate_request`] answers 400/416/420/483/505;
+//! [`salvage`] reads what it can of a request that does not parse, to answer it with a 400.
 //!
 //! Measured (`cargo bench -p siphon-sip --bench parse`, shared 2-core VM, noisy): parse of a
 //! 912-byte INVITE with SDP 287–435 ns (≈5,700 instructions under callgrind); REGISTER
@@ -20,6 +21,7 @@ mod message;
 mod method;
 mod parser;
 mod reply;
+pub mod salvage;
 mod syntax;
 pub mod uri;
 pub mod validate;

@@ -123,6 +123,27 @@ impl Rejection {
     }
 }
 
+/// The 400 reason phrase for a malformed `h`, naming it (RFC 4475 §3.1.2 expects the fault
+/// to be named).
+fn malformed(h: HeaderName) -> &'static str {
+    match h {
+        HeaderName::Via => "Malformed Via",
+        HeaderName::From => "Malformed From",
+        HeaderName::To => "Malformed To",
+        HeaderName::CallId => "Malformed Call-ID",
+        HeaderName::CSeq => "Malformed CSeq",
+        HeaderName::Contact => "Malformed Contact",
+        HeaderName::MaxForwards => "Malformed Max-Forwards",
+        HeaderName::Route => "Malformed Route",
+        HeaderName::RecordRoute => "Malformed Record-Route",
+        HeaderName::Expires => "Malformed Expires",
+        HeaderName::ContentType => "Malformed Content-Type",
+        HeaderName::ProxyRequire => "Malformed Proxy-Require",
+        HeaderName::Require => "Malformed Require",
+        _ => "Malformed Header",
+    }
+}
+
 const MANDATORY: [HeaderName; 5] = [
     HeaderName::To,
     HeaderName::From,
@@ -171,7 +192,7 @@ pub fn validate_request(msg: &Message, cfg: &ValidationConfig<'_>) -> Result<(),
         }
     }
     msg.check_typed_headers()
-        .map_err(|e| Rejection::bad(RejectKind::MalformedHeader(e), "Malformed Header"))?;
+        .map_err(|e| Rejection::bad(RejectKind::MalformedHeader(e), malformed(e.header)))?;
     let cseq = msg
         .cseq()
         .map_err(|e| Rejection::bad(RejectKind::MalformedHeader(e), "Malformed CSeq"))?;
@@ -215,7 +236,7 @@ pub fn validate_request(msg: &Message, cfg: &ValidationConfig<'_>) -> Result<(),
     if !skip_require {
         let tags = msg
             .option_tags(req_header)
-            .map_err(|e| Rejection::bad(RejectKind::MalformedHeader(e), "Malformed Header"))?;
+            .map_err(|e| Rejection::bad(RejectKind::MalformedHeader(e), malformed(e.header)))?;
         let unknown: Vec<&str> = tags
             .into_iter()
             .filter(|t| !cfg.extensions.iter().any(|s| s.eq_ignore_ascii_case(t)))
@@ -258,4 +279,31 @@ pub fn check_loop(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_header_reason_names_the_header() {
+        for (name, reason) in [
+            ("scalar02", "Malformed CSeq"),
+            ("quotbal", "Malformed To"),
+            ("badinv01", "Malformed Via"),
+            ("regbadct", "Malformed Contact"),
+        ] {
+            let path = format!(
+                "{}/tests/corpus/rfc4475/{name}.dat",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let m = Message::parse(std::fs::read(path).expect("corpus")).expect(name);
+            let r = validate_request(&m, &ValidationConfig::PROXY).expect_err(name);
+            assert_eq!(
+                (r.status, r.reason),
+                (StatusCode::BAD_REQUEST, reason),
+                "{name}"
+            );
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! RFC 4475 (SIP torture messages) and RFC 5118 (IPv6 torture messages) conformance: every file
-//! of `shared/conformance/{rfc4475,rfc5118}` is checked against its row in `VERDICTS.tsv`
-//! (classes in `shared/conformance/PROVENANCE.md`):
+//! of `tests/corpus/{rfc4475,rfc5118}` is checked against its row in `VERDICTS.tsv`
+//! (classes, and where the bytes come from, in `tests/corpus/PROVENANCE.md`):
 //! - P/S: parses (datagram framing), round-trips byte-exact through the serializer, a modified
 //!   copy reparses; P also passes every typed accessor (and proxy validation for requests).
 //! - F: rejected by the parser/framer with a typed error.
@@ -9,8 +9,8 @@
 //! - L / two-letter classes: either behaviour; whatever is accepted must serialize to something
 //!   that reparses (we never forward bad syntax we could not parse).
 //!
-//! The corpus lives outside the crate (`../../../shared/conformance` from the manifest dir, as in
-//! CI where shared/ is cloned beside the repo). A missing corpus FAILS the test.
+//! The corpus is committed in the crate (`tests/corpus/`, byte-exact: its `.gitattributes` turns
+//! off line-ending conversion), so a clone alone runs this test. A missing corpus FAILS the test.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -21,10 +21,10 @@ use siphon_sip::{
 };
 
 fn corpus_root() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
     assert!(
         root.join("rfc4475/VERDICTS.tsv").is_file() && root.join("rfc5118/VERDICTS.tsv").is_file(),
-        "conformance corpus missing at {} (shared/ must sit beside the repository)",
+        "conformance corpus missing at {}",
         root.display()
     );
     root

@@ -80,8 +80,13 @@ pub struct Config {
     pub ring_entries: u32,
     /// Provided buffers for UDP receive per reactor (power of two).
     pub udp_buffers: u16,
-    /// Size of each UDP buffer (includes the kernel's recvmsg header, name and cmsg).
+    /// Bytes of each UDP buffer kept in memory (io_uring: includes the kernel's recvmsg header,
+    /// name and cmsg). A larger datagram, up to `udp_max_datagram`, still arrives whole: each
+    /// buffer reserves address space for it and the pages it touched are handed back after.
     pub udp_buffer_size: u32,
+    /// Largest UDP payload received whole (65,535: any datagram). Larger ones are dropped and
+    /// counted in `udp_truncated`.
+    pub udp_max_datagram: u32,
     /// Provided buffers for TCP receive per reactor (power of two).
     pub tcp_buffers: u16,
     /// Size of each TCP receive buffer.
@@ -110,6 +115,7 @@ impl Default for Config {
             ring_entries: 1024,
             udp_buffers: 1024,
             udp_buffer_size: 4096,
+            udp_max_datagram: 65_535,
             tcp_buffers: 512,
             tcp_buffer_size: 16 * 1024,
             write_queue_limit: 4 * 1024 * 1024,

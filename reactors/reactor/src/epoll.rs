@@ -3,8 +3,9 @@
 //!
 //! Owns: one epoll set per reactor holding the doorbell eventfd, the UDP sockets, the TCP
 //! listeners and the connections (all level-triggered). UDP receives with `recvmmsg` in batches
-//! into a fixed buffer array and sends with `sendmmsg` batched per turn (feasibility §2: as
-//! cheap per datagram as io_uring on this kernel). Streams read with `readv` and write with
+//! into a fixed buffer array (each slot takes the largest datagram: slab.rs) and sends with
+//! `sendmmsg` batched per turn (feasibility §2: as cheap per datagram as io_uring on this
+//! kernel). Streams read with `readv` and write with
 //! `writev`; a connection's queue is bounded by `write_queue_limit`. Nothing is in flight in the
 //! kernel between turns, so closing a connection frees its buffers at once.
 
@@ -20,6 +21,7 @@ use crate::cx::{Command, Sink};
 use crate::mesh::Bell;
 use crate::metrics::add;
 use crate::runtime::{Backend, CoreSockets, take_commands};
+use crate::slab::Slab;
 use crate::sys::{self, CMSG_SPACE};
 use crate::{CloseReason, ConnId, Datagram, UdpSocketId};
 
@@ -53,10 +55,10 @@ struct EConn {
     close_after_flush: Option<CloseReason>,
 }
 
-/// Receive batch memory, allocated once; pointers are refreshed before each `recvmmsg`.
+/// Receive batch memory, allocated once; pointers are refreshed before each `recvmmsg`. Each
+/// slot offers the largest datagram and keeps `udp_buffer_size` bytes in memory ([`Slab`]).
 struct RecvBatch {
-    bufs: Vec<u8>,
-    size: usize,
+    bufs: Slab,
     names: Vec<libc::sockaddr_storage>,
     ctrls: Vec<[u8; CMSG_SPACE]>,
     iovs: Vec<libc::iovec>,
@@ -138,7 +140,11 @@ impl EpollBackend {
             listeners.push(fd);
         }
         let batch = (config.udp_buffers as usize).clamp(1, BATCH);
-        let size = config.udp_buffer_size as usize;
+        let bufs = Slab::new(
+            batch,
+            config.udp_max_datagram as usize,
+            config.udp_buffer_size as usize,
+        )?;
         let n_udp = udp.len();
         Ok(Self {
             epfd,
@@ -148,8 +154,7 @@ impl EpollBackend {
             listeners,
             conns: Vec::new(),
             recv: RecvBatch {
-                bufs: vec![0; batch * size],
-                size,
+                bufs,
                 // SAFETY: sockaddr_storage is plain old data; zero is valid.
                 names: vec![unsafe { zeroed() }; batch],
                 ctrls: vec![[0; CMSG_SPACE]; batch],
@@ -457,9 +462,8 @@ impl EpollBackend {
             let batch = rb.hdrs.len();
             for k in 0..batch {
                 rb.iovs[k] = libc::iovec {
-                    // SAFETY: k * size is inside `bufs` (batch * size bytes).
-                    iov_base: unsafe { rb.bufs.as_mut_ptr().add(k * rb.size) }.cast(),
-                    iov_len: rb.size,
+                    iov_base: rb.bufs.slot_ptr(k).cast(),
+                    iov_len: rb.bufs.stride(),
                 };
                 let h = &mut rb.hdrs[k].msg_hdr;
                 h.msg_name = (&raw mut rb.names[k]).cast();
@@ -501,13 +505,20 @@ impl EpollBackend {
                 let clen = h.msg_hdr.msg_controllen.min(CMSG_SPACE);
                 let local = sys::parse_pktinfo(&rb.ctrls[k][..clen]);
                 let len = h.msg_len as usize;
-                let data = &rb.bufs[k * rb.size..k * rb.size + len];
+                if len > rb.bufs.resident() {
+                    add(&sink.metrics().udp_rx_large, 1);
+                }
                 sink.datagram(Datagram {
                     socket: UdpSocketId(si as u32),
                     peer,
                     local,
-                    data,
+                    data: rb.bufs.slot(k, len),
                 });
+            }
+            // Hand back the pages large datagrams touched past the resident part.
+            for k in 0..n {
+                let len = rb.hdrs[k].msg_len as usize;
+                rb.bufs.trim(k, len);
             }
             if n < batch {
                 return;

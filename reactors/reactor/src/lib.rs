@@ -37,6 +37,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod probe;
 mod runtime;
+mod slab;
 pub mod sys;
 pub mod timer;
 pub mod tls;

@@ -68,8 +68,12 @@ counters! {
     udp_tx,
     /// Datagram sends that failed or were dropped (socket buffer full).
     udp_tx_errors,
-    /// Datagrams truncated by the buffer size, dropped.
+    /// Datagrams that cannot be received: longer than `udp_max_datagram` (the kernel truncated
+    /// them), dropped.
     udp_truncated,
+    /// Datagrams longer than the resident part of a buffer (`udp_buffer_size`), received whole
+    /// into its reserve; the extra pages were handed back afterwards.
+    udp_rx_large,
     /// Provided-buffer ring ran dry and the multishot receive was re-armed.
     buf_exhausted,
     /// Multishot receive/accept re-armed for any reason.

@@ -1,12 +1,15 @@
 //! Provided-buffer rings (IORING_REGISTER_PBUF_RING, kernel 5.19+) and the page-aligned memory
 //! they live in. The kernel picks a buffer per receive (multishot RECVMSG / RECV with
-//! BUFFER_SELECT); we hand buffers back with [`BufRing::push`] and make them visible with one
-//! release store of the tail in [`BufRing::publish`].
+//! BUFFER_SELECT); we hand buffers back with [`BufRing::push`] (or [`BufRing::recycle`]) and
+//! make them visible with one release store of the tail in [`BufRing::publish`]. The buffers
+//! themselves are a [`Slab`]: each offers the largest datagram, most of it address space only.
 
 use std::io;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::IoUring;
+
+use crate::slab::Slab;
 
 /// Page-aligned anonymous memory (the provided-buffer ring must be page aligned).
 pub(crate) struct PageAlloc {
@@ -45,19 +48,29 @@ impl Drop for PageAlloc {
     }
 }
 
-/// A provided-buffer ring (IORING_REGISTER_PBUF_RING): `entries` buffers of `size` bytes.
+/// A provided-buffer ring (IORING_REGISTER_PBUF_RING): `entries` buffers that each accept
+/// `capacity` bytes and keep `resident` bytes in memory ([`Slab`]).
 pub(crate) struct BufRing {
     ring: PageAlloc,
-    pub(super) bufs: Vec<u8>,
-    size: usize,
+    pub(super) bufs: Slab,
     mask: u16,
     tail: u16,
     pub(super) bgid: u16,
 }
 
 impl BufRing {
-    pub(super) fn new(ring: &IoUring, entries: u16, size: usize, bgid: u16) -> io::Result<Self> {
+    pub(super) fn new(
+        ring: &IoUring,
+        entries: u16,
+        capacity: usize,
+        resident: usize,
+        bgid: u16,
+    ) -> io::Result<Self> {
         let entries = entries.max(1).next_power_of_two();
+        let bufs = Slab::new(entries as usize, capacity, resident)?;
+        if u32::try_from(bufs.stride()).is_err() {
+            return Err(io::Error::other("provided buffer larger than 4 GiB"));
+        }
         let mem = PageAlloc::new((entries as usize * 16).max(4096))?;
         // SAFETY: `mem` is page aligned, holds `entries` 16-byte io_uring_buf entries, and lives
         // in this struct, which the backend drops only after the ring (field order) and after
@@ -68,8 +81,7 @@ impl BufRing {
         };
         let mut r = Self {
             ring: mem,
-            bufs: vec![0; entries as usize * size],
-            size,
+            bufs,
             mask: entries - 1,
             tail: 0,
             bgid,
@@ -84,13 +96,15 @@ impl BufRing {
     /// Give buffer `bid` back to the kernel (visible after [`BufRing::publish`]).
     pub(super) fn push(&mut self, bid: u16) {
         let slot = (self.tail & self.mask) as usize;
-        let addr = self.bufs.as_ptr() as u64 + bid as u64 * self.size as u64;
+        let addr = self.bufs.slot_ptr(bid as usize) as u64;
+        // Checked in `new` to fit.
+        let len = self.bufs.stride() as u32;
         // SAFETY: `slot < entries`, so the 16-byte entry is inside the mapping. We write only
         // addr/len/bid (bytes 0..14); bytes 14..16 of entry 0 are the shared tail.
         unsafe {
             let e = self.ring.addr().add(slot * 16);
             std::ptr::write_unaligned(e.cast::<u64>(), addr);
-            std::ptr::write_unaligned(e.add(8).cast::<u32>(), self.size as u32);
+            std::ptr::write_unaligned(e.add(8).cast::<u32>(), len);
             std::ptr::write_unaligned(e.add(12).cast::<u16>(), bid);
         }
         self.tail = self.tail.wrapping_add(1);
@@ -104,7 +118,15 @@ impl BufRing {
     }
 
     pub(super) fn buf(&self, bid: u16, len: usize) -> &[u8] {
-        let start = bid as usize * self.size;
-        &self.bufs[start..start + len.min(self.size)]
+        self.bufs.slot(bid as usize, len)
+    }
+
+    /// Give buffer `bid`, into which a receive wrote `used` bytes, back to the kernel, after
+    /// handing back the pages past its resident part ([`Slab::trim`]). Returns whether it was
+    /// a large receive.
+    pub(super) fn recycle(&mut self, bid: u16, used: usize) -> bool {
+        let large = self.bufs.trim(bid as usize, used);
+        self.push(bid);
+        large
     }
 }

@@ -46,6 +46,8 @@ const U_CANCEL: u64 = 8;
 const BGID_UDP: u16 = 0;
 const BGID_TCP: u16 = 1;
 const LOW56: u64 = (1 << 56) - 1;
+/// `sizeof(struct io_uring_recvmsg_out)`: the header a multishot RECVMSG writes first.
+const RECVMSG_OUT_LEN: usize = 16;
 
 fn ud(kind: u64, payload: u64) -> u64 {
     (kind << 56) | (payload & LOW56)
@@ -127,16 +129,22 @@ impl UringBackend {
             .setup_cqsize(cq)
             .build(entries)
             .or_else(|_| IoUring::builder().setup_cqsize(cq).build(entries))?;
+        // Each UDP buffer offers the largest datagram plus the kernel's recvmsg header, the name
+        // and the pktinfo cmsg (a multishot RECVMSG cannot re-read a truncated datagram), and
+        // keeps `udp_buffer_size` bytes of it in memory (slab.rs).
         let udp_bufs = BufRing::new(
             &ring,
             config.udp_buffers,
-            // Room for the kernel's recvmsg header, the name and the pktinfo cmsg too.
+            RECVMSG_OUT_LEN
+                .saturating_add(sys::NAME_LEN as usize + CMSG_SPACE)
+                .saturating_add(config.udp_max_datagram as usize),
             (config.udp_buffer_size as usize).max(512),
             BGID_UDP,
         )?;
         let tcp_bufs = BufRing::new(
             &ring,
             config.tcp_buffers,
+            config.tcp_buffer_size as usize,
             config.tcp_buffer_size as usize,
             BGID_TCP,
         )?;
@@ -664,11 +672,15 @@ impl UringBackend {
         let Some(bid) = cqueue::buffer_select(flags) else {
             return;
         };
+        let used = res as usize;
         if !self.shutting_down {
-            let data = self.udp_bufs.buf(bid, res as usize);
+            let data = self.udp_bufs.buf(bid, used);
             match RecvMsgOut::parse(data, &self.msg_template) {
                 Ok(out) if !out.is_payload_truncated() => {
                     add(&sink.metrics().udp_rx, 1);
+                    if used > self.udp_bufs.bufs.resident() {
+                        add(&sink.metrics().udp_rx_large, 1);
+                    }
                     if let Some(peer) = sys::from_sockaddr_bytes(out.name_data()) {
                         let local = sys::parse_pktinfo(out.control_data());
                         sink.datagram(Datagram {
@@ -682,7 +694,7 @@ impl UringBackend {
                 _ => add(&sink.metrics().udp_truncated, 1),
             }
         }
-        self.udp_bufs.push(bid);
+        self.udp_bufs.recycle(bid, used);
     }
 
     fn recv_done<S: Sink>(&mut self, id: ConnId, res: i32, flags: u32, sink: &mut S) {
@@ -834,8 +846,8 @@ impl Backend for UringBackend {
             );
             // Keep the memory alive forever rather than risk the kernel writing into freed
             // buffers.
-            std::mem::forget(std::mem::take(&mut self.udp_bufs.bufs));
-            std::mem::forget(std::mem::take(&mut self.tcp_bufs.bufs));
+            self.udp_bufs.bufs.leak();
+            self.tcp_bufs.bufs.leak();
             std::mem::forget(std::mem::take(&mut self.sends));
             std::mem::forget(std::mem::take(&mut self.conns));
         }
