@@ -61,12 +61,7 @@ fn metric_at_least(addr: SocketAddr, series: &str, want: f64) -> f64 {
 
 #[test]
 fn stateless_answers_go_to_the_packet_source() {
-    let node = Node::with_script(
-        "stateless",
-        ECHO,
-        Placement::ALL[0],
-        "",
-    );
+    let node = Node::with_script("stateless", ECHO, Placement::ALL[0], "");
     let ua = Ua::new();
     let (decoy, decoy_addr) = listener();
     // The Via names another port and asks for rport: the answer goes to where the packet
@@ -90,7 +85,10 @@ fn stateless_answers_go_to_the_packet_source() {
     ua.send(node.sip, &msg);
     let got = ua.recv_final().expect("the 420 came back to the sender");
     assert_eq!(status(&got), Some(420), "{got}");
-    assert!(nothing_arrives(&decoy), "a stateless answer went to the Via's port");
+    assert!(
+        nothing_arrives(&decoy),
+        "a stateless answer went to the Via's port"
+    );
 }
 
 #[test]
@@ -136,10 +134,9 @@ fn default_script_is_no_open_relay() {
             "${SIPHON_METRICS:-127.0.0.1:9090}",
             &format!("127.0.0.1:{}", free_port()),
         );
-    let script = std::fs::read_to_string(
-        common::repo_root().join("deploy/examples/proxy_default.py"),
-    )
-    .expect("default script");
+    let script =
+        std::fs::read_to_string(common::repo_root().join("deploy/examples/proxy_default.py"))
+            .expect("default script");
     let node = Node::start("openrelay", &yaml, &[("proxy_default.py", &script)]);
     let ua = Ua::new();
     let (victim, victim_addr) = listener();
@@ -151,11 +148,19 @@ fn default_script_is_no_open_relay() {
         "relay-1",
         &format!("Route: <sip:{victim_addr};lr>\r\n"),
     )
-    .replace("To: <sip:+15551234@127.0.0.1>", "To: <sip:+15551234@127.0.0.1>;tag=x");
+    .replace(
+        "To: <sip:+15551234@127.0.0.1>",
+        "To: <sip:+15551234@127.0.0.1>;tag=x",
+    );
     ua.send(node.sip, &msg);
-    let got = ua.recv_final().expect("an answer to the fake in-dialog INVITE");
+    let got = ua
+        .recv_final()
+        .expect("an answer to the fake in-dialog INVITE");
     assert_eq!(status(&got), Some(404), "{got}");
-    assert!(nothing_arrives(&victim), "the INVITE was relayed to the Route");
+    assert!(
+        nothing_arrives(&victim),
+        "the INVITE was relayed to the Route"
+    );
 }
 
 const NUMBERS: &str = r#"
