@@ -487,11 +487,9 @@ impl Engine {
                 // other ACK with no transaction is dropped and counted: relaying it would make
                 // the node an open relay and reflector (and a loop when it names us again).
                 let next = siphon_sip::proxy::next_hop_uri(&request).to_string();
-                let back_to_us = siphon_sip::proxy::is_local(
-                    &next,
-                    &self.shared.interfaces,
-                    &self.shared.domains,
-                );
+                // Our own address and port (domain names of ours may also name a
+                // registered user's contact host, e.g. 127.0.0.1 in the loopback example).
+                let back_to_us = siphon_sip::proxy::is_local(&next, &self.shared.interfaces, &[]);
                 if !routed || back_to_us {
                     self.m.dropped(DropReason::UnroutedAck);
                     return;
