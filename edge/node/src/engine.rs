@@ -333,7 +333,12 @@ impl Engine {
             TxResponse::build(parts)
         };
         self.m.response(status);
-        let dest = stateless_destination(tx.vias().first().map_or("", |v| v), source);
+        // A 400 answers a request whose Via is not trusted: back to where it came from.
+        let dest = if status == 400 {
+            source
+        } else {
+            stateless_destination(tx.vias().first().map_or("", |v| v), source)
+        };
         self.send(cx, dest, resp.bytes().clone());
     }
 
@@ -911,7 +916,7 @@ impl Engine {
 /// Where a stateless answer goes (RFC 3261 §18.2.2 with RFC 3581): back over a stream on the
 /// connection it came from; over UDP to the packet's source address (`received`), and to its
 /// source port when the top Via asks with `rport`, else to the sent-by port. Never to a host
-/// the sender merely wrote into its Via.
+/// the sender merely wrote into its Via. (A 400 goes to the packet's source address and port.)
 fn stateless_destination(top_via: &str, source: Remote) -> Remote {
     if source.transport.is_reliable() {
         return source;
