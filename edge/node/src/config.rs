@@ -111,6 +111,9 @@ pub struct Listen {
     /// UDP requests larger than `mtu - 200` go over TCP (RFC 3261 §18.1.1).
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// Upstream's SO_RCVBUF floor for UDP listeners (in upstream's default config): warned.
+    #[serde(default)]
+    pub udp_recv_buffer_bytes: Option<Value>,
 }
 
 /// `domain:`.
@@ -714,6 +717,11 @@ fn warn_unimplemented(loaded: &mut Loaded) {
         "SCTP needs the `sctp` feature, which is declared but not implemented; `listen.sctp` is ignored",
     );
     note(
+        c.listen.udp_recv_buffer_bytes.is_some(),
+        &["listen", "udp_recv_buffer_bytes"],
+        "`listen.udp_recv_buffer_bytes` is not applied yet; UDP sockets keep the kernel's receive buffer size",
+    );
+    note(
         c.script.sync_pool_size.is_some()
             || c.script.sync_pool_max.is_some()
             || c.script.async_pool_size.is_some(),
@@ -1044,6 +1052,19 @@ mod tests {
         assert!(
             e.starts_with("siphon.yaml:3: listen: unknown field `bogus`"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn upstream_default_config_loads_with_warnings_naming_keys() {
+        let l = parse_str(include_str!("../tests/fixtures/upstream/siphon.yaml"))
+            .expect("upstream's default siphon.yaml loads");
+        assert!(
+            l.warnings
+                .iter()
+                .any(|w| w.message.contains("`listen.udp_recv_buffer_bytes`")),
+            "{:?}",
+            l.warnings
         );
     }
 

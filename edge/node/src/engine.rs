@@ -21,7 +21,9 @@ use bytes::Bytes;
 use siphon_reactor::{
     CloseReason, ConnId, ConnInfo, ConnectError, Cx, Datagram, Handler, TimerId, UdpSocketId,
 };
-use siphon_script::{Disposition, Event, EventKind, ForkStrategy, HostHandle, Meta, SipMessage};
+use siphon_script::{
+    Disposition, Event, EventKind, ForkStrategy, HostHandle, Meta, OutboundRequest, SipMessage,
+};
 use siphon_sip::proxy::{
     Answer, ContextId, Hooks, Interface, Proxy, ProxyConfig, ProxyError, ProxyEvent, ReplyId,
     Target, owner_core,
@@ -574,11 +576,13 @@ impl Engine {
         );
     }
 
-    /// Send what scripts queued with `proxy.send_request`. The next hop is `next_hop`, else
-    /// the first Route, else the Request-URI; missing From/To/Call-ID/CSeq are generated.
-    fn send_outbound(&mut self, cx: &mut Cx<'_, Msg>) {
+    /// Send `first` (requests that follow an answer: a SUBSCRIBE's NOTIFY), then what scripts
+    /// queued with `proxy.send_request`. The next hop is `next_hop`, else the first Route,
+    /// else the Request-URI; missing From/To/Call-ID/CSeq are generated.
+    fn send_outbound(&mut self, cx: &mut Cx<'_, Msg>, first: Vec<OutboundRequest>) {
         let now = cx.now();
-        while let Some(req) = self.shared.host.poll_outbound() {
+        let mut first = first.into_iter();
+        while let Some(req) = first.next().or_else(|| self.shared.host.poll_outbound()) {
             let mut parts = siphon_sip::transaction::RequestParts {
                 method: req.method.clone(),
                 uri: req.ruri.clone(),
@@ -823,8 +827,10 @@ impl Engine {
     fn apply_actions(&mut self, cx: &mut Cx<'_, Msg>) {
         let now = cx.now();
         let mut any = false;
-        while let Some(a) = self.shared.host.poll(self.core) {
+        let mut after = Vec::new();
+        while let Some(mut a) = self.shared.host.poll(self.core) {
             any = true;
+            after.append(&mut a.outbound);
             self.m.script_executions.fetch_add(1, Ordering::Relaxed);
             if a.script_error {
                 self.m.script_errors.fetch_add(1, Ordering::Relaxed);
@@ -906,6 +912,10 @@ impl Engine {
             if result.is_err() {
                 self.m.dropped(DropReason::Stray);
             }
+        }
+        if !after.is_empty() {
+            // After this batch's answers, so a SUBSCRIBE's 2xx leaves before its NOTIFY.
+            self.send_outbound(cx, after);
         }
         if any {
             self.drain(cx);
@@ -1090,7 +1100,7 @@ impl Handler for Engine {
     fn on_message(&mut self, cx: &mut Cx<'_, Msg>, _from: Option<usize>, msg: Msg) {
         match msg {
             Msg::Wake => self.apply_actions(cx),
-            Msg::Outbound => self.send_outbound(cx),
+            Msg::Outbound => self.send_outbound(cx, Vec::new()),
             Msg::Inbound {
                 transport,
                 peer,

@@ -169,6 +169,9 @@ pub struct Actions {
     pub auth_user: Option<String>,
     /// The script raised (the disposition is then `500 Script Error`).
     pub script_error: bool,
+    /// Requests to send once the disposition has been carried out, in order (the NOTIFY
+    /// that follows a SUBSCRIBE's 2xx, RFC 6665 §4.2.1).
+    pub outbound: Vec<OutboundRequest>,
 }
 
 impl Actions {
@@ -183,6 +186,7 @@ impl Actions {
             reply: None,
             auth_user: None,
             script_error: false,
+            outbound: Vec::new(),
         }
     }
 

@@ -74,6 +74,8 @@ pub struct HostConfig {
     pub own_addresses: Vec<String>,
     /// `registrar:` limits.
     pub registrar: RegistrarConfig,
+    /// Limits of the presence store (`presence` namespace).
+    pub presence: crate::presence::PresenceLimits,
     /// Names from `cache:` (in-memory here).
     pub cache_names: Vec<String>,
     /// The `script_config:` document for the `config` namespace.
@@ -120,6 +122,7 @@ impl HostConfig {
             auth_uri_check: siphon_sip::auth::DigestUriCheck::Relaxed,
             own_addresses: Vec::new(),
             registrar: RegistrarConfig::default(),
+            presence: crate::presence::PresenceLimits::default(),
             cache_names: vec!["default".into()],
             script_config: serde_json::Value::Object(serde_json::Map::new()),
             force_shared_interpreter: false,
@@ -201,6 +204,7 @@ pub(crate) struct Shared {
     pub(crate) shutdown: AtomicBool,
     pub(crate) cache: Cache,
     pub(crate) registrar: Registrar,
+    pub(crate) presence: crate::presence::Presence,
     pub(crate) auth: Auth,
     pub(crate) rate: RateLimiter,
     pub(crate) metrics: Metrics,
@@ -258,6 +262,47 @@ impl Shared {
     }
 }
 
+/// The Contact of the node's NOTIFYs: `sip:` and its first listen or advertised address that
+/// names a host (not a wildcard bind).
+fn notifier_contact(addrs: &[String]) -> String {
+    let named = addrs.iter().find(|a| {
+        a.parse::<std::net::SocketAddr>()
+            .map_or(true, |s| !s.ip().is_unspecified())
+    });
+    format!("sip:{}", named.map_or("127.0.0.1", String::as_str))
+}
+
+impl Shared {
+    /// An outbound request for a NOTIFY (fire and forget, sent by whichever core takes it).
+    pub(crate) fn notify_request(&self, n: crate::presence::Notify) -> OutboundRequest {
+        OutboundRequest {
+            token: self.next_token.fetch_add(1, Ordering::Relaxed),
+            worker: 0,
+            method: "NOTIFY".into(),
+            ruri: n.ruri,
+            headers: n.headers,
+            body: n.body,
+            next_hop: None,
+            wait_for_response: false,
+            timeout_ms: 0,
+        }
+    }
+
+    /// Queue NOTIFYs raised outside any event (expiry, a timer callback) and ring core 0.
+    pub(crate) fn send_notifies(&self, notifies: Vec<crate::presence::Notify>) {
+        if notifies.is_empty() {
+            return;
+        }
+        for n in notifies {
+            let r = self.notify_request(n);
+            self.outbound.push(r);
+        }
+        if let Some(d) = &self.cfg.doorbell {
+            d(usize::MAX);
+        }
+    }
+}
+
 /// How often expired registrar bindings are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -297,6 +342,7 @@ impl Timers {
                 // Registrar expiry: `@registrar.on_change(..., "expired", ...)` runs on worker 0.
                 next_sweep = now + SWEEP_EVERY;
                 drop(heap);
+                shared.send_notifies(shared.presence.sweep(now));
                 for (aor, kind) in shared.registrar.sweep() {
                     shared.workers[0]
                         .control
@@ -602,6 +648,7 @@ impl Host {
             shutdown: AtomicBool::new(false),
             cache: Cache::new(cfg.cache_names.clone()),
             registrar: Registrar::new(cfg.registrar.clone()),
+            presence: crate::presence::Presence::new(cfg.presence),
             auth: Auth::new(
                 cfg.auth_realm.clone(),
                 cfg.auth_users.clone(),
@@ -625,6 +672,9 @@ impl Host {
             log,
             cfg,
         });
+        shared
+            .presence
+            .set_contact(&notifier_contact(&shared.cfg.local_addrs));
         crate::native::prepare();
         // SAFETY: first and only initialisation in this process (STARTED guard); the inittab
         // entry is appended before Py_InitializeEx as CPython requires. Afterwards the main

@@ -13,6 +13,7 @@ pub mod event;
 pub mod host;
 pub mod message;
 mod native;
+pub mod presence;
 mod py;
 mod reload;
 pub mod shared;

@@ -8,11 +8,13 @@
 //! The `siphon` Python package (scripting/python/siphon/) is the user-facing layer on top.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pyo3_ffi as ffi;
 
 use crate::event::{Actions, Disposition, ForkStrategy, ForkTarget, Remote, Transport};
+use crate::message::addr_uri;
+use crate::presence::{self, PresenceError, PublishRequest};
 use crate::py::{Args, PyErrSpec, PyResult, Ret, finish};
 use crate::shared::{DigestCheck, DigestMode, MetricKind, MetricOp, SaveOutcome};
 use crate::worker::{LogLevel, with_ctx};
@@ -100,6 +102,18 @@ fastcall! {
     s_rate_limit => rate_limit,
     s_send_request => send_request,
     s_sanity => sanity,
+    s_pres_publish => pres_publish,
+    s_pres_lookup => pres_lookup,
+    s_pres_subscribe => pres_subscribe,
+    s_pres_subscribe_dialog => pres_subscribe_dialog,
+    s_pres_unsubscribe => pres_unsubscribe,
+    s_pres_refresh => pres_refresh,
+    s_pres_find => pres_find,
+    s_pres_subscribers => pres_subscribers,
+    s_pres_counts => pres_counts,
+    s_pres_expire => pres_expire,
+    s_pres_notify => pres_notify,
+    s_pres_agent => pres_agent,
 }
 
 fn handle(a: &Args<'_>) -> PyResult<u64> {
@@ -263,6 +277,11 @@ fn reply(a: &Args<'_>) -> PyResult<Ret> {
     }
     with_ctx(|c| {
         let s = c.slot(h)?;
+        if s.presence_verdict {
+            // The compositor/notifier already answered this request (presence.publish on a
+            // PUBLISH it refused with 412/489/423/503): its answer stands (RFC 3903 §6).
+            return Ok(Ret::None);
+        }
         // Keep reply headers/body/To tag shaped earlier (set_reply_header before reply()).
         let (headers, body, to_tag) = match std::mem::take(&mut s.act.disposition) {
             Disposition::Reply {
@@ -836,6 +855,415 @@ fn sanity(a: &Args<'_>) -> PyResult<Ret> {
             .header("Content-Length")
             .is_none_or(|v| v.trim().parse::<usize>() == Ok(m.body.len()));
         Ok(Ret::Bool(mandatory && mf_ok && cseq_ok && cl_ok))
+    })
+}
+
+// ---- presence (presence.rs): RFC 3903 compositor, RFC 6665/3856 notifier ----------------
+
+/// A script-supplied expiry in whole seconds (0 ..= a year).
+fn expiry(v: i64, what: &str) -> PyResult<u32> {
+    u32::try_from(v)
+        .ok()
+        .filter(|s| f64::from(*s) <= MAX_SECONDS)
+        .ok_or_else(|| {
+            PyErrSpec::Value(format!(
+                "{what} must be 0 to {MAX_SECONDS} seconds, got {v}"
+            ))
+        })
+}
+
+/// A slot's answer from a presence refusal.
+fn presence_refusal(e: &PresenceError) -> Disposition {
+    let (status, reason, headers) = e.answer();
+    let mut d = Actions::reply(status, reason);
+    if let Disposition::Reply { headers: h, .. } = &mut d {
+        *h = headers;
+    }
+    d
+}
+
+/// Split a header value list on commas outside `<…>` and quotes (Record-Route, Route).
+fn split_list(v: &str) -> Vec<String> {
+    let (mut out, mut cur, mut angle, mut quote) = (Vec::new(), String::new(), false, false);
+    for ch in v.chars() {
+        match ch {
+            '"' if !angle => quote = !quote,
+            '<' if !quote => angle = true,
+            '>' if !quote => angle = false,
+            ',' if !angle && !quote => {
+                if !cur.trim().is_empty() {
+                    out.push(cur.trim().to_owned());
+                }
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(ch);
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_owned());
+    }
+    out
+}
+
+/// Queue NOTIFYs after the event `h`'s answer when called from a live event, else on the
+/// node's outbound queue.
+fn queue_notifies(c: &mut crate::worker::WorkerCtx, h: i64, notifies: Vec<presence::Notify>) {
+    let shared = Arc::clone(&c.shared);
+    let reqs: Vec<_> = notifies
+        .into_iter()
+        .map(|n| shared.notify_request(n))
+        .collect();
+    if reqs.is_empty() {
+        return;
+    }
+    match u64::try_from(h).ok().and_then(|h| c.slot(h).ok()) {
+        Some(s) => s.act.outbound.extend(reqs),
+        None => {
+            for r in reqs {
+                shared.outbound.push(r);
+            }
+            if let Some(d) = &shared.cfg.doorbell {
+                d(usize::MAX);
+            }
+        }
+    }
+}
+
+/// `pres_publish(h, entity, body, expires)` -> etag. Called from the handler of a PUBLISH
+/// whose Request-URI is `entity`, the request's own Event, SIP-If-Match, Expires and
+/// Content-Type drive RFC 3903 (refresh, modify, remove; 412/489/423/503 armed as its answer,
+/// "" returned), and the 2xx gets SIP-ETag and Expires. Otherwise a new publication.
+fn pres_publish(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, entity, body, exp) = (a.int(0)?, a.str(1)?, a.str(2)?, a.int(3)?);
+    let exp = expiry(exp, "expires")?;
+    with_ctx(|c| {
+        let shared = Arc::clone(&c.shared);
+        let now = Instant::now();
+        let slot = u64::try_from(h).ok().and_then(|h| c.slot(h).ok());
+        let on_publish = slot.filter(|s| {
+            s.ev.kind == crate::event::EventKind::Request
+                && s.ev.request.method() == "PUBLISH"
+                && presence::entity_key(s.ev.request.ruri()) == presence::entity_key(entity)
+        });
+        let Some(s) = on_publish else {
+            let min = shared.presence.limits().min_expires;
+            let req = PublishRequest {
+                entity,
+                event: Some(presence::PRESENCE_EVENT),
+                if_match: None,
+                expires: if exp == 0 { 0 } else { exp.max(min) },
+                body: Some(body),
+                content_type: Some(presence::PIDF),
+            };
+            let out = shared
+                .presence
+                .publish(now, &req)
+                .map_err(|e| PyErrSpec::Value(format!("presence.publish: {e}")))?;
+            queue_notifies(c, h, out.notifies);
+            return Ok(Ret::Str(out.etag));
+        };
+        let r = &s.ev.request;
+        let requested = r
+            .header("Expires")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .map_or(exp, |v| v.min(exp));
+        let req = PublishRequest {
+            entity,
+            event: r.header("Event"),
+            if_match: r.header("SIP-If-Match"),
+            expires: requested,
+            body: Some(body),
+            content_type: r.header("Content-Type"),
+        };
+        match shared.presence.publish(now, &req) {
+            Ok(out) => {
+                let headers = match &mut s.act.disposition {
+                    Disposition::Reply { headers, .. } => headers,
+                    _ => &mut s.pending_reply_headers,
+                };
+                headers.retain(|(n, _)| {
+                    !n.eq_ignore_ascii_case("SIP-ETag") && !n.eq_ignore_ascii_case("Expires")
+                });
+                headers.push(("SIP-ETag".into(), out.etag.clone()));
+                headers.push(("Expires".into(), out.expires.to_string()));
+                queue_notifies(c, h, out.notifies);
+                Ok(Ret::Str(out.etag))
+            }
+            Err(e) => {
+                s.act.disposition = presence_refusal(&e);
+                s.presence_verdict = true;
+                Ok(Ret::Str(String::new()))
+            }
+        }
+    })
+}
+
+fn pres_lookup(a: &Args<'_>) -> PyResult<Ret> {
+    let entity = a.str(0)?;
+    with_ctx(|c| {
+        Ok(c.shared
+            .presence
+            .lookup(Instant::now(), entity)
+            .map(|(_, b)| b)
+            .into())
+    })
+}
+
+fn full(e: PresenceError) -> PyErrSpec {
+    PyErrSpec::Runtime(format!("presence: {e}"))
+}
+
+fn pres_subscribe(a: &Args<'_>) -> PyResult<Ret> {
+    let (sub, res, event, exp) = (a.str(0)?, a.str(1)?, a.str(2)?, a.int(3)?);
+    let exp = expiry(exp, "expires")?;
+    with_ctx(|c| {
+        let id = c
+            .shared
+            .presence
+            .add(Instant::now(), sub, res, event, exp, None)
+            .map_err(full)?;
+        Ok(Ret::Str(id))
+    })
+}
+
+/// `pres_subscribe_dialog(subscriber, resource, event, expires, call_id, from_tag, to_tag,
+/// route_set, local_uri|None, remote_uri|None)`; the URIs default to `resource`.
+fn pres_subscribe_dialog(a: &Args<'_>) -> PyResult<Ret> {
+    let (sub, res, event, exp) = (a.str(0)?, a.str(1)?, a.str(2)?, a.int(3)?);
+    let (call_id, from_tag, to_tag) = (a.str(4)?, a.str(5)?, a.str(6)?);
+    let routes = a.str_list(7)?;
+    let (local, remote) = (a.opt_str(8)?, a.opt_str(9)?);
+    let exp = expiry(exp, "expires")?;
+    let uri = |v: Option<&str>| addr_uri(v.unwrap_or(res)).to_owned();
+    let dialog = presence::SubDialog {
+        call_id: call_id.to_owned(),
+        from_tag: from_tag.to_owned(),
+        to_tag: to_tag.to_owned(),
+        route_set: routes,
+        local_uri: uri(local),
+        remote_uri: uri(remote),
+        cseq: 0,
+    };
+    with_ctx(|c| {
+        let id = c
+            .shared
+            .presence
+            .add(Instant::now(), sub, res, event, exp, Some(dialog))
+            .map_err(full)?;
+        Ok(Ret::Str(id))
+    })
+}
+
+fn pres_unsubscribe(a: &Args<'_>) -> PyResult<Ret> {
+    let id = a.str(0)?;
+    with_ctx(|c| Ok(Ret::Bool(c.shared.presence.remove(id))))
+}
+
+fn pres_refresh(a: &Args<'_>) -> PyResult<Ret> {
+    let (id, exp) = (a.str(0)?, a.int(1)?);
+    let exp = expiry(exp, "expires")?;
+    with_ctx(|c| {
+        Ok(Ret::Bool(c.shared.presence.refresh(
+            Instant::now(),
+            id,
+            exp,
+        )))
+    })
+}
+
+fn pres_find(a: &Args<'_>) -> PyResult<Ret> {
+    let (call_id, tag) = (a.str(0)?, a.str(1)?);
+    with_ctx(|c| Ok(c.shared.presence.find_by_dialog(call_id, tag).into()))
+}
+
+fn pres_subscribers(a: &Args<'_>) -> PyResult<Ret> {
+    let res = a.str(0)?;
+    with_ctx(|c| {
+        let now = Instant::now();
+        Ok(Ret::List(
+            c.shared
+                .presence
+                .subscribers(now, res)
+                .into_iter()
+                .map(|s| {
+                    Ret::Tuple(vec![
+                        Ret::Str(s.id.clone()),
+                        Ret::Str(s.subscriber.clone()),
+                        Ret::Str(s.event.clone()),
+                        Ret::Str(s.state.as_str().to_owned()),
+                        Ret::Int(s.remaining(now) as i64),
+                    ])
+                })
+                .collect(),
+        ))
+    })
+}
+
+fn pres_counts(_a: &Args<'_>) -> PyResult<Ret> {
+    with_ctx(|c| {
+        let p = &c.shared.presence;
+        Ok(Ret::Tuple(vec![
+            Ret::Int(p.subscription_count() as i64),
+            Ret::Int(p.document_count(Instant::now()) as i64),
+        ]))
+    })
+}
+
+fn pres_expire(_a: &Args<'_>) -> PyResult<Ret> {
+    with_ctx(|c| {
+        let out = c.shared.presence.sweep(Instant::now());
+        queue_notifies(c, -1, out);
+        Ok(Ret::None)
+    })
+}
+
+/// `pres_notify(h, id, body|None, content_type|None, state)` -> sent. From a live event the
+/// NOTIFY follows that event's answer (RFC 6665 §4.2.1: the 2xx before the first NOTIFY).
+fn pres_notify(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, id, body, ct, state) = (
+        a.int(0)?,
+        a.str(1)?,
+        a.opt_str(2)?,
+        a.opt_str(3)?,
+        a.str(4)?,
+    );
+    with_ctx(|c| {
+        let p = &c.shared.presence;
+        let Some(n) = p.notify(id, body, ct, state, &p.contact()) else {
+            return Ok(Ret::Bool(false));
+        };
+        queue_notifies(c, h, vec![n]);
+        Ok(Ret::Bool(true))
+    })
+}
+
+/// `pres_agent(h)` -> handled. The node is the presence agent (RFC 3856 §6) of every entity
+/// its compositor holds state for: an out-of-dialog `SUBSCRIBE` with `Event: presence` for
+/// such an entity, and any in-dialog SUBSCRIBE of a presence subscription made here, are
+/// answered here (200 with Expires and Contact, then the NOTIFY with the composed PIDF;
+/// Expires 0 ends it with `Subscription-State: terminated`). Anything else is the script's.
+fn pres_agent(a: &Args<'_>) -> PyResult<Ret> {
+    let h = handle(a)?;
+    with_ctx(|c| {
+        let shared = Arc::clone(&c.shared);
+        let p = &shared.presence;
+        let now = Instant::now();
+        let s = c.slot(h)?;
+        let r = Arc::clone(&s.ev.request);
+        let is_presence = r.header("Event").is_some_and(|e| {
+            e.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(presence::PRESENCE_EVENT))
+        });
+        if r.method() != "SUBSCRIBE" || !is_presence {
+            return Ok(Ret::Bool(false));
+        }
+        let call_id = r.header("Call-ID").unwrap_or_default();
+        let from = r.header("From").unwrap_or_default();
+        let to = r.header("To").unwrap_or_default();
+        let Some(from_tag) = presence::tag_of(from) else {
+            return Ok(Ret::Bool(false));
+        };
+        let requested = r
+            .header("Expires")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(3600);
+        let granted = match p.grant(requested) {
+            Ok(g) => g,
+            Err(e) => {
+                s.act.disposition = presence_refusal(&e);
+                s.presence_verdict = true;
+                return Ok(Ret::Bool(true));
+            }
+        };
+        let (id, new_tag) = match presence::tag_of(to) {
+            Some(tt) => {
+                let known = p.find_by_dialog(call_id, from_tag).filter(|id| {
+                    p.get(id)
+                        .and_then(|s| s.dialog)
+                        .is_some_and(|d| d.to_tag == tt)
+                });
+                match known {
+                    Some(id) => (id, None),
+                    None => return Ok(Ret::Bool(false)),
+                }
+            }
+            None => {
+                if !p.has_state(now, r.ruri()) {
+                    return Ok(Ret::Bool(false));
+                }
+                let Some(contact) = r.header("Contact").map(|v| addr_uri(v).to_owned()) else {
+                    s.act.disposition = Actions::reply(400, "Missing Contact");
+                    s.presence_verdict = true;
+                    return Ok(Ret::Bool(true));
+                };
+                let accepts = r.header_all("Accept").flat_map(|v| v.split(',')).all(|t| {
+                    let t = t.split(';').next().unwrap_or(t).trim().to_ascii_lowercase();
+                    !matches!(t.as_str(), "" | "*/*" | "application/*" | presence::PIDF)
+                });
+                if r.header("Accept").is_some() && accepts {
+                    let mut d = Actions::reply(406, "Not Acceptable");
+                    if let Disposition::Reply { headers, .. } = &mut d {
+                        headers.push(("Accept".into(), presence::PIDF.into()));
+                    }
+                    s.act.disposition = d;
+                    s.presence_verdict = true;
+                    return Ok(Ret::Bool(true));
+                }
+                let tag = format!(
+                    "pa{:x}{:x}",
+                    shared
+                        .next_token
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.subsec_nanos())
+                        ^ std::process::id()
+                );
+                let dialog = presence::SubDialog {
+                    call_id: call_id.to_owned(),
+                    from_tag: from_tag.to_owned(),
+                    to_tag: tag.clone(),
+                    route_set: r.header_all("Record-Route").flat_map(split_list).collect(),
+                    local_uri: addr_uri(to).to_owned(),
+                    remote_uri: addr_uri(from).to_owned(),
+                    cseq: 0,
+                };
+                let resource = presence::entity_key(r.ruri());
+                match p.add(
+                    now,
+                    &contact,
+                    &resource,
+                    presence::PRESENCE_EVENT,
+                    granted,
+                    Some(dialog),
+                ) {
+                    Ok(id) => (id, Some(tag)),
+                    Err(e) => {
+                        s.act.disposition = presence_refusal(&e);
+                        s.presence_verdict = true;
+                        return Ok(Ret::Bool(true));
+                    }
+                }
+            }
+        };
+        s.act.disposition = Disposition::Reply {
+            status: 200,
+            reason: "OK".into(),
+            headers: vec![
+                ("Expires".into(), granted.to_string()),
+                ("Contact".into(), format!("<{}>", p.contact())),
+            ],
+            body: None,
+            reliable: false,
+            to_tag: new_tag,
+        };
+        s.presence_verdict = true;
+        let n: Vec<_> = p.after_subscribe(now, &id, granted).into_iter().collect();
+        queue_notifies(c, h as i64, n);
+        Ok(Ret::Bool(true))
     })
 }
 

@@ -65,6 +65,8 @@ pub(crate) struct Slot {
     pub(crate) pending_reply_body: Option<(String, Vec<u8>)>,
     /// `set_reply_to_tag` before `reply()`.
     pub(crate) pending_to_tag: Option<String>,
+    /// The presence compositor/notifier answered this request; a later `reply()` keeps it.
+    pub(crate) presence_verdict: bool,
 }
 
 impl Slot {
@@ -142,6 +144,7 @@ impl WorkerCtx {
             pending_reply_headers: Vec::new(),
             pending_reply_body: None,
             pending_to_tag: None,
+            presence_verdict: false,
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -274,6 +277,12 @@ const PACKAGE: &[(&str, &str, &str, bool)] = &[
         "siphon._namespaces",
         "<siphon>/_namespaces.py",
         include_str!("../../python/siphon/_namespaces.py"),
+        false,
+    ),
+    (
+        "siphon._presence",
+        "<siphon>/_presence.py",
+        include_str!("../../python/siphon/_presence.py"),
         false,
     ),
 ];

@@ -6,8 +6,9 @@ variables in a script are per core. Share state through ``cache`` or ``registrar
 
 from ._message import Contact, Flow, Reply, Request, SipUri
 from ._namespaces import auth, cache, config, log, metrics, proxy, registrar, timer
+from ._presence import presence
 
 __all__ = [
     "Contact", "Flow", "Reply", "Request", "SipUri",
-    "auth", "cache", "config", "log", "metrics", "proxy", "registrar", "timer",
+    "auth", "cache", "config", "log", "metrics", "presence", "proxy", "registrar", "timer",
 ]

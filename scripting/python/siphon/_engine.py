@@ -46,6 +46,9 @@ class Registry:
 
 
 registry = Registry()
+# The request event whose handlers are running (``presence.publish`` reads its PUBLISH); -1
+# outside one. A stale handle is harmless: Rust checks it names a live event.
+current_request = -1
 _resolved = {}
 _relay_cbs = {}
 _RELAY_CB_LIMIT = 100_000
@@ -108,7 +111,13 @@ def _single(fn):
 
 
 def dispatch(h, kind, method, rid):
+    global current_request
     if kind == "request":
+        # The node is the presence agent of what its compositor holds (``siphon.presence``):
+        # such a SUBSCRIBE is answered before the script's handlers.
+        if method == "SUBSCRIBE" and _siphon.pres_agent(h):
+            return None
+        current_request = h
         r = _resolved.get(("proxy.on_request", method))
         hs, anya = r if r is not None else _handlers("proxy.on_request", method)
         if not hs:
@@ -127,6 +136,7 @@ def dispatch(h, kind, method, rid):
         except BaseException:
             _siphon.script_error(h, traceback.format_exc())
         return None
+    current_request = -1
     req = Request(h, method)
     if kind == "cancel":
         hs, anya = _handlers("proxy.on_cancel", method)

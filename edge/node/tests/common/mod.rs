@@ -110,6 +110,9 @@ impl Node {
         let dir = scratch(name);
         let port = free_port();
         for (f, text) in files {
+            if let Some(parent) = dir.join(f).parent() {
+                std::fs::create_dir_all(parent).expect("file's directory");
+            }
             std::fs::write(dir.join(f), text).expect("write file");
         }
         let config = config.replace("{sip}", &port.to_string());

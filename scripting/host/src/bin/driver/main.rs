@@ -368,17 +368,14 @@ fn collect(h: &HostHandle, out: &Out, stop: &AtomicBool, emitted: &AtomicU64) {
                 emit(out, &actions_json(&a));
                 emitted.fetch_add(1, Ordering::Release);
                 any = true;
+                // Requests that follow the answer (a SUBSCRIBE's NOTIFY), as the node sends them.
+                for r in &a.outbound {
+                    emit_outbound(out, r);
+                }
             }
         }
         while let Some(r) = h.poll_outbound() {
-            emit(
-                out,
-                &json!({
-                    "type": "outbound", "token": r.token, "worker": r.worker, "method": r.method, "ruri": r.ruri,
-                    "headers": r.headers, "body": r.body.as_deref().map(String::from_utf8_lossy),
-                    "next_hop": r.next_hop, "wait_for_response": r.wait_for_response, "timeout_ms": r.timeout_ms,
-                }),
-            );
+            emit_outbound(out, &r);
             any = true;
         }
         if !any {
@@ -388,6 +385,17 @@ fn collect(h: &HostHandle, out: &Out, stop: &AtomicBool, emitted: &AtomicU64) {
             std::thread::sleep(Duration::from_micros(200));
         }
     }
+}
+
+fn emit_outbound(out: &Out, r: &siphon_script::OutboundRequest) {
+    emit(
+        out,
+        &json!({
+            "type": "outbound", "token": r.token, "worker": r.worker, "method": r.method, "ruri": r.ruri,
+            "headers": r.headers, "body": r.body.as_deref().map(String::from_utf8_lossy),
+            "next_hop": r.next_hop, "wait_for_response": r.wait_for_response, "timeout_ms": r.timeout_ms,
+        }),
+    );
 }
 
 mod bench;
