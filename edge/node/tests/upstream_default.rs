@@ -125,7 +125,6 @@ fn registered() -> (Node, String, String, String) {
 
 /// A call alice -> bob between the registered users (INVITE/180/200, ACK, BYE).
 #[test]
-#[ignore = "engine drops the 2xx ACK as UnroutedAck: its R-URI host 127.0.0.1 is in domain.local (is_local ignores the port); e2e_sipp call fails the same way"]
 fn upstream_default_call_between_registered_users() {
     let (node, proxy, pa, pb) = registered();
     let dir = node.dir.clone();
