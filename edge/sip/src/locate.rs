@@ -189,7 +189,7 @@ impl Request {
         let ip: IpAddr = self.host.parse().ok()?;
         let transport = self.plain_transport();
         Some(Remote {
-            addr: SocketAddr::new(ip, self.port.unwrap_or(default_port(transport))),
+            addr: SocketAddr::new(ip, self.port.unwrap_or_else(|| default_port(transport))),
             transport,
         })
     }
