@@ -153,7 +153,7 @@ enum Parked {
     Ack { request: TxRequest },
     /// A request a script originated: (parts, (worker, token) when it awaits the answer).
     Outbound {
-        parts: siphon_sip::transaction::RequestParts,
+        parts: Box<siphon_sip::transaction::RequestParts>,
         wait: Option<(usize, u64)>,
     },
 }
@@ -695,7 +695,13 @@ impl Engine {
                 Dest::Ready(Ok(v)) => v.first().copied(),
                 Dest::Ready(Err(_)) => None,
                 Dest::Lookup(lr) => {
-                    if !self.park(vec![lr], Parked::Outbound { parts, wait }) {
+                    if !self.park(
+                        vec![lr],
+                        Parked::Outbound {
+                            parts: Box::new(parts),
+                            wait,
+                        },
+                    ) {
                         self.m.dropped(DropReason::Stray);
                         if let Some((worker, token)) = wait {
                             self.shared.host.complete_outbound(worker, token, None);
@@ -976,7 +982,7 @@ impl Engine {
             },
             Parked::Outbound { parts, wait } => {
                 let sent = match results.next() {
-                    Some(Ok(v)) if !v.is_empty() => self.proxy.send_request(now, v[0], parts).ok(),
+                    Some(Ok(v)) if !v.is_empty() => self.proxy.send_request(now, v[0], *parts).ok(),
                     _ => None,
                 };
                 match (sent, wait) {

@@ -52,7 +52,7 @@ impl DnsServer {
                 };
                 let name = query.name().to_ascii().trim_end_matches('.').to_lowercase();
                 let key = (name, query.query_type());
-                *a.lock().unwrap().entry(key.clone()).or_default() += 1;
+                *a.lock().expect("lock").entry(key.clone()).or_default() += 1;
                 if silent {
                     continue;
                 }
@@ -64,7 +64,7 @@ impl DnsServer {
                 r.set_recursion_available(true);
                 r.set_authoritative(true);
                 r.add_query(query.clone());
-                match t.lock().unwrap().get(&key) {
+                match t.lock().expect("lock").get(&key) {
                     Some((rdata, ttl)) => {
                         for d in rdata {
                             r.add_answer(Record::from_rdata(query.name().clone(), *ttl, d.clone()));
@@ -90,14 +90,14 @@ impl DnsServer {
     fn set(&self, name: &str, rtype: RecordType, ttl: u32, data: Vec<RData>) {
         self.table
             .lock()
-            .unwrap()
+            .expect("lock")
             .insert((name.to_string(), rtype), (data, ttl));
     }
 
     fn asked(&self, name: &str, rtype: RecordType) -> usize {
         self.asked
             .lock()
-            .unwrap()
+            .expect("lock")
             .get(&(name.to_string(), rtype))
             .copied()
             .unwrap_or(0)
@@ -119,7 +119,7 @@ fn srv(priority: u16, weight: u16, port: u16, target: &str) -> RData {
         priority,
         weight,
         port,
-        Name::from_str(target).unwrap(),
+        Name::from_str(target).expect("name"),
     ))
 }
 
@@ -130,7 +130,7 @@ fn naptr(order: u16, pref: u16, service: &str, replacement: &str) -> RData {
         b"s".to_vec().into_boxed_slice(),
         service.as_bytes().to_vec().into_boxed_slice(),
         Vec::new().into_boxed_slice(),
-        Name::from_str(replacement).unwrap(),
+        Name::from_str(replacement).expect("name"),
     ))
 }
 
