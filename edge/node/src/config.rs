@@ -478,6 +478,32 @@ pub enum Steering {
     Cbpf,
 }
 
+/// `dns:` (ours): how next hops that are names are resolved (RFC 3263, off the reactors).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dns {
+    /// Resolvers as `ip:port` (or `ip`, port 53); empty: the host's `/etc/resolv.conf`.
+    pub servers: Vec<String>,
+    /// Time to wait for one answer, in milliseconds.
+    pub timeout_ms: u64,
+    /// Tries per query (the first included) before the query counts as timed out.
+    pub attempts: usize,
+    /// Most records (positive and negative) the cache holds; at the limit the entry closest to
+    /// expiry is evicted (and counted).
+    pub cache_entries: usize,
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Self {
+            servers: Vec::new(),
+            timeout_ms: 2000,
+            attempts: 2,
+            cache_entries: 10_000,
+        }
+    }
+}
+
 /// `tuning:` (ours). Every default derives from the machine.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -549,6 +575,9 @@ pub struct Config {
     /// Ours: cores, backends, sizes.
     #[serde(default)]
     pub tuning: Tuning,
+    /// Ours: RFC 3263 name resolution (servers, timeouts, cache).
+    #[serde(default)]
+    pub dns: Dns,
     /// Upstream sections we accept and do not implement yet (each warned by name).
     #[serde(flatten)]
     pub upstream_only: BTreeMap<String, Value>,

@@ -12,7 +12,7 @@
 //! Streams belong to the core that accepted or dialled them.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -24,13 +24,14 @@ use siphon_reactor::{
 use siphon_script::{
     Disposition, Event, EventKind, ForkStrategy, HostHandle, Meta, OutboundRequest, SipMessage,
 };
+use siphon_sip::locate::{LocateError, Request as LocateRequest};
 use siphon_sip::proxy::{
     Answer, ContextId, Hooks, Interface, Proxy, ProxyConfig, ProxyError, ProxyEvent, ReplyId,
     Target, owner_core,
 };
 use siphon_sip::transaction::{Outgoing, Remote, Transmit, Transport, TxRequest, TxResponse};
 use siphon_sip::validate::{ValidationConfig, validate_request};
-use siphon_sip::{Message, ParseErrorKind, StreamFramer, StreamItem, Uri};
+use siphon_sip::{Message, ParseErrorKind, StreamFramer, StreamItem};
 
 use crate::metrics::{CoreMetrics, DropReason, Metrics};
 
@@ -58,6 +59,8 @@ pub enum Msg {
         /// The bytes.
         data: Bytes,
     },
+    /// The resolver thread's answer to a lookup this core submitted (RFC 3263).
+    Resolved(crate::dns::Resolved),
 }
 
 /// What every core shares (read-only on the data path).
@@ -80,6 +83,8 @@ pub struct Shared {
     pub draining: AtomicBool,
     /// Outbound TLS settings (trust roots from `tls.client_ca`), if configured.
     pub tls_client: Option<siphon_reactor::tls::TlsClient>,
+    /// Name resolution (RFC 3263) off the reactors.
+    pub dns: Arc<crate::dns::Dns>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -117,6 +122,44 @@ struct ScriptFlags {
     on_register_reply: bool,
 }
 
+/// Most routing decisions, ACKs and originated requests one core keeps waiting for DNS; more
+/// are answered 503 (dropped for ACKs) at once.
+const MAX_PARKED: usize = 4096;
+
+/// Where one target of a routing decision goes.
+enum Dest {
+    /// Known now (IP literal, live flow, cache hit), in RFC 3263 order.
+    Ready(Result<Vec<Remote>, LocateError>),
+    /// Waits for the resolver.
+    Lookup(LocateRequest),
+}
+
+/// One target of a relay/fork decision before resolution.
+struct Spec {
+    uri: Option<String>,
+    q: u16,
+    routes: Vec<String>,
+    dest: Dest,
+}
+
+/// What waits for a DNS answer ([`Msg::Resolved`]), by lookup id.
+enum Parked {
+    /// A relay/fork decision of a context.
+    Route {
+        ctx: ContextId,
+        specs: Vec<Spec>,
+        fork: bool,
+        record_route: bool,
+    },
+    /// An ACK for a 2xx to forward statelessly.
+    Ack { request: TxRequest },
+    /// A request a script originated: (parts, (worker, token) when it awaits the answer).
+    Outbound {
+        parts: Box<siphon_sip::transaction::RequestParts>,
+        wait: Option<(usize, u64)>,
+    },
+}
+
 struct Stream {
     framer: StreamFramer,
     peer: SocketAddr,
@@ -150,6 +193,11 @@ pub struct Engine {
     inline_busy: bool,
     /// Reactor timer armed for the inline interpreter's next asyncio deadline.
     script_timer: Option<(TimerId, Instant)>,
+    /// Decisions waiting for DNS, by lookup id (at most [`MAX_PARKED`]).
+    parked: HashMap<u64, Parked>,
+    /// Destinations whose transport failed while sending; the proxy core hears of them in
+    /// [`Self::drain`].
+    failed_dests: Vec<Remote>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -199,6 +247,8 @@ impl Engine {
             inline: None,
             inline_busy: false,
             script_timer: None,
+            parked: HashMap::new(),
+            failed_dests: Vec::new(),
         }
     }
 
@@ -385,6 +435,11 @@ impl Engine {
                 progressed = true;
                 self.proxy_event(cx, ev);
             }
+            for dest in std::mem::take(&mut self.failed_dests) {
+                progressed = true;
+                let now = cx.now();
+                self.proxy.transport_failed(now, dest);
+            }
             if !progressed {
                 break;
             }
@@ -431,7 +486,10 @@ impl Engine {
                 };
                 match sock {
                     Some(s) => cx.send_to(s, dest.addr, None, &bytes),
-                    None => self.m.dropped(DropReason::Stray),
+                    None => {
+                        self.m.dropped(DropReason::Stray);
+                        self.failed_dests.push(dest);
+                    }
                 }
             }
             Transport::Tcp | Transport::Tls => {
@@ -453,6 +511,7 @@ impl Engine {
                                 Ok(c) => c,
                                 Err(_) => {
                                     self.m.dropped(DropReason::Stray);
+                                    self.failed_dests.push(dest);
                                     return;
                                 }
                             }
@@ -473,6 +532,7 @@ impl Engine {
                 };
                 if cx.write(conn, &bytes).is_err() {
                     self.m.dropped(DropReason::Stray);
+                    self.failed_dests.push(dest);
                 }
             }
             _ => self.m.dropped(DropReason::Stray),
@@ -501,9 +561,16 @@ impl Engine {
                     self.m.dropped(DropReason::UnroutedAck);
                     return;
                 }
-                match resolve(&next) {
-                    Some(dest) => self.proxy.forward_stateless(&request, None, dest),
-                    None => self.m.dropped(DropReason::Stray),
+                match self.locate_now(&next) {
+                    Dest::Ready(Ok(v)) if !v.is_empty() => {
+                        self.proxy.forward_stateless(&request, None, v[0]);
+                    }
+                    Dest::Ready(_) => self.m.dropped(DropReason::UnresolvedAck),
+                    Dest::Lookup(req) => {
+                        if !self.park(vec![req], Parked::Ack { request }) {
+                            self.m.dropped(DropReason::UnresolvedAck);
+                        }
+                    }
                 }
             }
             ProxyEvent::Reply {
@@ -630,7 +697,27 @@ impl Engine {
                         .map(|r| siphon_sip::proxy::strip_angle(r).to_string())
                 })
                 .unwrap_or_else(|| req.ruri.clone());
-            let sent = resolve(&next).map(|dest| self.proxy.send_request(now, dest, parts));
+            let wait = req.wait_for_response.then_some((req.worker, req.token));
+            let dest = match self.locate_now(&next) {
+                Dest::Ready(Ok(v)) => v.first().copied(),
+                Dest::Ready(Err(_)) => None,
+                Dest::Lookup(lr) => {
+                    if !self.park(
+                        vec![lr],
+                        Parked::Outbound {
+                            parts: Box::new(parts),
+                            wait,
+                        },
+                    ) {
+                        self.m.dropped(DropReason::Stray);
+                        if let Some((worker, token)) = wait {
+                            self.shared.host.complete_outbound(worker, token, None);
+                        }
+                    }
+                    continue;
+                }
+            };
+            let sent = dest.map(|dest| self.proxy.send_request(now, dest, parts));
             match sent {
                 Some(Ok(key)) if req.wait_for_response => {
                     self.outbound.insert(key, (req.worker, req.token));
@@ -732,51 +819,194 @@ impl Engine {
         })
     }
 
-    /// Targets of a `relay`/`fork` decision, resolved. A fork branch to a registered Contact
-    /// carries the binding's Path as its Route set and goes over the binding's flow, else to
-    /// the top Path value, else to its URI.
-    fn targets(&self, ctx: ContextId, d: &Disposition) -> Option<Vec<Target>> {
+    /// Targets of a `relay`/`fork` decision, resolved where that needs no waiting (flows, IP
+    /// literals, cache hits). A fork branch to a registered Contact carries the binding's Path
+    /// as its Route set and goes over the binding's flow, else to the top Path value, else to
+    /// its URI. `None`: a relay with no next hop at all.
+    fn targets(&self, ctx: ContextId, d: &Disposition) -> Option<Vec<Spec>> {
         match d {
             Disposition::Relay { next_hop, flow, .. } => {
-                let destination = match self.live_flow(*flow) {
-                    Some(f) => f,
+                let dest = match self.live_flow(*flow) {
+                    Some(f) => Dest::Ready(Ok(vec![f])),
                     None => {
                         let target = next_hop.clone().or_else(|| self.proxy.next_hop(ctx))?;
-                        resolve(&target)?
+                        self.locate_now(&target)
                     }
                 };
-                Some(vec![Target {
+                Some(vec![Spec {
                     uri: None,
-                    destination,
                     q: 1000,
                     routes: Vec::new(),
+                    dest,
                 }])
             }
             Disposition::Fork { targets, strategy } => {
                 let n = targets.len();
-                let ts: Vec<Target> = targets
+                let ts: Vec<Spec> = targets
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, t)| {
-                        let destination = self.live_flow(t.flow).or_else(|| {
-                            resolve(t.routes.first().map_or(t.uri.as_str(), String::as_str))
-                        })?;
+                    .map(|(i, t)| {
+                        let dest = match self.live_flow(t.flow) {
+                            Some(f) => Dest::Ready(Ok(vec![f])),
+                            None => self.locate_now(
+                                t.routes.first().map_or(t.uri.as_str(), String::as_str),
+                            ),
+                        };
                         let q = match strategy {
                             ForkStrategy::Parallel => 1000,
                             _ => u16::try_from(1000 - (i * 1000 / n.max(1))).unwrap_or(0),
                         };
-                        Some(Target {
+                        Spec {
                             uri: Some(siphon_sip::proxy::strip_angle(&t.uri).to_string()),
-                            destination,
                             q,
                             routes: t.routes.clone(),
-                        })
+                            dest,
+                        }
                     })
                     .collect();
-                (!ts.is_empty()).then_some(ts)
+                Some(ts)
             }
             _ => None,
         }
+    }
+
+    /// Where `uri` points, if that is known without waiting: an IP literal (no DNS) or a
+    /// cache hit; else the lookup to submit. Never blocks.
+    fn locate_now(&self, uri: &str) -> Dest {
+        let req = match LocateRequest::from_uri(uri) {
+            Ok(r) => r,
+            Err(e) => return Dest::Ready(Err(e)),
+        };
+        let seed = self.seed();
+        match self.shared.dns.cached(&req, seed) {
+            Some(r) => Dest::Ready(r),
+            None => Dest::Lookup(req),
+        }
+    }
+
+    /// Randomness for RFC 2782 weighted selection (differs per decision and core).
+    fn seed(&self) -> u64 {
+        let t = self.epoch.elapsed().as_nanos() as u64;
+        t ^ (self.next_id.rotate_left(17)) ^ ((self.core as u64) << 48)
+    }
+
+    /// Submit `requests` to the resolver and park `what` until the answer; false when the
+    /// table of waiting decisions is full or the resolver refuses (the caller fails it now).
+    fn park(&mut self, requests: Vec<LocateRequest>, what: Parked) -> bool {
+        if self.parked.len() >= MAX_PARKED {
+            self.shared
+                .dns
+                .metrics()
+                .rejected
+                .fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let id = self.next_event_id();
+        let seed = self.seed();
+        if self
+            .shared
+            .dns
+            .submit(self.core, id, requests, seed)
+            .is_err()
+        {
+            return false;
+        }
+        self.parked.insert(id, what);
+        true
+    }
+
+    /// A relay/fork decision whose targets are all known: forward, or answer when none
+    /// resolved (408 when DNS timed out, else 503 for a relay and 480 for a fork).
+    fn forward_specs(
+        &mut self,
+        now: Instant,
+        ctx: ContextId,
+        specs: Vec<Spec>,
+        fork: bool,
+        record_route: bool,
+    ) -> Result<(), ProxyError> {
+        let mut timed_out = false;
+        let mut ts = Vec::new();
+        for s in specs {
+            match s.dest {
+                Dest::Ready(Ok(mut v)) if !v.is_empty() => {
+                    let destination = v.remove(0);
+                    ts.push(Target {
+                        uri: s.uri,
+                        destination,
+                        q: s.q,
+                        routes: s.routes,
+                        fallbacks: v,
+                    });
+                }
+                Dest::Ready(Err(LocateError::Timeout)) => timed_out = true,
+                _ => {}
+            }
+        }
+        if !ts.is_empty() {
+            self.proxy.forward(now, ctx, ts, record_route)
+        } else if timed_out {
+            self.proxy.respond(now, ctx, 408, "Request Timeout")
+        } else if fork {
+            self.proxy.respond(now, ctx, 480, "Temporarily Unavailable")
+        } else {
+            self.proxy.respond(now, ctx, 503, "Service Unavailable")
+        }
+    }
+
+    /// The resolver answered lookup `r.id`: continue what waited for it.
+    fn on_resolved(&mut self, cx: &mut Cx<'_, Msg>, r: crate::dns::Resolved) {
+        let Some(p) = self.parked.remove(&r.id) else {
+            return;
+        };
+        let now = cx.now();
+        let mut results = r.results.into_iter();
+        match p {
+            Parked::Route {
+                ctx,
+                mut specs,
+                fork,
+                record_route,
+            } => {
+                for s in &mut specs {
+                    if matches!(s.dest, Dest::Lookup(_)) {
+                        s.dest = Dest::Ready(results.next().unwrap_or(Err(LocateError::Failed)));
+                    }
+                }
+                if self
+                    .forward_specs(now, ctx, specs, fork, record_route)
+                    .is_err()
+                {
+                    // The context ended while it waited (CANCEL, or answered meanwhile).
+                    self.m.dropped(DropReason::Stray);
+                }
+            }
+            Parked::Ack { request } => match results.next() {
+                Some(Ok(v)) if !v.is_empty() => {
+                    self.proxy.forward_stateless(&request, None, v[0]);
+                }
+                _ => self.m.dropped(DropReason::UnresolvedAck),
+            },
+            Parked::Outbound { parts, wait } => {
+                let sent = match results.next() {
+                    Some(Ok(v)) if !v.is_empty() => self.proxy.send_request(now, v[0], *parts).ok(),
+                    _ => None,
+                };
+                match (sent, wait) {
+                    (Some(key), Some(w)) => {
+                        self.outbound.insert(key, w);
+                    }
+                    (Some(_), None) => {}
+                    (None, w) => {
+                        self.m.dropped(DropReason::Stray);
+                        if let Some((worker, token)) = w {
+                            self.shared.host.complete_outbound(worker, token, None);
+                        }
+                    }
+                }
+            }
+        }
+        self.drain(cx);
     }
 
     /// A routing decision (for a new request, or a re-target from `on_failure`).
@@ -808,13 +1038,38 @@ impl Engine {
                     reliable,
                 },
             ),
-            Disposition::Relay { .. } | Disposition::Fork { .. } => match self.targets(ctx, &d) {
-                Some(ts) => self.proxy.forward(now, ctx, ts, record_route),
-                None if matches!(d, Disposition::Fork { .. }) => {
-                    self.proxy.respond(now, ctx, 480, "Temporarily Unavailable")
+            Disposition::Relay { .. } | Disposition::Fork { .. } => {
+                let fork = matches!(d, Disposition::Fork { .. });
+                match self.targets(ctx, &d) {
+                    Some(specs) if specs.iter().any(|s| matches!(s.dest, Dest::Lookup(_))) => {
+                        // A name to resolve: the context waits in the proxy core, the decision
+                        // here, until the resolver thread answers (Msg::Resolved).
+                        let lookups = specs
+                            .iter()
+                            .filter_map(|s| match &s.dest {
+                                Dest::Lookup(r) => Some(r.clone()),
+                                Dest::Ready(_) => None,
+                            })
+                            .collect();
+                        let parked = Parked::Route {
+                            ctx,
+                            specs,
+                            fork,
+                            record_route,
+                        };
+                        if self.park(lookups, parked) {
+                            Ok(())
+                        } else {
+                            self.proxy.respond(now, ctx, 503, "Service Unavailable")
+                        }
+                    }
+                    Some(specs) if !specs.is_empty() => {
+                        self.forward_specs(now, ctx, specs, fork, record_route)
+                    }
+                    _ if fork => self.proxy.respond(now, ctx, 480, "Temporarily Unavailable"),
+                    _ => self.proxy.respond(now, ctx, 503, "Service Unavailable"),
                 }
-                None => self.proxy.respond(now, ctx, 503, "Service Unavailable"),
-            },
+            }
             _ => {
                 self.m.dropped(DropReason::NoAction);
                 self.proxy.abandon(ctx);
@@ -976,31 +1231,16 @@ impl Engine {
     }
 }
 
-/// Where a SIP URI points: IP literal or name, port (5060, 5061 for sips/TLS), transport param.
-pub fn resolve(uri: &str) -> Option<Remote> {
-    let text = siphon_sip::proxy::strip_angle(uri);
-    let parsed = Uri::parse(text).ok()?;
-    let sip = parsed.as_sip()?;
-    let transport = match sip.transport().map(str::to_ascii_lowercase).as_deref() {
-        Some("tcp") => Transport::Tcp,
-        Some("tls") => Transport::Tls,
-        _ if sip.secure => Transport::Tls,
-        _ => Transport::Udp,
-    };
-    let port = sip.port.unwrap_or(if transport == Transport::Tls {
-        5061
-    } else {
-        5060
-    });
-    let ip = match &sip.host {
-        siphon_sip::uri::Host::Ipv4(a) => IpAddr::V4(*a),
-        siphon_sip::uri::Host::Ipv6(a) => IpAddr::V6(*a),
-        siphon_sip::uri::Host::Domain(d) => (*d, port).to_socket_addrs().ok()?.next()?.ip(),
-    };
-    Some(Remote {
-        addr: SocketAddr::new(ip, port),
-        transport,
-    })
+impl Engine {
+    /// A stream to `peer` failed or closed: its client transactions fail (RFC 3261 §8.1.3.1)
+    /// and move to the next resolved address (RFC 3263 §4.3).
+    fn transport_lost(&mut self, cx: &mut Cx<'_, Msg>, transport: Transport, peer: SocketAddr) {
+        self.failed_dests.push(Remote {
+            addr: peer,
+            transport,
+        });
+        self.drain(cx);
+    }
 }
 
 impl Handler for Engine {
@@ -1034,7 +1274,7 @@ impl Handler for Engine {
 
     fn on_connected(
         &mut self,
-        _cx: &mut Cx<'_, Msg>,
+        cx: &mut Cx<'_, Msg>,
         conn: ConnId,
         result: Result<ConnInfo, ConnectError>,
     ) {
@@ -1042,6 +1282,8 @@ impl Handler for Engine {
             && let Some(s) = self.streams.remove(&conn)
         {
             self.by_peer.remove(&(s.transport, s.peer));
+            // Connect refused or failed: the transactions waiting on it fail over now.
+            self.transport_lost(cx, s.transport, s.peer);
         }
     }
 
@@ -1075,9 +1317,10 @@ impl Handler for Engine {
         }
     }
 
-    fn on_closed(&mut self, _cx: &mut Cx<'_, Msg>, conn: ConnId, _reason: CloseReason) {
+    fn on_closed(&mut self, cx: &mut Cx<'_, Msg>, conn: ConnId, _reason: CloseReason) {
         if let Some(s) = self.streams.remove(&conn) {
             self.by_peer.remove(&(s.transport, s.peer));
+            self.transport_lost(cx, s.transport, s.peer);
         }
     }
 
@@ -1106,6 +1349,7 @@ impl Handler for Engine {
                 peer,
                 data,
             } => self.handle_bytes(cx, transport, peer, data),
+            Msg::Resolved(r) => self.on_resolved(cx, r),
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod config;
+pub mod dns;
 pub mod engine;
 pub mod metrics;
 pub mod node;

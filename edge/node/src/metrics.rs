@@ -58,6 +58,9 @@ pub enum DropReason {
     /// relay only ACKs for 2xx of dialogs we record-routed; anything else would make the node
     /// an open relay and reflector).
     UnroutedAck = 5,
+    /// An ACK whose next hop is a name that did not resolve (RFC 3263), or a relayed request
+    /// that could not wait for its lookup (the table of waiting lookups was full).
+    UnresolvedAck = 6,
 }
 
 const DROP_NAMES: &[&str] = &[
@@ -67,6 +70,7 @@ const DROP_NAMES: &[&str] = &[
     "no_action",
     "no_buffer",
     "unrouted_ack",
+    "unresolved_ack",
 ];
 
 /// Counters written by one reactor only.
@@ -80,7 +84,7 @@ pub struct CoreMetrics {
     /// Malformed messages answered with 400.
     pub malformed_answered: AtomicU64,
     /// Drops by [`DropReason`].
-    pub dropped: [AtomicU64; 6],
+    pub dropped: [AtomicU64; 7],
     /// Transactions created.
     pub transactions: AtomicU64,
     /// Transactions alive now (incremented and decremented by the owner core).
@@ -482,5 +486,135 @@ mod tests {
         assert!(get(addr, "/ready").starts_with("HTTP/1.1 503"));
         assert!(get(addr, "/health").starts_with("HTTP/1.1 200"));
         assert!(get(addr, "/nope").starts_with("HTTP/1.1 404"));
+    }
+}
+
+/// DNS record types counted by [`DnsMetrics`] (the record types RFC 3263 uses).
+pub const DNS_TYPES: &[&str] = &["naptr", "srv", "a", "aaaa"];
+/// Outcomes of one DNS query.
+pub const DNS_OUTCOMES: &[&str] = &["ok", "not_found", "timeout", "failed"];
+/// Upper bounds (seconds) of the DNS latency histogram buckets.
+pub const DNS_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Name-resolution metrics (written by the resolver thread and, for cache hits, by reactors).
+#[derive(Debug, Default)]
+pub struct DnsMetrics {
+    /// Queries sent to a DNS server, by [`DNS_TYPES`] × [`DNS_OUTCOMES`].
+    pub queries: [[AtomicU64; 4]; 4],
+    /// Questions answered from the cache.
+    pub cache_hits: AtomicU64,
+    /// Questions that had to be asked.
+    pub cache_misses: AtomicU64,
+    /// Entries evicted because the cache was full (`dns.cache_entries`).
+    pub cache_evictions: AtomicU64,
+    /// Entries in the cache.
+    pub cache_entries: AtomicU64,
+    /// Lookups refused because the resolver's queue or a core's table was full.
+    pub rejected: AtomicU64,
+    /// Query latency histogram: counts per [`DNS_BUCKETS`] bound, then +Inf.
+    pub latency: [AtomicU64; 12],
+    /// Sum of query latencies in microseconds.
+    pub latency_sum_us: AtomicU64,
+}
+
+impl DnsMetrics {
+    /// Count one query of `kind` (index in [`DNS_TYPES`]) with `outcome` (index in
+    /// [`DNS_OUTCOMES`]) that took `took`.
+    pub fn query(&self, kind: usize, outcome: usize, took: Duration) {
+        if let Some(c) = self.queries.get(kind).and_then(|k| k.get(outcome)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        let secs = took.as_secs_f64();
+        let bucket = DNS_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(DNS_BUCKETS.len());
+        self.latency[bucket].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Append the Prometheus exposition.
+    pub fn render(&self, o: &mut String) {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        header(
+            o,
+            "siphon_dns_queries_total",
+            "counter",
+            "DNS queries sent, by type and outcome",
+        );
+        for (t, name) in DNS_TYPES.iter().enumerate() {
+            for (r, outcome) in DNS_OUTCOMES.iter().enumerate() {
+                let _ = writeln!(
+                    o,
+                    "siphon_dns_queries_total{{type=\"{name}\",outcome=\"{outcome}\"}} {}",
+                    load(&self.queries[t][r])
+                );
+            }
+        }
+        header(
+            o,
+            "siphon_dns_cache_hits_total",
+            "counter",
+            "DNS questions answered from the cache",
+        );
+        let _ = writeln!(o, "siphon_dns_cache_hits_total {}", load(&self.cache_hits));
+        header(
+            o,
+            "siphon_dns_cache_misses_total",
+            "counter",
+            "DNS questions asked of a server",
+        );
+        let _ = writeln!(
+            o,
+            "siphon_dns_cache_misses_total {}",
+            load(&self.cache_misses)
+        );
+        header(
+            o,
+            "siphon_dns_cache_evictions_total",
+            "counter",
+            "DNS cache entries evicted at the size limit",
+        );
+        let _ = writeln!(
+            o,
+            "siphon_dns_cache_evictions_total {}",
+            load(&self.cache_evictions)
+        );
+        header(o, "siphon_dns_cache_entries", "gauge", "DNS cache entries");
+        let _ = writeln!(o, "siphon_dns_cache_entries {}", load(&self.cache_entries));
+        header(
+            o,
+            "siphon_dns_rejected_total",
+            "counter",
+            "Lookups refused: resolver queue or waiting table full",
+        );
+        let _ = writeln!(o, "siphon_dns_rejected_total {}", load(&self.rejected));
+        header(
+            o,
+            "siphon_dns_query_seconds",
+            "histogram",
+            "DNS query latency",
+        );
+        let mut cumulative = 0;
+        for (i, b) in DNS_BUCKETS.iter().enumerate() {
+            cumulative += load(&self.latency[i]);
+            let _ = writeln!(
+                o,
+                "siphon_dns_query_seconds_bucket{{le=\"{b}\"}} {cumulative}"
+            );
+        }
+        cumulative += load(&self.latency[DNS_BUCKETS.len()]);
+        let _ = writeln!(
+            o,
+            "siphon_dns_query_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+        );
+        let sum = load(&self.latency_sum_us) as f64 / 1e6;
+        let _ = writeln!(o, "siphon_dns_query_seconds_sum {sum}");
+        let _ = writeln!(o, "siphon_dns_query_seconds_count {cumulative}");
     }
 }

@@ -179,6 +179,52 @@ fn own_addresses(c: &config::Config) -> Vec<String> {
     out
 }
 
+/// The resolver thread (`dns:`), posting answers to the owning core over the mesh; its
+/// metrics join the exposition.
+fn start_dns(
+    l: &Loaded,
+    handle_cell: &Arc<OnceLock<RuntimeHandle<Msg>>>,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<crate::dns::Dns>, StartError> {
+    let c = &l.config.dns;
+    let mut servers = Vec::new();
+    for s in &c.servers {
+        let addr = s
+            .parse::<SocketAddr>()
+            .or_else(|_| {
+                s.parse::<std::net::IpAddr>()
+                    .map(|ip| SocketAddr::new(ip, 53))
+            })
+            .map_err(|_| l.error_at(&["dns", "servers"], format!("`{s}` is not ip:port")))?;
+        servers.push(addr);
+    }
+    let mut supported = vec![Transport::Udp, Transport::Tcp];
+    if l.config.tls.is_some() {
+        supported.push(Transport::Tls);
+    }
+    let config = crate::dns::DnsConfig {
+        servers,
+        timeout: Duration::from_millis(c.timeout_ms.max(1)),
+        attempts: c.attempts.max(1),
+        cache_entries: c.cache_entries,
+    };
+    let dm = Arc::new(metrics::DnsMetrics::default());
+    let rendered = Arc::clone(&dm);
+    metrics.add_extra_renderer(Box::new(move |o| rendered.render(o)));
+    let cell = Arc::clone(handle_cell);
+    crate::dns::Dns::start(
+        config,
+        supported,
+        dm,
+        Box::new(move |core, r| {
+            if let Some(h) = cell.get() {
+                let _ = h.send(core, Msg::Resolved(r));
+            }
+        }),
+    )
+    .map_err(|e| StartError::Reactors(e.to_string()))
+}
+
 /// A running node.
 pub struct Node {
     runtime: Option<Runtime<Msg>>,
@@ -402,6 +448,7 @@ impl Node {
         txc.timers.t2 = Duration::from_millis(t.t2_ms);
         txc.timers.t4 = Duration::from_millis(t.t4_ms);
         txc.send_trying = t.auto_emit_100_trying;
+        let dns = start_dns(l, &handle_cell, &metrics)?;
         let shared = Arc::new(Shared {
             host: host.handle(),
             metrics: Arc::clone(&metrics),
@@ -412,6 +459,7 @@ impl Node {
             udp_v6,
             draining: std::sync::atomic::AtomicBool::new(false),
             tls_client: tls_client(l)?,
+            dns,
         });
         let _ = shared_slot.set(Arc::clone(&shared));
         let _ = handle_cell.set(runtime.handle());

@@ -17,6 +17,7 @@ mod error;
 mod framing;
 mod header_name;
 mod headers;
+pub mod locate;
 mod message;
 mod method;
 mod parser;

@@ -77,6 +77,10 @@ pub struct Target {
     /// not empty it replaces the Route values left on the request, so that every branch goes
     /// through its own binding's edge proxies; `destination` is then resolved from its top.
     pub routes: Vec<String>,
+    /// Further addresses of the same next hop (RFC 3263 §4.3), tried in order when the branch
+    /// to `destination` fails with a transport error, a timeout or a 503, before the branch
+    /// counts as failed.
+    pub fallbacks: Vec<Remote>,
 }
 
 /// A response the TU builds for a context itself ([`Proxy::answer`]).
@@ -198,6 +202,8 @@ struct ClientBranch {
     key: TransactionKey,
     request: TxRequest,
     destination: Remote,
+    /// What the branch was built from; its `fallbacks` are the addresses not tried yet.
+    target: Target,
     state: BranchState,
     cancel_when_provisional: bool,
     /// Timer C deadline (INVITE branches only, §16.6 item 11).
@@ -258,7 +264,7 @@ pub struct Proxy {
     contexts: HashMap<ContextId, Context>,
     branch_of: HashMap<TransactionKey, (ContextId, usize)>,
     /// Requests the TU originated ([`Proxy::send_request`]), waiting for a final response.
-    uac: std::collections::HashSet<TransactionKey>,
+    uac: HashMap<TransactionKey, Remote>,
     timer_c: BinaryHeap<Reverse<(Instant, TransactionKey)>>,
     held: HashMap<ReplyId, Held>,
     /// Reliable provisionals awaiting a PRACK, by (Call-ID, RSeq).
@@ -278,7 +284,7 @@ impl Proxy {
             config,
             contexts: HashMap::new(),
             branch_of: HashMap::new(),
-            uac: std::collections::HashSet::new(),
+            uac: HashMap::new(),
             timer_c: BinaryHeap::new(),
             held: HashMap::new(),
             prack: HashMap::new(),
@@ -599,7 +605,7 @@ impl Proxy {
         let key = self
             .txns
             .send_request(now, destination, TxRequest::build(parts))?;
-        self.uac.insert(key);
+        self.uac.insert(key, destination);
         self.drain_transactions(now, 0);
         Ok(key)
     }
@@ -865,7 +871,7 @@ impl Proxy {
                         routed,
                     });
                 }
-                Event::Response { key, response } if self.uac.contains(&key) => {
+                Event::Response { key, response } if self.uac.contains_key(&key) => {
                     if response.status() >= 200 {
                         self.uac.remove(&key);
                         self.events.push_back(ProxyEvent::UacResponse {
@@ -875,7 +881,7 @@ impl Proxy {
                     }
                 }
                 Event::Timeout { key, .. } | Event::TransportError { key }
-                    if self.uac.remove(&key) =>
+                    if self.uac.remove(&key).is_some() =>
                 {
                     self.events.push_back(ProxyEvent::UacResponse {
                         key,
@@ -885,12 +891,16 @@ impl Proxy {
                 Event::Response { key, response } => self.on_branch_response(now, key, response),
                 Event::StrayResponse { response, .. } => self.forward_stray(&response),
                 Event::Timeout { key, .. } => {
-                    if let Some(&(ctx, idx)) = self.branch_of.get(&key) {
+                    if let Some(&(ctx, idx)) = self.branch_of.get(&key)
+                        && !self.fail_over(now, ctx, idx, key)
+                    {
                         self.on_branch_final(now, ctx, idx, None, 408, "Request Timeout");
                     }
                 }
                 Event::TransportError { key } => {
-                    if let Some(&(ctx, idx)) = self.branch_of.get(&key) {
+                    if let Some(&(ctx, idx)) = self.branch_of.get(&key)
+                        && !self.fail_over(now, ctx, idx, key)
+                    {
                         self.on_branch_final(now, ctx, idx, None, 503, "Service Unavailable");
                     }
                 }
@@ -1055,91 +1065,173 @@ impl Proxy {
     }
 
     fn start_next_group(&mut self, now: Instant, ctx: ContextId) {
-        let core = self.config.core;
         let Some(c) = self.contexts.get_mut(&ctx) else {
             return;
         };
         let Some(group) = c.groups.pop_front() else {
             return;
         };
-        let in_iface = self.config.interfaces.get(c.interface).copied();
-        let mut sends = Vec::new();
         for target in group {
-            self.counter += 1;
-            let branch = Branch::new(core, c.loop_hash, self.counter);
-            let mut parts = c.request.parts();
-            if let Some(uri) = &target.uri {
-                parts.uri.clone_from(uri);
-            }
-            // RFC 3327 §5.3: a binding's Path becomes this branch's Route set.
-            if !target.routes.is_empty() {
-                parts.routes.clone_from(&target.routes);
-            }
-            // §16.6 item 3.
-            parts.max_forwards = Some(parts.max_forwards.map_or(70, |m| m.saturating_sub(1)));
-            let ifs = &self.config.interfaces;
-            let out_iface = ifs
-                .iter()
-                .find(|i| {
-                    i.transport == target.destination.transport
-                        && i.addr.is_ipv4() == target.destination.addr.is_ipv4()
-                })
-                .or_else(|| ifs.first())
-                .copied();
-            // §16.6 item 4, with a second value when the request changes interface (the
-            // "double Record-Route" of RFC 5658): top = side facing the callee.
-            if c.record_route {
-                if let Some(i) = in_iface {
-                    parts.record_routes.insert(0, i.record_route());
-                }
-                if let Some(o) = out_iface
-                    && Some(o) != in_iface
-                {
-                    parts.record_routes.insert(0, o.record_route());
-                }
-            }
-            strict_next_hop(&mut parts);
-            if let Some(o) = out_iface {
-                parts.vias.insert(0, o.via(branch.as_str()));
-            }
-            sends.push((target.destination, TxRequest::build(parts)));
-        }
-        let timer_c = now + self.config.transactions.timers.timer_c;
-        for (destination, request) in sends {
-            match self.txns.send_request(now, destination, request.clone()) {
-                Ok(key) => {
-                    let Some(c) = self.contexts.get_mut(&ctx) else {
-                        return;
-                    };
-                    self.branch_of.insert(key, (ctx, c.branches.len()));
-                    let timer_c = c.invite.then_some(timer_c);
-                    if let Some(at) = timer_c {
-                        self.timer_c.push(Reverse((at, key)));
-                    }
-                    c.branches.push(ClientBranch {
-                        key,
-                        request,
-                        destination,
-                        state: BranchState::Trying,
-                        cancel_when_provisional: false,
-                        timer_c,
-                    });
-                }
-                Err(_) => {
-                    // Cannot happen with our unique branches; treat like a transport error.
-                    let Some(c) = self.contexts.get_mut(&ctx) else {
-                        return;
-                    };
-                    c.finals.push(TxResponse::to_request(
-                        &c.request,
-                        503,
-                        "Service Unavailable",
-                        None,
-                    ));
-                }
-            }
+            self.send_branch(now, ctx, target, None);
         }
         self.check_complete(now, ctx);
+    }
+
+    /// Build and send one client branch of `ctx` to `target.destination`: a new branch at the
+    /// end of the context's list, or in place of branch `replace` (RFC 3263 §4.3 failover: a
+    /// new client transaction with a new Via branch, the same request otherwise).
+    fn send_branch(
+        &mut self,
+        now: Instant,
+        ctx: ContextId,
+        target: Target,
+        replace: Option<usize>,
+    ) {
+        let core = self.config.core;
+        let Some(c) = self.contexts.get_mut(&ctx) else {
+            return;
+        };
+        let in_iface = self.config.interfaces.get(c.interface).copied();
+        self.counter += 1;
+        let branch = Branch::new(core, c.loop_hash, self.counter);
+        let mut parts = c.request.parts();
+        if let Some(uri) = &target.uri {
+            parts.uri.clone_from(uri);
+        }
+        // RFC 3327 §5.3: a binding's Path becomes this branch's Route set.
+        if !target.routes.is_empty() {
+            parts.routes.clone_from(&target.routes);
+        }
+        // §16.6 item 3.
+        parts.max_forwards = Some(parts.max_forwards.map_or(70, |m| m.saturating_sub(1)));
+        let ifs = &self.config.interfaces;
+        let out_iface = ifs
+            .iter()
+            .find(|i| {
+                i.transport == target.destination.transport
+                    && i.addr.is_ipv4() == target.destination.addr.is_ipv4()
+            })
+            .or_else(|| ifs.first())
+            .copied();
+        // §16.6 item 4, with a second value when the request changes interface (the
+        // "double Record-Route" of RFC 5658): top = side facing the callee.
+        if c.record_route {
+            if let Some(i) = in_iface {
+                parts.record_routes.insert(0, i.record_route());
+            }
+            if let Some(o) = out_iface
+                && Some(o) != in_iface
+            {
+                parts.record_routes.insert(0, o.record_route());
+            }
+        }
+        strict_next_hop(&mut parts);
+        if let Some(o) = out_iface {
+            parts.vias.insert(0, o.via(branch.as_str()));
+        }
+        let request = TxRequest::build(parts);
+        let destination = target.destination;
+        let timer_c = now + self.config.transactions.timers.timer_c;
+        match self.txns.send_request(now, destination, request.clone()) {
+            Ok(key) => {
+                let Some(c) = self.contexts.get_mut(&ctx) else {
+                    return;
+                };
+                let idx = replace.unwrap_or(c.branches.len());
+                self.branch_of.insert(key, (ctx, idx));
+                let timer_c = c.invite.then_some(timer_c);
+                if let Some(at) = timer_c {
+                    self.timer_c.push(Reverse((at, key)));
+                }
+                let b = ClientBranch {
+                    key,
+                    request,
+                    destination,
+                    target,
+                    state: BranchState::Trying,
+                    cancel_when_provisional: false,
+                    timer_c,
+                };
+                match c.branches.get_mut(idx) {
+                    Some(slot) => *slot = b,
+                    None => c.branches.push(b),
+                }
+            }
+            Err(_) => {
+                // Cannot happen with our unique branches; treat like a transport error.
+                let Some(c) = self.contexts.get_mut(&ctx) else {
+                    return;
+                };
+                c.finals.push(TxResponse::to_request(
+                    &c.request,
+                    503,
+                    "Service Unavailable",
+                    None,
+                ));
+                if let Some(b) = replace.and_then(|i| c.branches.get_mut(i)) {
+                    b.state = BranchState::Done;
+                    b.timer_c = None;
+                }
+            }
+        }
+    }
+
+    /// RFC 3263 §4.3: branch `idx` of `ctx` (client transaction `key`) failed with a transport
+    /// error, a timeout or a 503; when its target has another address and the context still
+    /// wants answers, send the request there instead and return true.
+    fn fail_over(&mut self, now: Instant, ctx: ContextId, idx: usize, key: TransactionKey) -> bool {
+        let Some(c) = self.contexts.get_mut(&ctx) else {
+            return false;
+        };
+        if c.final_sent || c.cancelled || c.got_6xx {
+            return false;
+        }
+        let Some(b) = c.branches.get_mut(idx) else {
+            return false;
+        };
+        if b.key != key
+            || b.target.fallbacks.is_empty()
+            || !matches!(b.state, BranchState::Trying | BranchState::Proceeding)
+        {
+            return false;
+        }
+        let mut target = b.target.clone();
+        target.destination = target.fallbacks.remove(0);
+        b.state = BranchState::Done;
+        b.timer_c = None;
+        self.branch_of.remove(&key);
+        self.send_branch(now, ctx, target, Some(idx));
+        true
+    }
+
+    /// The transport to `destination` failed (TCP/TLS connect refused or reset, a write
+    /// error): every client transaction to it fails now (RFC 3261 §8.1.3.1, §16.7), moving on
+    /// to the next address of its target (RFC 3263 §4.3) or counting as a 503, without
+    /// waiting for Timer B/F.
+    pub fn transport_failed(&mut self, now: Instant, destination: Remote) {
+        let mut keys: Vec<TransactionKey> = self
+            .contexts
+            .values()
+            .flat_map(|c| c.branches.iter())
+            .filter(|b| {
+                b.destination == destination
+                    && matches!(b.state, BranchState::Trying | BranchState::Proceeding)
+            })
+            .map(|b| b.key)
+            .collect();
+        keys.extend(
+            self.uac
+                .iter()
+                .filter(|(_, d)| **d == destination)
+                .map(|(k, _)| *k),
+        );
+        if keys.is_empty() {
+            return;
+        }
+        for key in keys {
+            self.txns.handle_transport_error(key);
+        }
+        self.drain_transactions(now, 0);
     }
 
     fn on_branch_response(&mut self, now: Instant, key: TransactionKey, response: TxResponse) {
@@ -1178,6 +1270,10 @@ impl Proxy {
                     let _ = self.send_upstream(now, ctx, upstream);
                 }
             }
+            return;
+        }
+        // RFC 3263 §4.3: a 503 from one address of the next hop sends the request to the next.
+        if status == 503 && self.fail_over(now, ctx, idx, key) {
             return;
         }
         self.on_branch_final(now, ctx, idx, Some(upstream), status, "");

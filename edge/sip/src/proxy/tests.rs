@@ -161,6 +161,7 @@ fn target(n: u8, q: u16) -> Target {
         destination: udp(n),
         q,
         routes: Vec::new(),
+        fallbacks: Vec::new(),
     }
 }
 
@@ -372,6 +373,7 @@ fn record_route_then_loose_routed_ack_and_bye() {
                         destination: dest,
                         q: 1000,
                         routes: Vec::new(),
+                        fallbacks: Vec::new(),
                     }],
                     false,
                 )
@@ -444,6 +446,7 @@ fn double_record_route_on_transport_change() {
                     },
                     q: 1000,
                     routes: Vec::new(),
+                    fallbacks: Vec::new(),
                 }],
                 true,
             )
@@ -482,6 +485,7 @@ fn strict_route_fixup_restores_the_request_uri() {
                     destination: resolve(req),
                     q: 1000,
                     routes: Vec::new(),
+                    fallbacks: Vec::new(),
                 }],
                 false,
             )
@@ -596,6 +600,7 @@ fn loop_is_482_and_spiral_is_forwarded() {
                     destination: udp(P),
                     q: 1000,
                     routes: Vec::new(),
+                    fallbacks: Vec::new(),
                 }],
                 false,
             )
@@ -620,6 +625,7 @@ fn loop_is_482_and_spiral_is_forwarded() {
                         destination: udp(P),
                         q: 1000,
                         routes: Vec::new(),
+                        fallbacks: Vec::new(),
                     }],
                     false,
                 )
@@ -953,6 +959,7 @@ fn pre_loaded_route_is_followed_and_ours_popped() {
                     destination: dest,
                     q: 1000,
                     routes: Vec::new(),
+                    fallbacks: Vec::new(),
                 }],
                 false,
             )

@@ -109,6 +109,7 @@ fn target(to: SocketAddr, routes: &[&str]) -> Target {
         destination: udp(to),
         q: 1000,
         routes: routes.iter().map(|r| (*r).to_owned()).collect(),
+        fallbacks: Vec::new(),
     }
 }
 
@@ -302,4 +303,86 @@ fn reliable_is_ignored_when_the_uac_does_not_support_100rel() {
     let up = responses(&transmits(&mut p));
     assert!(up[0].header_values("Require").next().is_none());
     assert!(up[0].header_values("RSeq").next().is_none());
+}
+
+/// A target at `to` whose next hop also answers at `fallbacks` (RFC 3263 §4.3).
+fn target_with_fallbacks(to: SocketAddr, fallbacks: &[SocketAddr]) -> Target {
+    Target {
+        fallbacks: fallbacks.iter().map(|a| udp(*a)).collect(),
+        ..target(to, &[])
+    }
+}
+
+#[test]
+fn a_503_moves_the_branch_to_the_next_address() {
+    let now = origin();
+    let mut p = proxy(Hooks::default());
+    let mut parts = received(&[]);
+    parts.routes.clear();
+    let ctx = start(&mut p, now, parts);
+    p.forward(
+        now,
+        ctx,
+        vec![target_with_fallbacks(ip(7), &[ip(8)])],
+        false,
+    )
+    .unwrap();
+    let ts = transmits(&mut p);
+    let first = requests_to(&ts, ip(7));
+    assert_eq!(first.len(), 1);
+    p.handle_response(
+        now,
+        udp(ip(7)),
+        TxResponse::to_request(&first[0], 503, "Service Unavailable", Some("t7")),
+    );
+    let ts = transmits(&mut p);
+    let second = requests_to(&ts, ip(8));
+    assert_eq!(second.len(), 1, "the request goes to the next address");
+    assert_ne!(
+        second[0].vias()[0],
+        first[0].vias()[0],
+        "a new client transaction has a new branch"
+    );
+    assert!(
+        responses(&ts)
+            .iter()
+            .all(|r| r.status() != 503 && r.status() != 500),
+        "the caller sees no failure yet"
+    );
+    // The last address answers 503 too: now the caller gets the failure.
+    p.handle_response(
+        now,
+        udp(ip(8)),
+        TxResponse::to_request(&second[0], 503, "Service Unavailable", Some("t8")),
+    );
+    let ts = transmits(&mut p);
+    assert!(responses(&ts).iter().any(|r| r.status() >= 500));
+}
+
+#[test]
+fn a_transport_error_fails_over_and_fails_the_last_at_once() {
+    let now = origin();
+    let mut p = proxy(Hooks::default());
+    let mut parts = received(&[]);
+    parts.routes.clear();
+    let ctx = start(&mut p, now, parts);
+    p.forward(
+        now,
+        ctx,
+        vec![target_with_fallbacks(ip(7), &[ip(8)])],
+        false,
+    )
+    .unwrap();
+    let _ = transmits(&mut p);
+    p.transport_failed(now, udp(ip(7)));
+    let ts = transmits(&mut p);
+    assert_eq!(requests_to(&ts, ip(8)).len(), 1);
+    assert!(responses(&ts).is_empty());
+    // The last address fails too: a 503 upstream now (500 after §16.7 step 6), not after
+    // Timer B.
+    p.transport_failed(now, udp(ip(8)));
+    let ts = transmits(&mut p);
+    let finals = responses(&ts);
+    assert_eq!(finals.len(), 1);
+    assert!(finals[0].status() >= 500);
 }
