@@ -33,7 +33,7 @@ use siphon_sip::transaction::{Outgoing, Remote, Transmit, Transport, TxRequest, 
 use siphon_sip::validate::{ValidationConfig, validate_request};
 use siphon_sip::{Message, ParseErrorKind, StreamFramer, StreamItem};
 
-use crate::metrics::{CoreMetrics, DropReason, Metrics};
+use crate::metrics::{CoreMetrics, DropReason, Metrics, TransportCause};
 
 /// Granularity of transaction timer wake-ups (RFC 3261 timers are 500 ms and up; 5 ms late
 /// is harmless, and it turns one wake-up per timer into one per slot).
@@ -73,6 +73,8 @@ pub struct Shared {
     pub interfaces: Vec<Interface>,
     /// `domain.local`.
     pub domains: Vec<String>,
+    /// `listen.mtu` (RFC 3261 §18.1.1 switch to TCP).
+    pub udp_mtu: usize,
     /// Transaction timers.
     pub transactions: siphon_sip::transaction::Config,
     /// UDP socket index for IPv4 and IPv6 sends.
@@ -228,6 +230,7 @@ impl Engine {
             domains: shared.domains.clone(),
             transactions: shared.transactions,
             hooks: Hooks::default(),
+            udp_mtu: shared.udp_mtu,
         });
         Self {
             core,
@@ -487,8 +490,7 @@ impl Engine {
                 match sock {
                     Some(s) => cx.send_to(s, dest.addr, None, &bytes),
                     None => {
-                        self.m.dropped(DropReason::Stray);
-                        self.failed_dests.push(dest);
+                        self.transport_error(dest, TransportCause::NoSocket);
                     }
                 }
             }
@@ -510,8 +512,7 @@ impl Engine {
                             ) {
                                 Ok(c) => c,
                                 Err(_) => {
-                                    self.m.dropped(DropReason::Stray);
-                                    self.failed_dests.push(dest);
+                                    self.transport_error(dest, TransportCause::Connect);
                                     return;
                                 }
                             }
@@ -531,8 +532,7 @@ impl Engine {
                     }
                 };
                 if cx.write(conn, &bytes).is_err() {
-                    self.m.dropped(DropReason::Stray);
-                    self.failed_dests.push(dest);
+                    self.transport_error(dest, TransportCause::Write);
                 }
             }
             _ => self.m.dropped(DropReason::Stray),
@@ -1234,12 +1234,34 @@ impl Engine {
 impl Engine {
     /// A stream to `peer` failed or closed: its client transactions fail (RFC 3261 §8.1.3.1)
     /// and move to the next resolved address (RFC 3263 §4.3).
-    fn transport_lost(&mut self, cx: &mut Cx<'_, Msg>, transport: Transport, peer: SocketAddr) {
-        self.failed_dests.push(Remote {
-            addr: peer,
-            transport,
-        });
+    fn transport_lost(
+        &mut self,
+        cx: &mut Cx<'_, Msg>,
+        transport: Transport,
+        peer: SocketAddr,
+        cause: TransportCause,
+    ) {
+        self.transport_error(
+            Remote {
+                addr: peer,
+                transport,
+            },
+            cause,
+        );
         self.drain(cx);
+    }
+
+    /// Count and log a failed send to `dest`; its client transactions fail at the next drain.
+    fn transport_error(&mut self, dest: Remote, cause: TransportCause) {
+        self.m.transport_errors[cause as usize].fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            core = self.core,
+            destination = %dest.addr,
+            transport = transport_name(dest.transport),
+            ?cause,
+            "transport error towards a next hop: its transactions fail over or count as 503"
+        );
+        self.failed_dests.push(dest);
     }
 }
 
@@ -1283,7 +1305,7 @@ impl Handler for Engine {
         {
             self.by_peer.remove(&(s.transport, s.peer));
             // Connect refused or failed: the transactions waiting on it fail over now.
-            self.transport_lost(cx, s.transport, s.peer);
+            self.transport_lost(cx, s.transport, s.peer, TransportCause::Connect);
         }
     }
 
@@ -1320,7 +1342,7 @@ impl Handler for Engine {
     fn on_closed(&mut self, cx: &mut Cx<'_, Msg>, conn: ConnId, _reason: CloseReason) {
         if let Some(s) = self.streams.remove(&conn) {
             self.by_peer.remove(&(s.transport, s.peer));
-            self.transport_lost(cx, s.transport, s.peer);
+            self.transport_lost(cx, s.transport, s.peer, TransportCause::Closed);
         }
     }
 
@@ -1392,6 +1414,9 @@ impl Handler for Engine {
                 Ordering::Relaxed,
             );
         }
+        self.m
+            .mtu_tcp
+            .store(self.proxy.mtu_switches(), Ordering::Relaxed);
         self.m.transactions_active.store(
             i64::try_from(self.proxy.contexts()).unwrap_or(i64::MAX),
             Ordering::Relaxed,

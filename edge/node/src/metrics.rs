@@ -73,6 +73,21 @@ const DROP_NAMES: &[&str] = &[
     "unresolved_ack",
 ];
 
+/// Why a send towards a next hop failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportCause {
+    /// A TCP/TLS connect was refused or failed (or could not be started).
+    Connect = 0,
+    /// A connection closed or was reset while transactions waited on it.
+    Closed = 1,
+    /// Writing to a connection failed.
+    Write = 2,
+    /// No socket for the address family (no UDP listener of that family).
+    NoSocket = 3,
+}
+
+const TRANSPORT_CAUSES: &[&str] = &["connect", "closed", "write", "no_socket"];
+
 /// Counters written by one reactor only.
 #[derive(Debug)]
 #[repr(align(64))]
@@ -95,6 +110,10 @@ pub struct CoreMetrics {
     pub script_errors: AtomicU64,
     /// Messages forwarded to another core over the mesh.
     pub mesh_forwards: AtomicU64,
+    /// Requests sent over TCP instead of UDP because of their size (`listen.mtu`).
+    pub mtu_tcp: AtomicU64,
+    /// Transport errors towards a next hop, by [`TransportCause`].
+    pub transport_errors: [AtomicU64; 4],
     /// Depth of this core's worker queue at the last loop turn.
     pub queue_depth: AtomicU64,
     /// Response contexts still without a final response (what a drain waits for).
@@ -113,6 +132,8 @@ impl Default for CoreMetrics {
             script_executions: AtomicU64::new(0),
             script_errors: AtomicU64::new(0),
             mesh_forwards: AtomicU64::new(0),
+            mtu_tcp: AtomicU64::new(0),
+            transport_errors: Default::default(),
             queue_depth: AtomicU64::new(0),
             transactions_pending: AtomicI64::new(0),
         }
@@ -334,6 +355,23 @@ impl Metrics {
             "siphon_mesh_forwards_total {}",
             self.sum(|c| load(&c.mesh_forwards))
         );
+        header(
+            &mut o,
+            "siphon_transport_errors_total",
+            "counter",
+            "Sends to a next hop that failed (the branch fails over or counts as a 503)",
+        );
+        for (i, n) in TRANSPORT_CAUSES.iter().enumerate() {
+            let v = self.sum(|c| load(&c.transport_errors[i]));
+            let _ = writeln!(o, "siphon_transport_errors_total{{cause=\"{n}\"}} {v}");
+        }
+        header(
+            &mut o,
+            "siphon_mtu_tcp_total",
+            "counter",
+            "Requests sent over TCP instead of UDP for their size (RFC 3261 18.1.1, listen.mtu)",
+        );
+        let _ = writeln!(o, "siphon_mtu_tcp_total {}", self.sum(|c| load(&c.mtu_tcp)));
         header(
             &mut o,
             "siphon_queue_depth",

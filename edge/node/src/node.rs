@@ -454,6 +454,10 @@ impl Node {
             metrics: Arc::clone(&metrics),
             interfaces,
             domains,
+            udp_mtu: c
+                .listen
+                .mtu
+                .map_or(siphon_sip::proxy::DEFAULT_UDP_MTU, |m| m as usize),
             transactions: txc,
             udp_v4,
             udp_v6,

@@ -19,7 +19,7 @@ use super::route::{
     Interface, is_local, next_hop_uri, preprocess_routes, stamp_received, strict_next_hop,
     via_destination,
 };
-use super::select::best_response;
+use super::select::{best_branch_response, upstream_form};
 use crate::transaction::{
     Config, Event, MethodKind, Outgoing, Remote, RequestParts, State, TransactionError,
     TransactionKey, TransactionLayer, Transmit, TxRequest, TxResponse, via_sent_by,
@@ -38,7 +38,15 @@ pub struct ProxyConfig {
     pub transactions: Config,
     /// Which decisions are handed to the TU (the script's `on_reply` / `on_failure`).
     pub hooks: Hooks,
+    /// Path MTU for UDP (`listen.mtu`; 1,500 by default). RFC 3261 §18.1.1: a request within
+    /// 200 bytes of it goes over TCP when we have a TCP interface of the same address family,
+    /// with the UDP address as the first fallback (a refused or reset connection retries it
+    /// over UDP).
+    pub udp_mtu: usize,
 }
+
+/// The path MTU assumed when `listen.mtu` is not set (Ethernet).
+pub const DEFAULT_UDP_MTU: usize = 1500;
 
 /// Optional TU decision points. With both off the proxy forwards replies and sends the best
 /// final response by itself (RFC 3261 §16.7).
@@ -272,6 +280,8 @@ pub struct Proxy {
     /// Retransmission times of reliable provisionals.
     prack_timers: BinaryHeap<Reverse<(Instant, ContextId)>>,
     counter: u64,
+    /// Branches moved from UDP to TCP by size (RFC 3261 §18.1.1).
+    mtu_switches: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<ProxyEvent>,
 }
@@ -290,6 +300,7 @@ impl Proxy {
             prack: HashMap::new(),
             prack_timers: BinaryHeap::new(),
             counter: 0,
+            mtu_switches: 0,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -303,6 +314,11 @@ impl Proxy {
     /// Number of live response contexts.
     pub fn contexts(&self) -> usize {
         self.contexts.len()
+    }
+
+    /// Branches sent over TCP instead of UDP because of their size (RFC 3261 §18.1.1).
+    pub fn mtu_switches(&self) -> u64 {
+        self.mtu_switches
     }
 
     /// Response contexts that have not sent a final response yet (O(contexts): for draining).
@@ -668,7 +684,7 @@ impl Proxy {
             .get_mut(&ctx)
             .ok_or(ProxyError::UnknownContext)?;
         let best = c.failure.take().ok_or(ProxyError::NothingHeld)?;
-        self.send_upstream(now, ctx, best)?;
+        self.send_upstream(now, ctx, upstream_form(best))?;
         self.maybe_remove(ctx);
         self.drain_transactions(now, 0);
         Ok(())
@@ -1072,7 +1088,7 @@ impl Proxy {
             return;
         };
         for target in group {
-            self.send_branch(now, ctx, target, None);
+            self.send_branch(now, ctx, target, None, true);
         }
         self.check_complete(now, ctx);
     }
@@ -1086,6 +1102,7 @@ impl Proxy {
         ctx: ContextId,
         target: Target,
         replace: Option<usize>,
+        may_switch: bool,
     ) {
         let core = self.config.core;
         let Some(c) = self.contexts.get_mut(&ctx) else {
@@ -1130,6 +1147,22 @@ impl Proxy {
             parts.vias.insert(0, o.via(branch.as_str()));
         }
         let request = TxRequest::build(parts);
+        // RFC 3261 §18.1.1: too close to the path MTU for UDP, switch to TCP (the Via and the
+        // Record-Route then name our TCP interface), keeping UDP as the fallback.
+        if may_switch
+            && target.destination.transport == crate::transaction::Transport::Udp
+            && request.bytes().len() + 200 > self.config.udp_mtu
+            && ifs.iter().any(|i| {
+                i.transport == crate::transaction::Transport::Tcp
+                    && i.addr.is_ipv4() == target.destination.addr.is_ipv4()
+            })
+        {
+            let mut target = target;
+            target.fallbacks.insert(0, target.destination);
+            target.destination.transport = crate::transaction::Transport::Tcp;
+            self.mtu_switches += 1;
+            return self.send_branch(now, ctx, target, replace, false);
+        }
         let destination = target.destination;
         let timer_c = now + self.config.transactions.timers.timer_c;
         match self.txns.send_request(now, destination, request.clone()) {
@@ -1196,11 +1229,17 @@ impl Proxy {
             return false;
         }
         let mut target = b.target.clone();
+        let failed = b.destination;
         target.destination = target.fallbacks.remove(0);
+        // RFC 3261 §18.1.1: the TCP attempt made for the request's size failed; the UDP retry
+        // to the same address must not switch to TCP again.
+        let mtu_fallback = failed.transport == crate::transaction::Transport::Tcp
+            && target.destination.transport == crate::transaction::Transport::Udp
+            && failed.addr == target.destination.addr;
         b.state = BranchState::Done;
         b.timer_c = None;
         self.branch_of.remove(&key);
-        self.send_branch(now, ctx, target, Some(idx));
+        self.send_branch(now, ctx, target, Some(idx), !mtu_fallback);
         true
     }
 
@@ -1360,7 +1399,8 @@ impl Proxy {
             self.start_next_group(now, ctx);
             return;
         }
-        let mut best = best_response(&c.finals).unwrap_or_else(|| {
+        // The branch's own status: `on_failure` sees a 503 as a 503; upstream gets a 500.
+        let mut best = best_branch_response(&c.finals).unwrap_or_else(|| {
             TxResponse::to_request(&c.request, 408, "Request Timeout", Some(&tag))
         });
         if c.cancelled && best.status() < 600 {
@@ -1376,7 +1416,7 @@ impl Proxy {
             });
             return;
         }
-        let _ = self.send_upstream(now, ctx, best);
+        let _ = self.send_upstream(now, ctx, upstream_form(best));
         self.maybe_remove(ctx);
     }
 

@@ -15,7 +15,8 @@ mod tu_tests;
 
 pub use branch::{Branch, branch_loop_hash, loop_hash, owner_core, stateless_branch};
 pub use core::{
-    Answer, ContextId, Hooks, Proxy, ProxyConfig, ProxyError, ProxyEvent, ReplyId, Target,
+    Answer, ContextId, DEFAULT_UDP_MTU, Hooks, Proxy, ProxyConfig, ProxyError, ProxyEvent, ReplyId,
+    Target,
 };
 pub use route::{
     Interface, is_local, is_our_record_route, next_hop_uri, preprocess_routes, stamp_received,

@@ -3,10 +3,29 @@
 
 use crate::transaction::TxResponse;
 
-/// §16.7 step 6: a 6xx if any; else the lowest class, preferring 401, 407, 415, 420, 484 among
-/// 4xx; 503 becomes 500. A chosen 401/407 carries every WWW-/Proxy-Authenticate of the
-/// context's 401/407 responses (step 7). `None` when there is no response at all.
+/// §16.7 step 6 as sent upstream: [`best_branch_response`] with a 503 turned into a 500.
+#[cfg(test)]
 pub(crate) fn best_response(finals: &[TxResponse]) -> Option<TxResponse> {
+    best_branch_response(finals).map(upstream_form)
+}
+
+/// §16.7 step 6: a 503 chosen as the best response goes upstream as 500 (a 503 would tell
+/// the caller that this proxy, not a branch, is unavailable).
+pub(crate) fn upstream_form(r: TxResponse) -> TxResponse {
+    if r.status() != 503 {
+        return r;
+    }
+    let mut parts = r.parts();
+    parts.status = 500;
+    parts.reason = "Server Internal Error".into();
+    TxResponse::build(parts)
+}
+
+/// §16.7 step 6: a 6xx if any; else the lowest class, preferring 401, 407, 415, 420, 484 among
+/// 4xx. A chosen 401/407 carries every WWW-/Proxy-Authenticate of the context's 401/407
+/// responses (step 7). `None` when there is no response at all. The status is the branch's
+/// own (what `@proxy.on_failure` sees); [`upstream_form`] makes it what goes upstream.
+pub(crate) fn best_branch_response(finals: &[TxResponse]) -> Option<TxResponse> {
     let chosen = finals.iter().find(|r| r.status() >= 600).or_else(|| {
         let class = finals.iter().map(|r| r.status() / 100).min()?;
         let in_class = || finals.iter().filter(move |r| r.status() / 100 == class);
@@ -14,12 +33,11 @@ pub(crate) fn best_response(finals: &[TxResponse]) -> Option<TxResponse> {
             .find(|r| matches!(r.status(), 401 | 407 | 415 | 420 | 484))
             .or_else(|| in_class().next())
     })?;
-    let mut parts = chosen.parts();
-    if parts.status == 503 {
-        parts.status = 500;
-        parts.reason = "Server Internal Error".into();
+    if !matches!(chosen.status(), 401 | 407) {
+        return Some(chosen.clone());
     }
-    if matches!(parts.status, 401 | 407) {
+    let mut parts = chosen.parts();
+    {
         parts.headers.retain(|(k, _)| {
             !k.eq_ignore_ascii_case("WWW-Authenticate")
                 && !k.eq_ignore_ascii_case("Proxy-Authenticate")
