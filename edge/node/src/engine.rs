@@ -56,6 +56,9 @@ pub enum Msg {
         /// The bytes.
         data: Bytes,
     },
+    /// SIGTERM: unbind every SMPP session of this core.
+    #[cfg(feature = "smpp")]
+    SmppUnbindAll,
 }
 
 /// What every core shares (read-only on the data path).
@@ -78,6 +81,9 @@ pub struct Shared {
     pub draining: AtomicBool,
     /// Outbound TLS settings (trust roots from `tls.client_ca`), if configured.
     pub tls_client: Option<siphon_reactor::tls::TlsClient>,
+    /// The SMPP listener's settings, when `extensions.smpp` configures one.
+    #[cfg(feature = "smpp")]
+    pub smpp: Option<Arc<crate::smpp::SmppShared>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -148,6 +154,9 @@ pub struct Engine {
     inline_busy: bool,
     /// Reactor timer armed for the inline interpreter's next asyncio deadline.
     script_timer: Option<(TimerId, Instant)>,
+    /// This core's SMPP sessions.
+    #[cfg(feature = "smpp")]
+    smpp: Option<crate::smpp::SmppCore>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -179,6 +188,11 @@ impl Engine {
             transactions: shared.transactions,
             hooks: Hooks::default(),
         });
+        #[cfg(feature = "smpp")]
+        let smpp = shared
+            .smpp
+            .as_ref()
+            .map(|s| crate::smpp::SmppCore::new(core, Arc::clone(s), shared.host.clone()));
         Self {
             core,
             m: shared.metrics.core(core),
@@ -197,6 +211,8 @@ impl Engine {
             inline: None,
             inline_busy: false,
             script_timer: None,
+            #[cfg(feature = "smpp")]
+            smpp,
         }
     }
 
@@ -1001,6 +1017,12 @@ impl Handler for Engine {
     }
 
     fn on_accepted(&mut self, _cx: &mut Cx<'_, Msg>, conn: ConnId, info: ConnInfo) {
+        #[cfg(feature = "smpp")]
+        if let Some(s) = self.smpp.as_mut()
+            && s.owns_listener(info.listener)
+        {
+            return s.on_accepted(_cx, conn, info);
+        }
         let transport = if info.tls {
             Transport::Tls
         } else {
@@ -1031,6 +1053,12 @@ impl Handler for Engine {
     }
 
     fn on_stream_data(&mut self, cx: &mut Cx<'_, Msg>, conn: ConnId, data: &[u8]) {
+        #[cfg(feature = "smpp")]
+        if let Some(s) = self.smpp.as_mut()
+            && s.owns(conn)
+        {
+            return s.on_data(cx, conn, data);
+        }
         let Some(s) = self.streams.get_mut(&conn) else {
             return;
         };
@@ -1061,12 +1089,25 @@ impl Handler for Engine {
     }
 
     fn on_closed(&mut self, _cx: &mut Cx<'_, Msg>, conn: ConnId, _reason: CloseReason) {
+        #[cfg(feature = "smpp")]
+        if let Some(s) = self.smpp.as_mut()
+            && s.owns(conn)
+        {
+            return s.on_closed(conn, &_reason);
+        }
         if let Some(s) = self.streams.remove(&conn) {
             self.by_peer.remove(&(s.transport, s.peer));
         }
     }
 
     fn on_timer(&mut self, cx: &mut Cx<'_, Msg>, id: TimerId, token: u64) {
+        #[cfg(feature = "smpp")]
+        if token & crate::smpp::TIMER_BIT != 0 {
+            if let Some(s) = self.smpp.as_mut() {
+                s.on_timer(cx, token);
+            }
+            return;
+        }
         if token == SCRIPT_TIMER {
             // The inline interpreter's asyncio deadline: `on_turn_end` gives it its turn.
             if self.script_timer.is_some_and(|(t, _)| t == id) {
@@ -1091,6 +1132,12 @@ impl Handler for Engine {
                 peer,
                 data,
             } => self.handle_bytes(cx, transport, peer, data),
+            #[cfg(feature = "smpp")]
+            Msg::SmppUnbindAll => {
+                if let Some(s) = self.smpp.as_mut() {
+                    s.unbind_all(cx);
+                }
+            }
         }
     }
 
@@ -1126,6 +1173,10 @@ impl Handler for Engine {
             }
         }
         self.apply_actions(cx);
+        #[cfg(feature = "smpp")]
+        if let Some(s) = self.smpp.as_mut() {
+            s.turn(cx);
+        }
         if self.shared.draining.load(Ordering::Relaxed) {
             let pending = self.proxy.unanswered();
             self.m.transactions_pending.store(

@@ -7,3 +7,5 @@ pub mod config;
 pub mod engine;
 pub mod metrics;
 pub mod node;
+#[cfg(feature = "smpp")]
+pub mod smpp;

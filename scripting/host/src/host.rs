@@ -168,6 +168,9 @@ pub enum Mode {
 pub(crate) struct Lane {
     pub(crate) inbound: ArrayQueue<Event>,
     pub(crate) outbound: ArrayQueue<Actions>,
+    /// SMPP events (reactor → worker) and answers/sends (worker → reactor).
+    pub(crate) smpp_in: ArrayQueue<crate::smpp::SmppEvent>,
+    pub(crate) smpp_out: ArrayQueue<crate::smpp::SmppOut>,
 }
 
 pub(crate) struct WorkerShared {
@@ -238,6 +241,25 @@ impl Shared {
         let mut rung = false;
         while let Err(a) = ring.push(act) {
             act = a;
+            if self.shutdown.load(Ordering::Relaxed) {
+                return core;
+            }
+            if !rung {
+                self.ring(core);
+                rung = true;
+            }
+            std::thread::yield_now();
+        }
+        core
+    }
+
+    /// Push an SMPP answer or send to its core's ring (backpressure as [`Shared::push_actions`]).
+    pub(crate) fn push_smpp(&self, mut out: crate::smpp::SmppOut) -> usize {
+        let core = out.core().min(self.lanes.len() - 1);
+        let ring = &self.lanes[core].smpp_out;
+        let mut rung = false;
+        while let Err(o) = ring.push(out) {
+            out = o;
             if self.shutdown.load(Ordering::Relaxed) {
                 return core;
             }
@@ -354,6 +376,31 @@ impl HostHandle {
         lane.inbound.push(ev)?;
         self.shared.wake(self.shared.lane_worker[core]);
         Ok(())
+    }
+
+    /// Queue an SMPP event on its core's ring; gives it back when the ring is full.
+    pub fn submit_smpp(&self, ev: crate::smpp::SmppEvent) -> Result<(), crate::smpp::SmppEvent> {
+        let core = ev.core;
+        let Some(lane) = self.shared.lanes.get(core) else {
+            return Err(ev);
+        };
+        lane.smpp_in.push(ev)?;
+        self.shared.wake(self.shared.lane_worker[core]);
+        Ok(())
+    }
+
+    /// Take one SMPP answer or send for `core`.
+    pub fn poll_smpp(&self, core: usize) -> Option<crate::smpp::SmppOut> {
+        self.shared.lanes.get(core)?.smpp_out.pop()
+    }
+
+    /// Deliver the response to an SMPP request a script sent (`deliver_to`, ...); the
+    /// waiting coroutine resumes on its worker.
+    pub fn complete_smpp(&self, worker: usize, token: u64, status: u32, message_id: String) {
+        if let Some(w) = self.shared.workers.get(worker) {
+            w.control.push(Control::Smpp(token, status, message_id));
+            self.shared.wake(worker);
+        }
     }
 
     /// Take one finished result for `core`.
@@ -582,6 +629,8 @@ impl Host {
                 .map(|_| Lane {
                     inbound: ArrayQueue::new(cfg.queue_capacity),
                     outbound: ArrayQueue::new(cfg.queue_capacity),
+                    smpp_in: ArrayQueue::new(cfg.queue_capacity),
+                    smpp_out: ArrayQueue::new(cfg.queue_capacity),
                 })
                 .collect(),
             workers: (0..n_workers)

@@ -16,6 +16,7 @@ mod native;
 mod py;
 mod reload;
 pub mod shared;
+pub mod smpp;
 mod worker;
 
 pub use event::{
@@ -26,4 +27,5 @@ pub use host::{
     python_version,
 };
 pub use message::SipMessage;
+pub use smpp::{SmppAnswer, SmppEvent, SmppOut, SmppSend, SmppValue};
 pub use worker::LogLevel;
