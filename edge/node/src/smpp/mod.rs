@@ -158,6 +158,9 @@ struct Conn {
     /// The session is registered (bound, "bound" fired).
     registered: bool,
     closing: bool,
+    /// A bind awaits the script: later PDUs wait in the framer (they may not be judged
+    /// against state Open; spec §6 #10).
+    bind_pending: bool,
 }
 
 struct PendingReq {
@@ -282,6 +285,7 @@ impl SmppCore {
             in_script: 0,
             registered: false,
             closing: false,
+            bind_pending: false,
         };
         self.conns.insert(conn, c);
         self.after(cx, conn);
@@ -297,7 +301,7 @@ impl SmppCore {
         let mut framer = std::mem::take(&mut c.framer);
         framer.push(data);
         loop {
-            if c.session.state() == SessionState::Closed {
+            if c.session.state() == SessionState::Closed || c.bind_pending {
                 break;
             }
             let frame = match framer.next_frame() {
@@ -530,6 +534,7 @@ impl SmppCore {
             return;
         }
         c.in_script += 1;
+        c.bind_pending |= id.is_bind();
         self.shared
             .metrics
             .window_used
@@ -571,7 +576,16 @@ impl SmppCore {
         touched.sort_unstable();
         touched.dedup();
         for conn in touched {
-            self.after(cx, conn);
+            // PDUs that arrived behind a bind are judged now that it is decided.
+            let buffered = self
+                .conns
+                .get(&conn)
+                .is_some_and(|c| !c.bind_pending && c.framer.buffered() > 0);
+            if buffered {
+                self.on_data(cx, conn, &[]);
+            } else {
+                self.after(cx, conn);
+            }
         }
     }
 
@@ -584,6 +598,9 @@ impl SmppCore {
         }
         let c = self.conns.get_mut(&p.conn)?;
         c.in_script = c.in_script.saturating_sub(1);
+        if p.command.is_bind() {
+            c.bind_pending = false;
+        }
         let status = CommandStatus(a.status);
         if status.is_ok() {
             m.pdus_ok.fetch_add(1, Ordering::Relaxed);
