@@ -56,7 +56,8 @@ struct Resp {
 impl Esme {
     fn connect(addr: SocketAddr) -> Esme {
         let s = TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("loopback io");
         Esme {
             s,
             buf: Vec::new(),
@@ -69,13 +70,13 @@ impl Esme {
         let mut out = Vec::new();
         Pdu::request(SequenceNumber(self.seq), body)
             .encode(&mut out)
-            .unwrap();
+            .expect("loopback io");
         out
     }
 
     fn send(&mut self, body: Body<'_>) -> u32 {
         let b = self.encode(body);
-        self.s.write_all(&b).unwrap();
+        self.s.write_all(&b).expect("loopback io");
         self.seq
     }
 
@@ -129,7 +130,7 @@ impl Esme {
 
     fn bind(&mut self, system_id: &str) {
         let b = self.bind_bytes(system_id);
-        self.s.write_all(&b).unwrap();
+        self.s.write_all(&b).expect("loopback io");
         let r = self.recv().expect("bind_resp");
         assert_eq!(r.command, CommandId::BindTransceiverResp);
         assert_eq!(r.status, CommandStatus::ESME_ROK);
@@ -137,7 +138,7 @@ impl Esme {
 
     fn submit(&mut self, dest: &str, text: &[u8]) -> Resp {
         let b = self.submit_bytes(dest, text);
-        self.s.write_all(&b).unwrap();
+        self.s.write_all(&b).expect("loopback io");
         self.recv().expect("submit_sm_resp")
     }
 }
@@ -207,7 +208,7 @@ fn pdu_pipelined_behind_bind_is_answered() {
         destination_addr: b"2",
         ..DataSm::default()
     })));
-    e.s.write_all(&both).unwrap();
+    e.s.write_all(&both).expect("loopback io");
     let r = e.recv().expect("bind_resp");
     assert_eq!(r.status, CommandStatus::ESME_ROK);
     let r = e.recv().expect("submit_sm_resp");
@@ -227,7 +228,7 @@ fn pdu_before_bind_is_refused_and_closed() {
     other.bind("ok");
     let mut e = Esme::connect(addr);
     let b = e.submit_bytes("1", b"x");
-    e.s.write_all(&b).unwrap();
+    e.s.write_all(&b).expect("loopback io");
     let r = e.recv().expect("an answer");
     assert_eq!(r.status, CommandStatus::ESME_RINVBNDSTS);
     assert!(e.recv().is_none(), "connection closed");
@@ -246,7 +247,7 @@ fn bad_framing_and_malformed_body() {
         e.bind("esme");
         let mut raw = len.to_be_bytes().to_vec();
         raw.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 9]);
-        e.s.write_all(&raw).unwrap();
+        e.s.write_all(&raw).expect("loopback io");
         let r = e.recv().expect("generic_nack");
         assert_eq!(
             (r.command, r.status),
@@ -259,7 +260,7 @@ fn bad_framing_and_malformed_body() {
     e.bind("esme2");
     let mut raw = 20u32.to_be_bytes().to_vec();
     raw.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 77, b'a', b'b', b'c', b'd']);
-    e.s.write_all(&raw).unwrap();
+    e.s.write_all(&raw).expect("loopback io");
     let r = e.recv().expect("submit_sm_resp");
     assert_eq!(r.command, CommandId::SubmitSmResp);
     assert_eq!(r.seq, 77);
@@ -267,7 +268,7 @@ fn bad_framing_and_malformed_body() {
     // An unknown command id: generic_nack ESME_RINVCMDID, session kept.
     let mut raw = 16u32.to_be_bytes().to_vec();
     raw.extend_from_slice(&[0, 0, 0x77, 0x77, 0, 0, 0, 0, 0, 0, 0, 78]);
-    e.s.write_all(&raw).unwrap();
+    e.s.write_all(&raw).expect("loopback io");
     let r = e.recv().expect("generic_nack");
     assert_eq!(
         (r.command, r.status),
@@ -288,7 +289,7 @@ fn flood_past_the_window_is_throttled() {
     for _ in 0..12 {
         all.extend(e.submit_bytes("slow", b"x"));
     }
-    e.s.write_all(&all).unwrap();
+    e.s.write_all(&all).expect("loopback io");
     let mut throttled = 0;
     let mut ok = 0;
     for _ in 0..12 {
@@ -321,7 +322,7 @@ fn pipelined_submits_none_lost() {
                 sent += 1;
             }
             if !burst.is_empty() {
-                e.s.write_all(&burst).unwrap();
+                e.s.write_all(&burst).expect("loopback io");
             }
             let r = e
                 .recv()
@@ -350,7 +351,8 @@ fn peer_that_stops_reading_is_closed() {
         .cycle()
         .take(link.len() * 4096)
         .collect();
-    e.s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    e.s.set_write_timeout(Some(Duration::from_secs(2)))
+        .expect("loopback io");
     let deadline = Instant::now() + Duration::from_secs(60);
     // Never read: 16-octet enquire_link_resps pile up past the 4 MiB write queue.
     while Instant::now() < deadline {
@@ -359,4 +361,34 @@ fn peer_that_stops_reading_is_closed() {
         }
     }
     assert_eq!(other.submit("1", b"ok").message_id, "m-2", "{}", node.log());
+}
+
+/// cancel_sm and replace_sm (smpplib has neither): the script's `None`/`reply()` → ROK.
+#[test]
+fn cancel_and_replace_reach_the_script() {
+    let (_node, addr) = start("smpp-cancel-replace", "");
+    let mut e = Esme::connect(addr);
+    e.bind("esme");
+    e.send(Body::CancelSm(siphon_smpp::CancelSm {
+        message_id: b"abc",
+        source_addr: b"1",
+        destination_addr: b"2",
+        ..siphon_smpp::CancelSm::default()
+    }));
+    let r = e.recv().expect("cancel_sm_resp");
+    assert_eq!(
+        (r.command, r.status),
+        (CommandId::CancelSmResp, CommandStatus::ESME_ROK)
+    );
+    e.send(Body::ReplaceSm(siphon_smpp::ReplaceSm {
+        message_id: b"abc",
+        source_addr: b"1",
+        short_message: b"new",
+        ..siphon_smpp::ReplaceSm::default()
+    }));
+    let r = e.recv().expect("replace_sm_resp");
+    assert_eq!(
+        (r.command, r.status),
+        (CommandId::ReplaceSmResp, CommandStatus::ESME_ROK)
+    );
 }

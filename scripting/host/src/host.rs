@@ -379,12 +379,15 @@ impl HostHandle {
     }
 
     /// Queue an SMPP event on its core's ring; gives it back when the ring is full.
-    pub fn submit_smpp(&self, ev: crate::smpp::SmppEvent) -> Result<(), crate::smpp::SmppEvent> {
+    pub fn submit_smpp(
+        &self,
+        ev: crate::smpp::SmppEvent,
+    ) -> Result<(), Box<crate::smpp::SmppEvent>> {
         let core = ev.core;
         let Some(lane) = self.shared.lanes.get(core) else {
-            return Err(ev);
+            return Err(Box::new(ev));
         };
-        lane.smpp_in.push(ev)?;
+        lane.smpp_in.push(ev).map_err(Box::new)?;
         self.shared.wake(self.shared.lane_worker[core]);
         Ok(())
     }
