@@ -320,6 +320,11 @@ impl Node {
                 };
             }
         }));
+        // `siphon.smpp._config`; a bad file is reported (and stops the start) further down.
+        #[cfg(feature = "smpp")]
+        if let Some(Ok(sc)) = c.extensions.get("smpp").map(|p| crate::smpp::config::load(p)) {
+            hc.smpp_config = sc.script_view();
+        }
         let host = Host::start(hc).map_err(|e| StartError::Script(e.to_string()))?;
         tracing::info!(python = siphon_script::python_version(), mode = ?host.mode(), "script host started");
 

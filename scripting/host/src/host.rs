@@ -78,6 +78,9 @@ pub struct HostConfig {
     pub cache_names: Vec<String>,
     /// The `script_config:` document for the `config` namespace.
     pub script_config: serde_json::Value,
+    /// The loaded `smpp.yaml` as scripts read it (`siphon.smpp._config`); `null` when none.
+    #[cfg(feature = "smpp")]
+    pub smpp_config: serde_json::Value,
     /// Run one shared interpreter even when own-GIL subinterpreters are available.
     pub force_shared_interpreter: bool,
     /// Inline placement: no worker threads; each reactor thread creates its core's interpreter
@@ -122,6 +125,8 @@ impl HostConfig {
             registrar: RegistrarConfig::default(),
             cache_names: vec!["default".into()],
             script_config: serde_json::Value::Object(serde_json::Map::new()),
+            #[cfg(feature = "smpp")]
+            smpp_config: serde_json::Value::Null,
             force_shared_interpreter: false,
             account_cpu: false,
             inline: false,

@@ -162,11 +162,27 @@ fn small(a: &Args<'_>, i: usize) -> PyResult<u8> {
     u8::try_from(v).map_err(|_| PyErrSpec::Value(format!("{v} does not fit an octet")))
 }
 
-fn core_of(session_id: &str) -> PyResult<usize> {
+/// The core that owns `session_id` (its first two hex digits). An id that names no core goes
+/// to core 0, whose reactor answers "not bound": the helper raises KeyError at the await, as
+/// upstream does, not at the call.
+fn core_of(session_id: &str, cores: usize) -> usize {
     session_id
         .get(..2)
         .and_then(|h| usize::from_str_radix(h, 16).ok())
-        .ok_or_else(|| PyErrSpec::Value(format!("esme session '{session_id}' not bound")))
+        .filter(|c| *c < cores)
+        .unwrap_or(0)
+}
+
+/// `_siphon.smpp_config_json()`: the loaded `smpp.yaml` as JSON (`null` when none).
+#[cfg(feature = "smpp")]
+pub(crate) fn smpp_config_json(_a: &Args<'_>) -> PyResult<Ret> {
+    with_ctx(|c| Ok(Ret::Str(c.shared.cfg.smpp_config.to_string())))
+}
+
+/// `_siphon.smpp_config_json()` without the `smpp` feature: no config.
+#[cfg(not(feature = "smpp"))]
+pub(crate) fn smpp_config_json(_a: &Args<'_>) -> PyResult<Ret> {
+    Ok(Ret::Str("null".into()))
 }
 
 /// `_siphon.smpp_answer(core, id, status, message_id, tlvs, query_state, final_date,
@@ -209,7 +225,6 @@ pub(crate) fn smpp_answer(a: &Args<'_>) -> PyResult<Ret> {
 /// priority_flag, registered_delivery, data_coding)`.
 pub(crate) fn smpp_send(a: &Args<'_>) -> PyResult<Ret> {
     let session_id = a.str(0)?.to_owned();
-    let core = core_of(&session_id)?;
     let command = a.str(1)?.to_owned();
     let token = a.int(2)? as u64;
     let mut octets = [0u8; 9];
@@ -217,7 +232,7 @@ pub(crate) fn smpp_send(a: &Args<'_>) -> PyResult<Ret> {
         *o = small(a, 8 + i)?;
     }
     let send = SmppSend {
-        core,
+        core: 0,
         worker: 0,
         token,
         session_id,
@@ -230,13 +245,8 @@ pub(crate) fn smpp_send(a: &Args<'_>) -> PyResult<Ret> {
         tlvs: a.bytes(7)?,
     };
     with_ctx(|c| {
-        if core >= c.shared.lanes.len() {
-            return Err(PyErrSpec::Value(format!(
-                "esme session '{}' not bound",
-                send.session_id
-            )));
-        }
         let mut send = send;
+        send.core = core_of(&send.session_id, c.shared.lanes.len());
         send.worker = c.worker;
         c.push_smpp(SmppOut::Send(Box::new(send)));
         Ok(Ret::None)

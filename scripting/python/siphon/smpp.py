@@ -11,6 +11,7 @@ through ``cache``, not module globals.
 
 import asyncio
 import inspect
+import json
 import struct
 import traceback
 
@@ -23,6 +24,7 @@ __all__ = [
     "deliver_to", "data_to", "alert_to",
     "Bind", "BindResult", "Session", "Pdu", "PduReply", "AlertNotification", "SmppResp",
     "QueryResp", "STATUSES", "COMMANDS",
+    "bind_address", "config", "binds", "routing_rules",
 ]
 
 _ERROR = 40
@@ -405,6 +407,62 @@ class AlertNotification:
         self.ms_availability_status = v[0] if v else None
 
 
+# ---- config readouts (spec section 2.4) ------------------------------------------------------
+
+# What a script sees without an smpp.yaml: the documented defaults, no binds, no routing.
+_DEFAULT_CONFIG = {
+    "server": {
+        "bind_address": "0.0.0.0", "port": 2775, "session_init_timer_ms": 5000,
+        "enquire_link_timer_ms": 30000, "inactivity_timer_ms": 300000,
+        "response_timer_ms": 30000, "max_msg_per_sec": 0, "throttle_action": "pace",
+    },
+    "binds": [],
+    "routing": {"default_chain": [], "rules": []},
+}
+
+_BIND_KEYS = ("name", "host", "port", "system_id", "system_type", "bind_type", "max_msg_per_sec")
+
+
+def __getattr__(name):
+    # ``_config`` is read from the engine on first use (the loaded smpp.yaml: server without
+    # tls, binds without password/timers/tls, routing), then kept as a module global that a
+    # test harness may replace.
+    if name == "_config":
+        doc = json.loads(_siphon.smpp_config_json())
+        if not isinstance(doc, dict):
+            doc = json.loads(json.dumps(_DEFAULT_CONFIG))
+        globals()["_config"] = doc
+        return doc
+    raise AttributeError(f"module 'siphon.smpp' has no attribute {name!r}")
+
+
+def _cfg():
+    return globals()["_config"] if "_config" in globals() else __getattr__("_config")
+
+
+def bind_address():
+    """The inbound listener's address as ``"host:port"``."""
+    server = _cfg().get("server") or {}
+    return f"{server.get('bind_address', '0.0.0.0')}:{server.get('port', 2775)}"
+
+
+def config():
+    """A shallow copy of ``_config`` (``{server, binds, routing}``)."""
+    return dict(_cfg())
+
+
+def binds():
+    """The outbound binds: ``[{name, host, port, system_id, system_type, bind_type,
+    max_msg_per_sec}]`` (no password, timers or tls)."""
+    return [{k: b.get(k) for k in _BIND_KEYS} for b in _cfg().get("binds") or []]
+
+
+def routing_rules():
+    """``(default_chain, rules)`` from ``routing:`` (data only)."""
+    routing = _cfg().get("routing") or {}
+    return list(routing.get("default_chain") or []), list(routing.get("rules") or [])
+
+
 # ---- decorators ----------------------------------------------------------------------------
 
 def on_bind(fn):
@@ -500,7 +558,8 @@ def _dispatch(ev):
     fields = dict(fields)
     session = Session("esme", session_id, system_id, client_addr)
     if kind == "session":
-        return _run_session(command, session)
+        # The answer only says the hooks are done (the reactor has nothing to send for it).
+        return _run_session(command, session, lambda: _answer(core, ev_id, 0))
     if kind == "bind":
         bind = Bind(system_id, fields.get("password", ""), client_addr,
                     fields.get("system_type", ""), command[5:],
@@ -515,9 +574,12 @@ def _dispatch(ev):
     if command == "alert_notification":
         fn, is_async = _first("smpp.on_pdu", command)
         if fn is None:
+            _answer(core, ev_id, 0)
             return None
-        return _call(fn, is_async, (AlertNotification(fields), session), lambda r: None,
-                     lambda: None, "smpp.on_pdu(alert_notification)")
+        return _call(fn, is_async, (AlertNotification(fields), session),
+                     lambda r: _answer(core, ev_id, 0),
+                     lambda: _answer(core, ev_id, 0, error=True),
+                     "smpp.on_pdu(alert_notification)")
     pdu = Pdu(core, ev_id, command, fields, session)
     none_status, raised_status = _DEFAULTS.get(command, (0x08, 0x08))
     fn, is_async = _first("smpp.on_pdu", command)
@@ -576,10 +638,11 @@ async def _finish_async(aw, done, failed, what):
             _log(_ERROR, traceback.format_exc())
 
 
-def _run_session(event, session):
+def _run_session(event, session, done):
     hooks = [(fn, a) for k, f, fn, a, _m in _engine.registry.entries
              if k == "smpp.on_session" and f == event]
     if not hooks:
+        done()
         return None
 
     async def run_all():
@@ -590,6 +653,7 @@ def _run_session(event, session):
                     await r
             except BaseException:
                 _log(_ERROR, f"smpp.on_session({event}) raised:\n{traceback.format_exc()}")
+        done()
 
     if not any(a for _f, a in hooks):
         for fn, _a in hooks:
@@ -597,6 +661,7 @@ def _run_session(event, session):
                 fn(session)
             except BaseException:
                 _log(_ERROR, f"smpp.on_session({event}) raised:\n{traceback.format_exc()}")
+        done()
         return None
     return run_all()
 

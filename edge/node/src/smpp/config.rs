@@ -223,6 +223,50 @@ impl SmppConfig {
         Ok(std::net::SocketAddr::new(ip, self.server.port))
     }
 
+    /// What scripts read as `siphon.smpp._config` (spec §2.4): `server` without `tls`, `binds`
+    /// without password, timers or tls, and `routing` (options keep their YAML types).
+    pub fn script_view(&self) -> serde_json::Value {
+        let s = &self.server;
+        let binds: Vec<serde_json::Value> = self
+            .binds
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "name": b.name, "host": b.host, "port": b.port, "system_id": b.system_id,
+                    "system_type": b.system_type, "bind_type": b.bind_type,
+                    "max_msg_per_sec": b.max_msg_per_sec,
+                })
+            })
+            .collect();
+        let rules: Vec<serde_json::Value> = self
+            .routing
+            .rules
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "prefix": r.prefix, "chain": r.chain, "name": r.name,
+                    "options": serde_json::to_value(&r.options).unwrap_or_default(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "server": {
+                "bind_address": s.bind_address, "port": s.port,
+                "session_init_timer_ms": s.session_init_timer_ms,
+                "enquire_link_timer_ms": s.enquire_link_timer_ms,
+                "inactivity_timer_ms": s.inactivity_timer_ms,
+                "response_timer_ms": s.response_timer_ms,
+                "max_msg_per_sec": s.max_msg_per_sec,
+                "throttle_action": match s.throttle_action {
+                    ThrottleAction::Pace => "pace",
+                    ThrottleAction::Reject => "reject",
+                },
+            },
+            "binds": binds,
+            "routing": {"default_chain": self.routing.default_chain, "rules": rules},
+        })
+    }
+
     fn at(&self, _path: &[&str], message: String) -> ConfigError {
         ConfigError::At {
             path: self.path.clone(),
