@@ -215,6 +215,8 @@ fn smpp_listener(
     let listener = siphon_reactor::ListenerId(u32::try_from(rc.tcp.len()).unwrap_or(u32::MAX));
     rc.tcp.push(ListenTcp { addr, tls });
     let m = Arc::new(crate::smpp::SmppMetrics::default());
+    m.window_size
+        .store(cfg.server.window as u64, Ordering::Relaxed);
     let mm = Arc::clone(&m);
     metrics.add_extra_renderer(Box::new(move |o| mm.render(o)));
     Ok(Some(Arc::new(crate::smpp::SmppShared {
@@ -322,7 +324,11 @@ impl Node {
         }));
         // `siphon.smpp._config`; a bad file is reported (and stops the start) further down.
         #[cfg(feature = "smpp")]
-        if let Some(Ok(sc)) = c.extensions.get("smpp").map(|p| crate::smpp::config::load(p)) {
+        if let Some(Ok(sc)) = c
+            .extensions
+            .get("smpp")
+            .map(|p| crate::smpp::config::load(p))
+        {
             hc.smpp_config = sc.script_view();
         }
         let host = Host::start(hc).map_err(|e| StartError::Script(e.to_string()))?;

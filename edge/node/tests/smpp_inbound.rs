@@ -19,11 +19,25 @@ use siphon_smpp::{
 const SCRIPT: &str = include_str!("smpp/gateway_test.py");
 
 fn start(name: &str, server_extra: &str) -> (Node, SocketAddr) {
+    start_with(name, server_extra, "", &[])
+}
+
+/// `start` with more `siphon.yaml` (`node_extra`) and more files beside it.
+fn start_with(
+    name: &str,
+    server_extra: &str,
+    node_extra: &str,
+    files: &[(&str, &str)],
+) -> (Node, SocketAddr) {
     let port = free_port();
     let smpp = format!("server:\n  bind_address: 127.0.0.1\n  port: {port}\n{server_extra}");
-    let config = "listen:\n  udp: [\"127.0.0.1:{sip}\"]\nscript:\n  path: s.py\n\
-                  extensions:\n  smpp: smpp.yaml\ntuning:\n  reactor_cpus: [0, 1]\n";
-    let node = Node::start(name, config, &[("s.py", SCRIPT), ("smpp.yaml", &smpp)]);
+    let config = format!(
+        "listen:\n  udp: [\"127.0.0.1:{{sip}}\"]\nscript:\n  path: s.py\n\
+         extensions:\n  smpp: smpp.yaml\ntuning:\n  reactor_cpus: [0, 1]\n{node_extra}"
+    );
+    let mut all = vec![("s.py", SCRIPT), ("smpp.yaml", smpp.as_str())];
+    all.extend_from_slice(files);
+    let node = Node::start(name, &config, &all);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(addr).is_err() {
@@ -44,13 +58,14 @@ struct Esme {
     seq: u32,
 }
 
-/// An owned decoded response: (command, status, sequence, message_id).
+/// An owned decoded response: (command, status, sequence, message_id), and the whole frame.
 #[derive(Debug)]
 struct Resp {
     command: CommandId,
     status: CommandStatus,
     seq: u32,
     message_id: String,
+    raw: Vec<u8>,
 }
 
 impl Esme {
@@ -111,6 +126,7 @@ impl Esme {
                         String::from_utf8_lossy(r.message_id).into_owned()
                     }
                     Body::DataSmResp(r) => String::from_utf8_lossy(r.message_id).into_owned(),
+                    Body::SubmitMultiResp(r) => String::from_utf8_lossy(r.message_id).into_owned(),
                     _ => String::new(),
                 };
                 return Some(Resp {
@@ -118,6 +134,7 @@ impl Esme {
                     status: pdu.status,
                     seq: pdu.sequence.0,
                     message_id,
+                    raw: frame.clone(),
                 });
             }
             let mut tmp = [0u8; 65536];
@@ -134,6 +151,19 @@ impl Esme {
         let r = self.recv().expect("bind_resp");
         assert_eq!(r.command, CommandId::BindTransceiverResp);
         assert_eq!(r.status, CommandStatus::ESME_ROK);
+    }
+
+    /// Answer the node's request `req` with `status` and an empty body.
+    fn respond(&mut self, req: &Resp, status: CommandStatus) {
+        let mut out = Vec::new();
+        Pdu {
+            status,
+            sequence: SequenceNumber(req.seq),
+            body: Body::empty_response(req.command).expect("a request"),
+        }
+        .encode(&mut out)
+        .expect("loopback io");
+        self.s.write_all(&out).expect("loopback io");
     }
 
     fn submit(&mut self, dest: &str, text: &[u8]) -> Resp {
@@ -391,4 +421,373 @@ fn cancel_and_replace_reach_the_script() {
         (r.command, r.status),
         (CommandId::ReplaceSmResp, CommandStatus::ESME_ROK)
     );
+}
+
+fn metric(body: &str, series: &str) -> Option<f64> {
+    body.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+fn signal(node: &Node, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &node.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+}
+
+/// submit_sm_multi on the wire: every destination reaches `pdu.destinations` and the
+/// script's message_id comes back in submit_multi_resp.
+#[test]
+fn submit_multi_over_the_wire() {
+    let (_node, addr) = start("smpp-multi", "");
+    let mut e = Esme::connect(addr);
+    e.bind("esme");
+    let dests = [
+        siphon_smpp::Dest::Sme {
+            ton: 1,
+            npi: 1,
+            addr: b"15550101",
+        },
+        siphon_smpp::Dest::Sme {
+            ton: 1,
+            npi: 1,
+            addr: b"15550102",
+        },
+        siphon_smpp::Dest::DistributionList(b"friends"),
+    ];
+    e.send(Body::SubmitMulti(siphon_smpp::SubmitMulti {
+        source_addr: b"1",
+        dests: siphon_smpp::List::Items(&dests),
+        short_message: b"hi all",
+        ..siphon_smpp::SubmitMulti::default()
+    }));
+    let r = e.recv().expect("submit_multi_resp");
+    assert_eq!(
+        (r.command, r.status, r.message_id.as_str()),
+        (
+            CommandId::SubmitMultiResp,
+            CommandStatus::ESME_ROK,
+            "15550101,15550102,friends"
+        )
+    );
+}
+
+/// Upstream's `siphon_smpp_*` series with their labels, read through /metrics.
+#[test]
+fn metrics_series_through_prometheus() {
+    let mport = free_port();
+    let (node, addr) = start_with(
+        "smpp-metrics",
+        "",
+        &format!("metrics:\n  prometheus:\n    listen: \"127.0.0.1:{mport}\"\n"),
+        &[],
+    );
+    let mut e = Esme::connect(addr);
+    e.bind("esme");
+    assert_eq!(e.submit("ok", b"x").status, CommandStatus::ESME_ROK);
+    assert_eq!(
+        e.submit("reject", b"x").status,
+        CommandStatus::ESME_RSUBMITFAIL
+    );
+    assert_eq!(e.submit("raise", b"x").status, CommandStatus::ESME_RSYSERR);
+    let body = common::http_get(SocketAddr::from(([127, 0, 0, 1], mport)), "/metrics");
+    for (series, want) in [
+        (
+            "siphon_smpp_binds{direction=\"inbound\",state=\"bound\"}",
+            1.0,
+        ),
+        (
+            "siphon_smpp_pdus_total{direction=\"inbound\",command=\"submit_sm\",result=\"ok\"}",
+            1.0,
+        ),
+        (
+            "siphon_smpp_pdus_total{direction=\"inbound\",command=\"submit_sm\",result=\"error\"}",
+            2.0,
+        ),
+        (
+            "siphon_smpp_dispatch_errors_total{command=\"submit_sm\"}",
+            1.0,
+        ),
+        (
+            "siphon_smpp_dispatch_duration_seconds_count{command=\"submit_sm\"}",
+            3.0,
+        ),
+        (
+            "siphon_smpp_dispatch_duration_seconds_bucket{command=\"submit_sm\",le=\"+Inf\"}",
+            3.0,
+        ),
+        ("siphon_smpp_bind_requests_total{result=\"ok\"}", 1.0),
+        ("siphon_smpp_throttled_total{direction=\"inbound\"}", 0.0),
+        ("siphon_smpp_window_used", 0.0),
+        ("siphon_smpp_window_size", 512.0),
+    ] {
+        assert_eq!(
+            metric(&body, series),
+            Some(want),
+            "{series} in:\n{body}\nlog:\n{}",
+            node.log()
+        );
+    }
+}
+
+/// `server.tls` is wired (rustls): a Python `ssl` client binds and submits over TLS.
+#[test]
+fn tls_listener_with_a_python_ssl_client() {
+    let dir = common::scratch("smpp-tls-certs");
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ])
+        .arg(dir.join("k.pem"))
+        .arg("-out")
+        .arg(dir.join("c.pem"))
+        .output()
+        .expect("openssl (Debian package openssl) is needed for this test");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let cert = std::fs::read_to_string(dir.join("c.pem")).expect("cert");
+    let key = std::fs::read_to_string(dir.join("k.pem")).expect("key");
+    let (node, addr) = start_with(
+        "smpp-tls",
+        "  tls: {cert_path: c.pem, key_path: k.pem}\n",
+        "",
+        &[("c.pem", &cert), ("k.pem", &key)],
+    );
+    let client = r#"
+import socket, ssl, struct, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+ctx.check_hostname = False
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="localhost")
+def pdu(cmd, seq, body):
+    return struct.pack(">IIII", 16 + len(body), cmd, 0, seq) + body
+def read():
+    h = b""
+    while len(h) < 16:
+        h += s.recv(16 - len(h))
+    n, cmd, st, seq = struct.unpack(">IIII", h)
+    b = b""
+    while len(b) < n - 16:
+        b += s.recv(n - 16 - len(b))
+    return cmd, st, b
+s.sendall(pdu(0x09, 1, b"tls\0pw\0\0\x34\x01\x01\0"))
+cmd, st, b = read()
+print("bind", hex(cmd), st)
+sm = b"\0\x01\x01" + b"1\0" + b"\x01\x01" + b"tls-dest\0" + b"\0\0\0\0\0\0\0\0\0" + bytes([5]) + b"hello"
+s.sendall(pdu(0x04, 2, sm))
+cmd, st, b = read()
+print("submit", hex(cmd), st, b.rstrip(b"\0").decode())
+print("DONE")
+"#;
+    let out = Command::new("python3")
+        .args(["-c", client, &addr.port().to_string()])
+        .arg(dir.join("c.pem"))
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("bind 0x80000009 0") && stdout.contains("submit 0x80000004 0 m-5"),
+        "stdout:\n{stdout}\nstderr:\n{}\nlog:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        node.log()
+    );
+}
+
+/// SIGTERM: every bound session gets an `unbind` before the node exits.
+#[test]
+fn sigterm_unbinds_every_session() {
+    let (node, addr) = start("smpp-sigterm", "");
+    let mut a = Esme::connect(addr);
+    a.bind("a");
+    let mut b = Esme::connect(addr);
+    b.bind("b");
+    signal(&node, "-TERM");
+    for e in [&mut a, &mut b] {
+        let r = e.recv().expect("unbind");
+        assert_eq!(r.command, CommandId::Unbind, "{}", node.log());
+        e.respond(&r, CommandStatus::ESME_ROK);
+    }
+}
+
+/// throttle_action: reject answers ESME_RTHROTTLED at once without running the handler;
+/// pace never refuses.
+#[test]
+fn throttle_reject_and_pace() {
+    let (_node, addr) = start(
+        "smpp-throttle-reject",
+        "  max_msg_per_sec: 2\n  throttle_action: reject\n",
+    );
+    let mut e = Esme::connect(addr);
+    e.bind("esme");
+    let mut all = Vec::new();
+    for _ in 0..8 {
+        all.extend(e.submit_bytes("1555", b"x"));
+    }
+    e.s.write_all(&all).expect("loopback io");
+    let (mut ok, mut throttled) = (0, 0);
+    for _ in 0..8 {
+        let r = e.recv().expect("answered");
+        match r.status {
+            CommandStatus::ESME_ROK => {
+                assert_eq!(r.message_id, "m-1");
+                ok += 1;
+            }
+            CommandStatus::ESME_RTHROTTLED => throttled += 1,
+            s => panic!("unexpected {s:?}"),
+        }
+    }
+    // The bucket starts full (2 tokens); 8 back to back cannot all pass.
+    assert!(ok >= 2 && throttled >= 1, "ok {ok} throttled {throttled}");
+
+    let (_node, addr) = start(
+        "smpp-throttle-pace",
+        "  max_msg_per_sec: 5\n  throttle_action: pace\n",
+    );
+    let mut e = Esme::connect(addr);
+    e.bind("esme");
+    let mut all = Vec::new();
+    for _ in 0..8 {
+        all.extend(e.submit_bytes("1555", b"x"));
+    }
+    e.s.write_all(&all).expect("loopback io");
+    for _ in 0..8 {
+        let r = e.recv().expect("answered");
+        assert_eq!(
+            (r.status, r.message_id.as_str()),
+            (CommandStatus::ESME_ROK, "m-1")
+        );
+    }
+}
+
+/// inactivity_timer_ms: a silent ESME is unbound (as upstream's docs say; its code closes
+/// silently), then closed when it does not answer.
+#[test]
+fn inactivity_timer_unbinds_and_closes() {
+    let (_node, addr) = start(
+        "smpp-inactivity",
+        "  inactivity_timer_ms: 300\n  response_timer_ms: 300\n",
+    );
+    let mut e = Esme::connect(addr);
+    e.bind("esme");
+    let r = e.recv().expect("unbind");
+    assert_eq!(r.command, CommandId::Unbind);
+    let next = e.recv();
+    assert!(next.is_none(), "closed, got {next:?}");
+}
+
+/// enquire_link_timer_ms: we probe; an answered probe keeps the session, an unanswered one
+/// closes it after response_timer_ms.
+#[test]
+fn enquire_link_timer_and_its_response_timer() {
+    let (_node, addr) = start(
+        "smpp-enquire",
+        "  enquire_link_timer_ms: 200\n  response_timer_ms: 400\n",
+    );
+    let mut e = Esme::connect(addr);
+    e.bind("esme");
+    let r = e.recv().expect("enquire_link");
+    assert_eq!(r.command, CommandId::EnquireLink);
+    e.respond(&r, CommandStatus::ESME_ROK);
+    assert_eq!(e.submit("1", b"abc").message_id, "m-3");
+    // Stop answering: the next unanswered probe ends the session.
+    loop {
+        match e.recv() {
+            Some(r) if r.command == CommandId::EnquireLink => continue,
+            Some(r) => panic!("unexpected {r:?}"),
+            None => break,
+        }
+    }
+}
+
+/// A script reload (SIGHUP) applies to the next PDU.
+#[test]
+fn script_reload_applies_to_the_next_pdu() {
+    let (node, addr) = start("smpp-reload", "");
+    let mut e = Esme::connect(addr);
+    e.bind("esme");
+    assert_eq!(e.submit("1", b"abc").message_id, "m-3");
+    let v2 = SCRIPT.replace("message_id=f\"m-{len(pdu.body)}\"", "message_id=\"v2\"");
+    assert_ne!(v2, SCRIPT);
+    std::fs::write(node.path("s.py"), v2).expect("write script");
+    signal(&node, "-HUP");
+    let mut seen = String::new();
+    for _ in 0..200 {
+        seen = e.submit("1", b"abc").message_id;
+        if seen == "v2" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert_eq!(seen, "v2", "{}", node.log());
+    // The session survived the reload.
+    assert_eq!(e.submit("1", b"abcd").message_id, "v2");
+}
+
+/// Spec §6 #3: alert_to sends a whole alert_notification, ms_availability_status as TLV
+/// 0x0422, that an ESME decodes.
+#[test]
+fn alert_to_is_a_full_pdu() {
+    let (_node, addr) = start("smpp-alert", "");
+    let mut e = Esme::connect(addr);
+    e.bind("alert1");
+    let r = e.recv().expect("alert_notification");
+    assert_eq!(r.command, CommandId::AlertNotification);
+    let pdu = Pdu::decode(&r.raw).expect("decodes whole");
+    let Body::AlertNotification(a) = pdu.body else {
+        panic!("{pdu:?}")
+    };
+    assert_eq!((a.source_addr, a.esme_addr), (&b"333"[..], &b"444"[..]));
+    let st = a
+        .tlvs
+        .get(siphon_smpp::TlvTag::MS_AVAILABILITY_STATUS)
+        .expect("TLV 0x0422");
+    assert_eq!(st.value, [1]);
+}
+
+/// Spec §6 #11 and #13: an ESME's vendor status (0x400) or soft nack to our deliver_sm is
+/// carried to the script as ok=False with that status; the session stays up.
+#[test]
+fn vendor_and_soft_nack_statuses_reach_the_script() {
+    let (node, addr) = start("smpp-vendor-status", "");
+    for (who, status, want) in [
+        (
+            "rx-vendor",
+            CommandStatus(0x400),
+            "deliver_to 0x00000400 ok=False",
+        ),
+        (
+            "rx-throttled",
+            CommandStatus::ESME_RTHROTTLED,
+            "deliver_to ESME_RTHROTTLED ok=False",
+        ),
+    ] {
+        let mut e = Esme::connect(addr);
+        e.bind(who);
+        let r = e.recv().expect("deliver_sm");
+        assert_eq!(r.command, CommandId::DeliverSm);
+        e.respond(&r, status);
+        assert_eq!(e.submit("1", b"still").message_id, "m-5");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !node.log().contains(want) {
+            assert!(Instant::now() < deadline, "no `{want}` in:\n{}", node.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }

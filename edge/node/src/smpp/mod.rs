@@ -35,32 +35,109 @@ const NOT_BOUND: u32 = 0xFFFF_FFFF;
 /// ... and for deliver_sm/alert to a transmitter-only session.
 const NOT_RX: u32 = 0xFFFF_FFFE;
 
-/// Counters exported as `siphon_smpp_*`.
+/// The command labels of `siphon_smpp_*{command}`: the requests an ESME sends us, then the
+/// ones we send it (`deliver_to`, `data_to`, `alert_to`).
+const COMMANDS: [&str; 8] = [
+    "submit_sm",
+    "submit_sm_multi",
+    "data_sm",
+    "query_sm",
+    "cancel_sm",
+    "replace_sm",
+    "deliver_sm",
+    "alert_notification",
+];
+
+fn command_index(c: CommandId) -> Option<usize> {
+    Some(match c {
+        CommandId::SubmitSm => 0,
+        CommandId::SubmitMulti => 1,
+        CommandId::DataSm => 2,
+        CommandId::QuerySm => 3,
+        CommandId::CancelSm => 4,
+        CommandId::ReplaceSm => 5,
+        CommandId::DeliverSm => 6,
+        CommandId::AlertNotification => 7,
+        _ => return None,
+    })
+}
+
+/// Upper bounds (seconds) of `siphon_smpp_dispatch_duration_seconds`.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// One command's dispatch-duration histogram.
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+/// Per-command counters.
+#[derive(Debug, Default)]
+struct PerCommand {
+    ok: AtomicU64,
+    error: AtomicU64,
+    dispatch_errors: AtomicU64,
+    duration: Histogram,
+}
+
+/// Counters exported as upstream's `siphon_smpp_*` series (spec §3, `direction="inbound"`:
+/// ESME sessions) plus window occupancy, malformed input and slow-reader closes.
 #[derive(Debug, Default)]
 pub struct SmppMetrics {
     /// Bound inbound sessions now.
     pub bound: AtomicU64,
-    /// PDUs received, by outcome.
-    pub pdus_ok: AtomicU64,
-    /// PDUs answered with an error status.
-    pub pdus_error: AtomicU64,
+    by_command: [PerCommand; COMMANDS.len()],
     /// Requests refused past the window or by the reject throttle.
     pub throttled: AtomicU64,
     /// generic_nack sent / malformed input.
     pub malformed: AtomicU64,
-    /// Handler errors.
-    pub dispatch_errors: AtomicU64,
     /// bind requests accepted / rejected.
     pub binds_ok: AtomicU64,
     /// See `binds_ok`.
     pub binds_rejected: AtomicU64,
     /// Requests awaiting the script now (all sessions): window occupancy.
     pub window_used: AtomicU64,
+    /// `server.window` (per session).
+    pub window_size: AtomicU64,
     /// Connections closed because the peer stopped reading.
     pub slow_readers: AtomicU64,
 }
 
 impl SmppMetrics {
+    /// A PDU of `command` was answered (or its answer came back) with `status`.
+    fn pdu(&self, command: CommandId, ok: bool) {
+        if let Some(i) = command_index(command) {
+            let c = &self.by_command[i];
+            if ok { &c.ok } else { &c.error }.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The script answered a `command` request after `took`; `error`: its handler raised.
+    fn dispatched(&self, command: CommandId, took: Duration, error: bool) {
+        let Some(i) = command_index(command) else {
+            return;
+        };
+        let c = &self.by_command[i];
+        if error {
+            c.dispatch_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let secs = took.as_secs_f64();
+        for (b, le) in c.duration.buckets.iter().zip(BUCKETS) {
+            if secs <= le {
+                b.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        c.duration.count.fetch_add(1, Ordering::Relaxed);
+        c.duration.sum_us.fetch_add(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
     /// Prometheus text.
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write;
@@ -70,27 +147,49 @@ impl SmppMetrics {
             "# TYPE siphon_smpp_binds gauge\nsiphon_smpp_binds{{direction=\"inbound\",state=\"bound\"}} {}",
             g(&self.bound)
         );
-        let _ = writeln!(
-            out,
-            "# TYPE siphon_smpp_pdus_total counter\nsiphon_smpp_pdus_total{{direction=\"inbound\",result=\"ok\"}} {}\nsiphon_smpp_pdus_total{{direction=\"inbound\",result=\"error\"}} {}",
-            g(&self.pdus_ok),
-            g(&self.pdus_error)
-        );
+        let _ = writeln!(out, "# TYPE siphon_smpp_pdus_total counter");
+        for (name, c) in COMMANDS.iter().zip(&self.by_command) {
+            for (result, v) in [("ok", &c.ok), ("error", &c.error)] {
+                let _ = writeln!(
+                    out,
+                    "siphon_smpp_pdus_total{{direction=\"inbound\",command=\"{name}\",result=\"{result}\"}} {}",
+                    g(v)
+                );
+            }
+        }
         let _ = writeln!(
             out,
             "# TYPE siphon_smpp_throttled_total counter\nsiphon_smpp_throttled_total{{direction=\"inbound\"}} {}",
             g(&self.throttled)
         );
+        let _ = writeln!(out, "# TYPE siphon_smpp_dispatch_errors_total counter");
+        for (name, c) in COMMANDS.iter().zip(&self.by_command) {
+            let _ = writeln!(
+                out,
+                "siphon_smpp_dispatch_errors_total{{command=\"{name}\"}} {}",
+                g(&c.dispatch_errors)
+            );
+        }
         let _ = writeln!(
             out,
-            "# TYPE siphon_smpp_malformed_total counter\nsiphon_smpp_malformed_total {}",
-            g(&self.malformed)
+            "# TYPE siphon_smpp_dispatch_duration_seconds histogram"
         );
-        let _ = writeln!(
-            out,
-            "# TYPE siphon_smpp_dispatch_errors_total counter\nsiphon_smpp_dispatch_errors_total {}",
-            g(&self.dispatch_errors)
-        );
+        for (name, c) in COMMANDS.iter().zip(&self.by_command) {
+            let h = &c.duration;
+            for (b, le) in h.buckets.iter().zip(BUCKETS) {
+                let _ = writeln!(
+                    out,
+                    "siphon_smpp_dispatch_duration_seconds_bucket{{command=\"{name}\",le=\"{le}\"}} {}",
+                    g(b)
+                );
+            }
+            let n = g(&h.count);
+            let _ = writeln!(
+                out,
+                "siphon_smpp_dispatch_duration_seconds_bucket{{command=\"{name}\",le=\"+Inf\"}} {n}\nsiphon_smpp_dispatch_duration_seconds_sum{{command=\"{name}\"}} {}\nsiphon_smpp_dispatch_duration_seconds_count{{command=\"{name}\"}} {n}",
+                g(&h.sum_us) as f64 / 1e6
+            );
+        }
         let _ = writeln!(
             out,
             "# TYPE siphon_smpp_bind_requests_total counter\nsiphon_smpp_bind_requests_total{{result=\"ok\"}} {}\nsiphon_smpp_bind_requests_total{{result=\"rejected\"}} {}",
@@ -99,8 +198,14 @@ impl SmppMetrics {
         );
         let _ = writeln!(
             out,
-            "# TYPE siphon_smpp_window_used gauge\nsiphon_smpp_window_used {}",
-            g(&self.window_used)
+            "# TYPE siphon_smpp_malformed_total counter\nsiphon_smpp_malformed_total {}",
+            g(&self.malformed)
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE siphon_smpp_window_used gauge\nsiphon_smpp_window_used {}\n# TYPE siphon_smpp_window_size gauge\nsiphon_smpp_window_size {}",
+            g(&self.window_used),
+            g(&self.window_size)
         );
         let _ = writeln!(
             out,
@@ -164,6 +269,8 @@ struct Conn {
 }
 
 struct PendingReq {
+    /// When it went to the script (`dispatch_duration_seconds`).
+    since: Instant,
     conn: ConnId,
     sequence: SequenceNumber,
     command: CommandId,
@@ -321,11 +428,12 @@ impl SmppCore {
                 Inbound::Request(pdu) => self.request(now, conn, &mut c, &pdu),
                 Inbound::Response { pdu, .. } => {
                     if let Some((worker, token)) = self.sends.remove(&(conn, pdu.sequence.0)) {
-                        let mid = match pdu.body {
-                            Body::DeliverSmResp(r) => text(r.message_id),
-                            Body::DataSmResp(r) => text(r.message_id),
-                            _ => String::new(),
+                        let (command, mid) = match pdu.body {
+                            Body::DeliverSmResp(r) => (CommandId::DeliverSm, text(r.message_id)),
+                            Body::DataSmResp(r) => (CommandId::DataSm, text(r.message_id)),
+                            _ => (CommandId::GenericNack, String::new()),
                         };
+                        self.shared.metrics.pdu(command, pdu.status.is_ok());
                         self.host.complete_smpp(worker, token, pdu.status.0, mid);
                     }
                 }
@@ -547,6 +655,7 @@ impl SmppCore {
         self.pending.insert(
             ev_id,
             PendingReq {
+                since: now,
                 conn,
                 sequence,
                 command: id,
@@ -593,20 +702,14 @@ impl SmppCore {
         let p = self.pending.remove(&a.id)?;
         let m = Arc::clone(&self.shared.metrics);
         m.window_used.fetch_sub(1, Ordering::Relaxed);
-        if a.error {
-            m.dispatch_errors.fetch_add(1, Ordering::Relaxed);
-        }
+        m.dispatched(p.command, now.saturating_duration_since(p.since), a.error);
         let c = self.conns.get_mut(&p.conn)?;
         c.in_script = c.in_script.saturating_sub(1);
         if p.command.is_bind() {
             c.bind_pending = false;
         }
         let status = CommandStatus(a.status);
-        if status.is_ok() {
-            m.pdus_ok.fetch_add(1, Ordering::Relaxed);
-        } else {
-            m.pdus_error.fetch_add(1, Ordering::Relaxed);
-        }
+        m.pdu(p.command, status.is_ok());
         let sc_version = [0x34u8];
         let version_tlv = [Tlv::new(TlvTag::SC_INTERFACE_VERSION, &sc_version)];
         let resp_tlvs = Tlvs::decode(&a.tlvs).unwrap_or(List::Items(&[]));
@@ -754,6 +857,7 @@ impl SmppCore {
         match c.session.send_request(now, &body) {
             Ok(seq) => {
                 if body.command_id() == CommandId::AlertNotification {
+                    self.shared.metrics.pdu(CommandId::AlertNotification, true);
                     self.host.complete_smpp(s.worker, s.token, 0, String::new());
                 } else {
                     self.sends.insert((conn, seq.0), (s.worker, s.token));

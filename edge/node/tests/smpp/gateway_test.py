@@ -21,6 +21,14 @@ async def bound(session):
         log.info(f"deliver_to {r.command_status} ok={r.ok}")
 
 
+@smpp.on_session("bound")
+async def alert(session):
+    # Spec 6 #3: a full alert_notification with ms_availability_status (TLV 0x0422).
+    if session.system_id.startswith("alert"):
+        await smpp.alert_to(session_id=session.session_id, source_addr="333", esme_addr="444",
+                            ms_availability_status=1)
+
+
 @smpp.on_pdu("submit_sm")
 async def submit(pdu, session):
     dest = pdu.destination_addr

@@ -364,7 +364,10 @@ fn main() -> anyhow::Result<()> {
             "smpp_complete" => handle.complete_smpp(
                 v["worker"].as_u64().unwrap_or(0) as usize,
                 v["token"].as_u64().unwrap_or(0),
-                v["status"].as_u64().and_then(|s| u32::try_from(s).ok()).unwrap_or(0),
+                v["status"]
+                    .as_u64()
+                    .and_then(|s| u32::try_from(s).ok())
+                    .unwrap_or(0),
                 v["message_id"].as_str().unwrap_or("").to_owned(),
             ),
             "quit" => break,
