@@ -185,7 +185,8 @@ fn python(script: &str, addr: SocketAddr, node: &Node) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success() && stdout.contains("DONE"),
-        "{script} failed:\nstdout:\n{stdout}\nstderr:\n{}\nlog:\n{}",
+        "{script} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}\nlog:\n{}",
+        out.status,
         String::from_utf8_lossy(&out.stderr),
         node.log()
     );
