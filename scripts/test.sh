@@ -43,6 +43,9 @@ export SIPHON_BIN="$CARGO_TARGET_DIR/release/siphon"
 step "cargo test"
 cargo test --workspace --locked
 
+step "cargo test: SMPP extension (siphon-bin --features smpp, its own debug binary)"
+env -u SIPHON_BIN cargo test -p siphon-bin --locked --features smpp --lib --test smpp_inbound
+
 step "fuzz targets build"
 for fz in edge/*/fuzz; do
     [ -f "$fz/Cargo.toml" ] || continue

@@ -40,6 +40,33 @@ fn runtime_dir() -> PathBuf {
     base.join(format!("siphon-{uid}"))
 }
 
+/// `smpp.yaml`: schema, values, TLS files, and that the listener address can be bound.
+#[cfg(feature = "smpp")]
+fn check_smpp(p: &Path) -> Result<(), ConfigError> {
+    let c = crate::smpp::config::load(p)?;
+    for w in &c.warnings {
+        eprintln!("{}:{}: warning: {}", c.path.display(), w.line, w.message);
+    }
+    let at = |m: String| ConfigError::At {
+        path: c.path.clone(),
+        line: 0,
+        message: m,
+    };
+    if let Some(t) = &c.server.tls {
+        for f in [Some(&t.cert_path), Some(&t.key_path), t.ca_path.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            fs::File::open(f).map_err(|e| at(format!("server.tls: `{}`: {e}", f.display())))?;
+        }
+    }
+    if c.listen {
+        let addr = c.listen_addr()?;
+        TcpListener::bind(addr).map_err(|e| at(format!("SMPP listener {addr}: {e}")))?;
+    }
+    Ok(())
+}
+
 fn readable(l: &Loaded, key: &[&str], p: &Path, what: &str) -> Result<(), ConfigError> {
     match fs::metadata(p) {
         Ok(m) if m.is_file() => fs::File::open(p)
@@ -212,6 +239,10 @@ pub fn deep_check(l: &Loaded) -> Result<String, ConfigError> {
     for (name, p) in &c.extensions {
         if config::compiled_extensions().contains(&name.as_str()) {
             readable(l, &["extensions", name], p, "extension config")?;
+            #[cfg(feature = "smpp")]
+            if name == "smpp" {
+                check_smpp(p)?;
+            }
         }
     }
     let handlers = check_script(l)?;

@@ -61,6 +61,9 @@ pub enum Msg {
     },
     /// The resolver thread's answer to a lookup this core submitted (RFC 3263).
     Resolved(crate::dns::Resolved),
+    /// SIGTERM: unbind every SMPP session of this core.
+    #[cfg(feature = "smpp")]
+    SmppUnbindAll,
 }
 
 /// What every core shares (read-only on the data path).
@@ -87,6 +90,9 @@ pub struct Shared {
     pub tls_client: Option<siphon_reactor::tls::TlsClient>,
     /// Name resolution (RFC 3263) off the reactors.
     pub dns: Arc<crate::dns::Dns>,
+    /// The SMPP listener's settings, when `extensions.smpp` configures one.
+    #[cfg(feature = "smpp")]
+    pub smpp: Option<Arc<crate::smpp::SmppShared>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -200,6 +206,9 @@ pub struct Engine {
     /// Destinations whose transport failed while sending; the proxy core hears of them in
     /// [`Self::drain`].
     failed_dests: Vec<Remote>,
+    /// This core's SMPP sessions.
+    #[cfg(feature = "smpp")]
+    smpp: Option<crate::smpp::SmppCore>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -232,6 +241,11 @@ impl Engine {
             hooks: Hooks::default(),
             udp_mtu: shared.udp_mtu,
         });
+        #[cfg(feature = "smpp")]
+        let smpp = shared
+            .smpp
+            .as_ref()
+            .map(|s| crate::smpp::SmppCore::new(core, Arc::clone(s), shared.host.clone()));
         Self {
             core,
             m: shared.metrics.core(core),
@@ -252,6 +266,8 @@ impl Engine {
             script_timer: None,
             parked: HashMap::new(),
             failed_dests: Vec::new(),
+            #[cfg(feature = "smpp")]
+            smpp,
         }
     }
 
@@ -1278,6 +1294,12 @@ impl Handler for Engine {
     }
 
     fn on_accepted(&mut self, _cx: &mut Cx<'_, Msg>, conn: ConnId, info: ConnInfo) {
+        #[cfg(feature = "smpp")]
+        if let Some(s) = self.smpp.as_mut()
+            && s.owns_listener(info.listener)
+        {
+            return s.on_accepted(_cx, conn, info);
+        }
         let transport = if info.tls {
             Transport::Tls
         } else {
@@ -1310,6 +1332,12 @@ impl Handler for Engine {
     }
 
     fn on_stream_data(&mut self, cx: &mut Cx<'_, Msg>, conn: ConnId, data: &[u8]) {
+        #[cfg(feature = "smpp")]
+        if let Some(s) = self.smpp.as_mut()
+            && s.owns(conn)
+        {
+            return s.on_data(cx, conn, data);
+        }
         let Some(s) = self.streams.get_mut(&conn) else {
             return;
         };
@@ -1340,6 +1368,12 @@ impl Handler for Engine {
     }
 
     fn on_closed(&mut self, cx: &mut Cx<'_, Msg>, conn: ConnId, _reason: CloseReason) {
+        #[cfg(feature = "smpp")]
+        if let Some(s) = self.smpp.as_mut()
+            && s.owns(conn)
+        {
+            return s.on_closed(conn, &_reason);
+        }
         if let Some(s) = self.streams.remove(&conn) {
             self.by_peer.remove(&(s.transport, s.peer));
             self.transport_lost(cx, s.transport, s.peer, TransportCause::Closed);
@@ -1347,6 +1381,13 @@ impl Handler for Engine {
     }
 
     fn on_timer(&mut self, cx: &mut Cx<'_, Msg>, id: TimerId, token: u64) {
+        #[cfg(feature = "smpp")]
+        if token & crate::smpp::TIMER_BIT != 0 {
+            if let Some(s) = self.smpp.as_mut() {
+                s.on_timer(cx, token);
+            }
+            return;
+        }
         if token == SCRIPT_TIMER {
             // The inline interpreter's asyncio deadline: `on_turn_end` gives it its turn.
             if self.script_timer.is_some_and(|(t, _)| t == id) {
@@ -1372,6 +1413,12 @@ impl Handler for Engine {
                 data,
             } => self.handle_bytes(cx, transport, peer, data),
             Msg::Resolved(r) => self.on_resolved(cx, r),
+            #[cfg(feature = "smpp")]
+            Msg::SmppUnbindAll => {
+                if let Some(s) = self.smpp.as_mut() {
+                    s.unbind_all(cx);
+                }
+            }
         }
     }
 
@@ -1407,6 +1454,10 @@ impl Handler for Engine {
             }
         }
         self.apply_actions(cx);
+        #[cfg(feature = "smpp")]
+        if let Some(s) = self.smpp.as_mut() {
+            s.turn(cx);
+        }
         if self.shared.draining.load(Ordering::Relaxed) {
             let pending = self.proxy.unanswered();
             self.m.transactions_pending.store(

@@ -8,3 +8,5 @@ pub mod dns;
 pub mod engine;
 pub mod metrics;
 pub mod node;
+#[cfg(feature = "smpp")]
+pub mod smpp;

@@ -225,6 +225,53 @@ fn start_dns(
     .map_err(|e| StartError::Reactors(e.to_string()))
 }
 
+/// `extensions.smpp`: load `smpp.yaml` (a bad file stops the start) and add its listener to
+/// the reactors' TCP listeners (one reuseport socket per core).
+#[cfg(feature = "smpp")]
+fn smpp_listener(
+    l: &Loaded,
+    rc: &mut siphon_reactor::Config,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<Arc<crate::smpp::SmppShared>>, StartError> {
+    let Some(path) = l.config.extensions.get("smpp") else {
+        return Ok(None);
+    };
+    let cfg = crate::smpp::config::load(path)?;
+    for w in &cfg.warnings {
+        tracing::warn!("{}:{}: {}", cfg.path.display(), w.line, w.message);
+    }
+    if !cfg.listen {
+        return Ok(None);
+    }
+    let addr = cfg.listen_addr()?;
+    let tls = match &cfg.server.tls {
+        Some(t) => Some(
+            TlsServer::from_files(&t.cert_path, &t.key_path, t.ca_path.as_deref()).map_err(
+                |e| {
+                    StartError::Config(config::ConfigError::At {
+                        path: cfg.path.clone(),
+                        line: 0,
+                        message: format!("server.tls: {e}"),
+                    })
+                },
+            )?,
+        ),
+        None => None,
+    };
+    let listener = siphon_reactor::ListenerId(u32::try_from(rc.tcp.len()).unwrap_or(u32::MAX));
+    rc.tcp.push(ListenTcp { addr, tls });
+    let m = Arc::new(crate::smpp::SmppMetrics::default());
+    m.window_size
+        .store(cfg.server.window as u64, Ordering::Relaxed);
+    let mm = Arc::clone(&m);
+    metrics.add_extra_renderer(Box::new(move |o| mm.render(o)));
+    Ok(Some(Arc::new(crate::smpp::SmppShared {
+        config: cfg,
+        listener,
+        metrics: m,
+    })))
+}
+
 /// A running node.
 pub struct Node {
     runtime: Option<Runtime<Msg>>,
@@ -238,6 +285,9 @@ pub struct Node {
     pub tcp: Vec<SocketAddr>,
     /// Bound exporter address.
     pub metrics_addr: Option<SocketAddr>,
+    /// Bound SMPP listener address.
+    #[cfg(feature = "smpp")]
+    pub smpp_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Node {
@@ -318,6 +368,15 @@ impl Node {
                 };
             }
         }));
+        // `siphon.smpp._config`; a bad file is reported (and stops the start) further down.
+        #[cfg(feature = "smpp")]
+        if let Some(Ok(sc)) = c
+            .extensions
+            .get("smpp")
+            .map(|p| crate::smpp::config::load(p))
+        {
+            hc.smpp_config = sc.script_view();
+        }
         let host = Host::start(hc).map_err(|e| StartError::Script(e.to_string()))?;
         tracing::info!(python = siphon_script::python_version(), mode = ?host.mode(), "script host started");
 
@@ -388,6 +447,8 @@ impl Node {
                 tls: tls.clone(),
             });
         }
+        #[cfg(feature = "smpp")]
+        let smpp = smpp_listener(l, &mut rc, &metrics)?;
         // Interfaces are known only after binding (port 0); build them from the config now
         // and fix ports below when the runtime reports them.
         let shared_slot: Arc<OnceLock<Arc<Shared>>> = Arc::new(OnceLock::new());
@@ -464,6 +525,8 @@ impl Node {
             draining: std::sync::atomic::AtomicBool::new(false),
             tls_client: tls_client(l)?,
             dns,
+            #[cfg(feature = "smpp")]
+            smpp: smpp.clone(),
         });
         let _ = shared_slot.set(Arc::clone(&shared));
         let _ = handle_cell.set(runtime.handle());
@@ -493,7 +556,17 @@ impl Node {
             backend = info.backend.as_str(),
             "siphon is serving"
         );
+        #[cfg(feature = "smpp")]
+        let smpp_addr = smpp
+            .as_ref()
+            .and_then(|s| tcp.get(s.listener.0 as usize).copied());
+        #[cfg(feature = "smpp")]
+        if let Some(a) = smpp_addr {
+            tracing::info!(smpp = %a, "SMPP listener serving");
+        }
         Ok(Self {
+            #[cfg(feature = "smpp")]
+            smpp_addr,
             runtime: Some(runtime),
             host: Some(host),
             shared,
@@ -525,6 +598,24 @@ impl Node {
             let h = rt.handle();
             for core in 0..h.cores() {
                 let _ = h.send(core, Msg::Wake);
+            }
+        }
+        #[cfg(feature = "smpp")]
+        if let Some(rt) = &self.runtime
+            && self.shared.smpp.is_some()
+        {
+            // Upstream leaves SMPP sessions to the operator; we unbind each one before exit.
+            let h = rt.handle();
+            for core in 0..h.cores() {
+                let _ = h.send(core, Msg::SmppUnbindAll);
+            }
+            let m = self.shared.smpp.as_ref().map(|s| Arc::clone(&s.metrics));
+            let until = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < until
+                && m.as_ref()
+                    .is_some_and(|m| m.bound.load(Ordering::Relaxed) > 0)
+            {
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -236,4 +236,6 @@ pub(crate) enum Control {
     Response(u64, Option<Arc<SipMessage>>),
     /// A registrar binding change found by the expiry sweep: (AoR, event type).
     Registrar(String, &'static str),
+    /// The response to an SMPP request the script sent: (token, command_status, message_id).
+    Smpp(u64, u32, String),
 }

@@ -80,6 +80,9 @@ pub struct HostConfig {
     pub cache_names: Vec<String>,
     /// The `script_config:` document for the `config` namespace.
     pub script_config: serde_json::Value,
+    /// The loaded `smpp.yaml` as scripts read it (`siphon.smpp._config`); `null` when none.
+    #[cfg(feature = "smpp")]
+    pub smpp_config: serde_json::Value,
     /// Run one shared interpreter even when own-GIL subinterpreters are available.
     pub force_shared_interpreter: bool,
     /// Inline placement: no worker threads; each reactor thread creates its core's interpreter
@@ -125,6 +128,8 @@ impl HostConfig {
             presence: crate::presence::PresenceLimits::default(),
             cache_names: vec!["default".into()],
             script_config: serde_json::Value::Object(serde_json::Map::new()),
+            #[cfg(feature = "smpp")]
+            smpp_config: serde_json::Value::Null,
             force_shared_interpreter: false,
             account_cpu: false,
             inline: false,
@@ -171,6 +176,9 @@ pub enum Mode {
 pub(crate) struct Lane {
     pub(crate) inbound: ArrayQueue<Event>,
     pub(crate) outbound: ArrayQueue<Actions>,
+    /// SMPP events (reactor → worker) and answers/sends (worker → reactor).
+    pub(crate) smpp_in: ArrayQueue<crate::smpp::SmppEvent>,
+    pub(crate) smpp_out: ArrayQueue<crate::smpp::SmppOut>,
 }
 
 pub(crate) struct WorkerShared {
@@ -242,6 +250,25 @@ impl Shared {
         let mut rung = false;
         while let Err(a) = ring.push(act) {
             act = a;
+            if self.shutdown.load(Ordering::Relaxed) {
+                return core;
+            }
+            if !rung {
+                self.ring(core);
+                rung = true;
+            }
+            std::thread::yield_now();
+        }
+        core
+    }
+
+    /// Push an SMPP answer or send to its core's ring (backpressure as [`Shared::push_actions`]).
+    pub(crate) fn push_smpp(&self, mut out: crate::smpp::SmppOut) -> usize {
+        let core = out.core().min(self.lanes.len() - 1);
+        let ring = &self.lanes[core].smpp_out;
+        let mut rung = false;
+        while let Err(o) = ring.push(out) {
+            out = o;
             if self.shutdown.load(Ordering::Relaxed) {
                 return core;
             }
@@ -400,6 +427,34 @@ impl HostHandle {
         lane.inbound.push(ev)?;
         self.shared.wake(self.shared.lane_worker[core]);
         Ok(())
+    }
+
+    /// Queue an SMPP event on its core's ring; gives it back when the ring is full.
+    pub fn submit_smpp(
+        &self,
+        ev: crate::smpp::SmppEvent,
+    ) -> Result<(), Box<crate::smpp::SmppEvent>> {
+        let core = ev.core;
+        let Some(lane) = self.shared.lanes.get(core) else {
+            return Err(Box::new(ev));
+        };
+        lane.smpp_in.push(ev).map_err(Box::new)?;
+        self.shared.wake(self.shared.lane_worker[core]);
+        Ok(())
+    }
+
+    /// Take one SMPP answer or send for `core`.
+    pub fn poll_smpp(&self, core: usize) -> Option<crate::smpp::SmppOut> {
+        self.shared.lanes.get(core)?.smpp_out.pop()
+    }
+
+    /// Deliver the response to an SMPP request a script sent (`deliver_to`, ...); the
+    /// waiting coroutine resumes on its worker.
+    pub fn complete_smpp(&self, worker: usize, token: u64, status: u32, message_id: String) {
+        if let Some(w) = self.shared.workers.get(worker) {
+            w.control.push(Control::Smpp(token, status, message_id));
+            self.shared.wake(worker);
+        }
     }
 
     /// Take one finished result for `core`.
@@ -628,6 +683,8 @@ impl Host {
                 .map(|_| Lane {
                     inbound: ArrayQueue::new(cfg.queue_capacity),
                     outbound: ArrayQueue::new(cfg.queue_capacity),
+                    smpp_in: ArrayQueue::new(cfg.queue_capacity),
+                    smpp_out: ArrayQueue::new(cfg.queue_capacity),
                 })
                 .collect(),
             workers: (0..n_workers)

@@ -17,6 +17,7 @@ pub mod presence;
 mod py;
 mod reload;
 pub mod shared;
+pub mod smpp;
 mod worker;
 
 pub use event::{
@@ -27,4 +28,5 @@ pub use host::{
     python_version,
 };
 pub use message::SipMessage;
+pub use smpp::{SmppAnswer, SmppEvent, SmppOut, SmppSend, SmppValue};
 pub use worker::LogLevel;

@@ -169,10 +169,22 @@ impl WorkerCtx {
         }
     }
 
+    /// Push an SMPP answer or send and note the core's doorbell.
+    pub(crate) fn push_smpp(&mut self, out: crate::smpp::SmppOut) {
+        let core = self.shared.push_smpp(out);
+        if let Some(b) = self.bells.get_mut(core) {
+            *b = true;
+        }
+    }
+
     /// Record a script exception on an event: log the traceback, answer 500 for requests.
     pub(crate) fn script_error(&mut self, h: u64, traceback: &str) -> PyResult<()> {
         self.shared.stats.errors.fetch_add(1, Ordering::Relaxed);
         self.log(LogLevel::Error, &format!("script error: {traceback}"));
+        if crate::smpp::is_smpp_handle(h) {
+            // SMPP events answer through `_siphon.smpp_answer`; nothing is held here.
+            return Ok(());
+        }
         let s = self.slot(h)?;
         s.act.script_error = true;
         s.act.disposition = match s.ev.kind {
@@ -185,6 +197,9 @@ impl WorkerCtx {
 
     /// Finish an event: release its slot and push its actions to the owning core's ring.
     pub(crate) fn complete(&mut self, h: u64) -> PyResult<()> {
+        if crate::smpp::is_smpp_handle(h) {
+            return Ok(());
+        }
         self.slot(h)?;
         let idx = (h & 0xffff_ffff) as usize;
         let Some(slot) = self.slots[idx].take() else {
@@ -223,6 +238,8 @@ struct Engine {
     run_loop_once: Owned,
     complete_request: Owned,
     registrar_event: Owned,
+    smpp_dispatch: Owned,
+    smpp_complete: Owned,
     shutdown: Owned,
     kinds: [Owned; 5],
     methods: Vec<(String, Owned)>,
@@ -283,6 +300,13 @@ const PACKAGE: &[(&str, &str, &str, bool)] = &[
         "siphon._presence",
         "<siphon>/_presence.py",
         include_str!("../../python/siphon/_presence.py"),
+        false,
+    ),
+    #[cfg(feature = "smpp")]
+    (
+        "siphon.smpp",
+        "<siphon>/smpp.py",
+        include_str!("../../python/siphon/smpp.py"),
         false,
     ),
 ];
@@ -356,6 +380,8 @@ fn bootstrap() -> Result<Engine, String> {
             run_loop_once: getattr(e, "run_loop_once")?,
             complete_request: getattr(e, "complete_request")?,
             registrar_event: getattr(e, "registrar_event")?,
+            smpp_dispatch: getattr(e, "smpp_dispatch")?,
+            smpp_complete: getattr(e, "smpp_complete")?,
             shutdown: getattr(e, "shutdown")?,
             kinds: [
                 kind("request")?,
@@ -560,6 +586,12 @@ impl WorkerCore {
                     let (a, k) = (Owned::from_new_str(&aor), Owned::from_new_str(kind));
                     call(&engine.registrar_event, &[a.as_ptr(), k.as_ptr()]).is_some()
                 }
+                Control::Smpp(token, status, message_id) => {
+                    let t = int_obj(token as i64);
+                    let s = int_obj(i64::from(status));
+                    let m = Owned::from_new_str(&message_id);
+                    call(&engine.smpp_complete, &[t.as_ptr(), s.as_ptr(), m.as_ptr()]).is_some()
+                }
             };
             if !ok {
                 let text = take_error_text();
@@ -577,6 +609,12 @@ impl WorkerCore {
             for _ in 0..BATCH {
                 let Some(ev) = ring.pop() else { break };
                 dispatch(shared, worker, engine, ev);
+                did += 1;
+            }
+            let ring = &shared.lanes[lane].smpp_in;
+            for _ in 0..BATCH {
+                let Some(ev) = ring.pop() else { break };
+                dispatch_smpp(shared, worker, engine, ev);
                 did += 1;
             }
         }
@@ -718,7 +756,9 @@ fn thread_cpu_ns() -> u64 {
 
 fn has_work(shared: &Shared, worker: usize, lanes: &[usize]) -> bool {
     !shared.workers[worker].control.is_empty()
-        || lanes.iter().any(|l| !shared.lanes[*l].inbound.is_empty())
+        || lanes
+            .iter()
+            .any(|l| !shared.lanes[*l].inbound.is_empty() || !shared.lanes[*l].smpp_in.is_empty())
         || shared.shutdown.load(Ordering::Acquire)
         || shared.generation.load(Ordering::Acquire)
             != shared.workers[worker].loaded_gen.load(Ordering::Relaxed)
@@ -829,6 +869,28 @@ fn dispatch(shared: &Shared, worker: usize, engine: &mut Engine, ev: Event) {
             c.complete(h)
         });
     } else {
+        step(shared, worker, engine, h, &r);
+    }
+    shared.stats.events.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Run the `siphon.smpp` handlers for one SMPP event. The Python layer answers through
+/// `_siphon.smpp_answer` (at once, or when an async handler finishes) and never raises here.
+fn dispatch_smpp(shared: &Shared, worker: usize, engine: &mut Engine, ev: crate::smpp::SmppEvent) {
+    let h = crate::smpp::handle(ev.id);
+    // SAFETY: GIL held; into_py returns a new reference or NULL.
+    let Some(arg) = (unsafe { Owned::from_new(crate::smpp::event_to_ret(ev).into_py()) }) else {
+        let text = take_error_text();
+        (shared.log)(LogLevel::Error, worker, &format!("smpp event: {text}"));
+        return;
+    };
+    let Some(r) = call(&engine.smpp_dispatch, &[arg.as_ptr()]) else {
+        let text = take_error_text();
+        (shared.log)(LogLevel::Error, worker, &format!("smpp dispatch: {text}"));
+        return;
+    };
+    // SAFETY: GIL held; comparing with the None singleton.
+    if unsafe { r.as_ptr() != ffi::Py_None() } {
         step(shared, worker, engine, h, &r);
     }
     shared.stats.events.fetch_add(1, Ordering::Relaxed);

@@ -458,3 +458,17 @@ def complete_request(token, snapshot):
     else:
         from ._message import DetachedReply
         fut.set_result(DetachedReply(*snapshot))
+
+
+# ---- SMPP (feature `smpp`): events from the reactors' SMPP sessions ------------------------
+
+def smpp_dispatch(ev):
+    """One SMPP event (a tuple, see scripting/host/src/smpp.rs); answers through
+    ``_siphon.smpp_answer``. Returns None, or a coroutine for Rust to step."""
+    from . import smpp
+    return smpp._dispatch(ev)
+
+
+def smpp_complete(token, status, message_id):
+    from . import smpp
+    smpp._complete(token, status, message_id)

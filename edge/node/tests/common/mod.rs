@@ -167,6 +167,11 @@ impl Node {
         std::fs::read_to_string(self.dir.join("siphon.log")).unwrap_or_default()
     }
 
+    /// The node's process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A path inside the scratch directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)

@@ -9,6 +9,7 @@
 //!   {"op":"respond","worker":0,"token":3,"reply":"<raw SIP>"|null}
 //!   {"op":"reload"} {"op":"metrics"} {"op":"info"} {"op":"sync","wait":true} {"op":"quit"}
 //! ```
+//! With the `smpp` feature also `smpp_event` and `smpp_complete` (see `smpp.rs`).
 //! stdout, one JSON object per line: `ready`, `actions`, `log`, `outbound`, `reloaded`,
 //! `metrics`, `info`, `sync`, `error`, `bye` (the `type` field).
 
@@ -227,6 +228,10 @@ fn config_from(o: &Opts, script: &str, out: Option<Out>) -> anyhow::Result<HostC
         if let Some(m) = v["registrar"]["min_expires"].as_u64() {
             cfg.registrar.min_expires = m as u32;
         }
+        #[cfg(feature = "smpp")]
+        if !v["smpp_config"].is_null() {
+            cfg.smpp_config = v["smpp_config"].clone();
+        }
     }
     Ok(cfg)
 }
@@ -338,6 +343,33 @@ fn main() -> anyhow::Result<()> {
                 let worker = v["worker"].as_u64().unwrap_or(0) as usize;
                 handle.complete_outbound(worker, v["token"].as_u64().unwrap_or(0), reply);
             }
+            #[cfg(feature = "smpp")]
+            "smpp_event" => match smpp::parse_event(&v) {
+                Ok(ev) if ev.core >= handle.cores() => emit(
+                    &out,
+                    &json!({"type": "error", "id": v["id"], "message": "no such core"}),
+                ),
+                Ok(mut ev) => {
+                    while let Err(back) = handle.submit_smpp(ev) {
+                        ev = *back;
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                }
+                Err(e) => emit(
+                    &out,
+                    &json!({"type": "error", "id": v["id"], "message": e.to_string()}),
+                ),
+            },
+            #[cfg(feature = "smpp")]
+            "smpp_complete" => handle.complete_smpp(
+                v["worker"].as_u64().unwrap_or(0) as usize,
+                v["token"].as_u64().unwrap_or(0),
+                v["status"]
+                    .as_u64()
+                    .and_then(|s| u32::try_from(s).ok())
+                    .unwrap_or(0),
+                v["message_id"].as_str().unwrap_or("").to_owned(),
+            ),
             "quit" => break,
             other => emit(
                 &out,
@@ -374,6 +406,13 @@ fn collect(h: &HostHandle, out: &Out, stop: &AtomicBool, emitted: &AtomicU64) {
                 }
             }
         }
+        #[cfg(feature = "smpp")]
+        for core in 0..h.cores() {
+            while let Some(o) = h.poll_smpp(core) {
+                emit(out, &smpp::out_json(&o));
+                any = true;
+            }
+        }
         while let Some(r) = h.poll_outbound() {
             emit_outbound(out, &r);
             any = true;
@@ -399,3 +438,5 @@ fn emit_outbound(out: &Out, r: &siphon_script::OutboundRequest) {
 }
 
 mod bench;
+#[cfg(feature = "smpp")]
+mod smpp;

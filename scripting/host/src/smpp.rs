@@ -1,0 +1,254 @@
+//! SMPP events between a reactor and its script worker (the `siphon.smpp` namespace, inbound
+//! side). They travel on the same per-core lanes as SIP events, in a ring pair of their own
+//! (the SIP [`crate::Event`] carries a parsed SIP message; an SMPP PDU is plain fields), and
+//! wake the same worker and the same doorbell. Plain Rust data only: no Python object crosses.
+//!
+//! - [`SmppEvent`] (reactor → worker): a bind to decide, a PDU to answer, or a session event.
+//! - [`SmppOut`] (worker → reactor): the answer to an event, or a PDU the script sends to a
+//!   bound ESME (`deliver_to`, `data_to`, `alert_to`), whose response comes back with
+//!   [`crate::HostHandle::complete_smpp`].
+//!
+//! TLVs cross as their wire octets (tag, length, value, repeated); the Python layer reads and
+//! writes that form, and the reactor validates it before it goes on the wire.
+
+use crate::py::{Args, PyErrSpec, PyResult, Ret};
+use crate::worker::with_ctx;
+
+/// One unit of SMPP work for a script worker.
+#[derive(Debug, Clone)]
+pub struct SmppEvent {
+    /// Caller-chosen id echoed in [`SmppOut::Answer`].
+    pub id: u64,
+    /// The core that owns the session; the answer goes back to its ring.
+    pub core: usize,
+    /// `"bind"`, `"pdu"` or `"session"`.
+    pub kind: &'static str,
+    /// The command (`"bind_transceiver"`, `"submit_sm"`, ...) or the session event
+    /// (`"bound"`, `"unbound"`).
+    pub command: &'static str,
+    /// The session (UUIDv4 text; its first two hex digits are the owning core).
+    pub session_id: String,
+    /// The ESME's system_id (empty before the bind).
+    pub system_id: String,
+    /// `ip:port` of the ESME.
+    pub client_addr: String,
+    /// PDU fields by name; `"tlvs"` holds the TLV section's wire octets.
+    pub fields: Vec<(&'static str, SmppValue)>,
+}
+
+/// A field value of an [`SmppEvent`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SmppValue {
+    /// An integer field (TON, NPI, flags, data_coding, ...).
+    Int(i64),
+    /// A text field (addresses, ids), lossily decoded.
+    Str(String),
+    /// Octets (short_message, TLV section).
+    Bytes(Vec<u8>),
+    /// A list of addresses (submit_multi destinations).
+    List(Vec<String>),
+}
+
+/// The answer the script decided for one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmppAnswer {
+    /// The [`SmppEvent::id`].
+    pub id: u64,
+    /// The [`SmppEvent::core`].
+    pub core: usize,
+    /// command_status.
+    pub status: u32,
+    /// message_id for the `_resp` (always encoded where the PDU has the field).
+    pub message_id: String,
+    /// query_sm_resp: (message_state, final_date, error_code).
+    pub query: Option<(u8, String, u8)>,
+    /// TLV wire octets for data_sm_resp.
+    pub tlvs: Vec<u8>,
+    /// The handler raised (counted).
+    pub error: bool,
+}
+
+/// A PDU the script sends towards a bound ESME.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmppSend {
+    /// Core that owns the session.
+    pub core: usize,
+    /// Worker awaiting the response.
+    pub worker: usize,
+    /// Token to complete with.
+    pub token: u64,
+    /// Target session.
+    pub session_id: String,
+    /// `"deliver_sm"`, `"data_sm"` or `"alert_notification"`.
+    pub command: String,
+    /// source_addr (alert: source_addr).
+    pub source_addr: String,
+    /// destination_addr (alert: esme_addr).
+    pub destination_addr: String,
+    /// short_message.
+    pub short_message: Vec<u8>,
+    /// [source_ton, source_npi, dest_ton, dest_npi, esm_class, protocol_id, priority_flag,
+    /// registered_delivery, data_coding].
+    pub octets: [u8; 9],
+    /// service_type.
+    pub service_type: String,
+    /// TLV wire octets.
+    pub tlvs: Vec<u8>,
+}
+
+/// Worker → reactor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SmppOut {
+    /// The answer to an [`SmppEvent`].
+    Answer(SmppAnswer),
+    /// A request towards a bound ESME.
+    Send(Box<SmppSend>),
+}
+
+impl SmppOut {
+    /// The core this goes to.
+    pub fn core(&self) -> usize {
+        match self {
+            Self::Answer(a) => a.core,
+            Self::Send(s) => s.core,
+        }
+    }
+}
+
+/// The event as plain Python data: `(id, core, kind, command, session_id, system_id,
+/// client_addr, [(name, value)])`.
+pub(crate) fn event_to_ret(ev: SmppEvent) -> Ret {
+    let fields = ev
+        .fields
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                SmppValue::Int(i) => Ret::Int(i),
+                SmppValue::Str(s) => Ret::Str(s),
+                SmppValue::Bytes(b) => Ret::Bytes(b),
+                SmppValue::List(l) => Ret::List(l.into_iter().map(Ret::Str).collect()),
+            };
+            Ret::Tuple(vec![Ret::Str(k.to_owned()), v])
+        })
+        .collect();
+    Ret::Tuple(vec![
+        Ret::Int(i64::try_from(ev.id).unwrap_or(i64::MAX)),
+        Ret::Int(i64::try_from(ev.core).unwrap_or(0)),
+        Ret::Str(ev.kind.to_owned()),
+        Ret::Str(ev.command.to_owned()),
+        Ret::Str(ev.session_id),
+        Ret::Str(ev.system_id),
+        Ret::Str(ev.client_addr),
+        Ret::List(fields),
+    ])
+}
+
+/// Handles of SMPP events in the worker: their low 32 bits are all ones, never a SIP slot.
+pub(crate) const HANDLE_TAG: u64 = 0xffff_ffff;
+
+/// True for a handle made by [`handle`].
+pub(crate) fn is_smpp_handle(h: u64) -> bool {
+    h & HANDLE_TAG == HANDLE_TAG
+}
+
+/// The worker handle of an SMPP event.
+pub(crate) fn handle(id: u64) -> u64 {
+    (id << 32) | HANDLE_TAG
+}
+
+fn small(a: &Args<'_>, i: usize) -> PyResult<u8> {
+    let v = a.int(i)?;
+    u8::try_from(v).map_err(|_| PyErrSpec::Value(format!("{v} does not fit an octet")))
+}
+
+/// The core that owns `session_id` (its first two hex digits). An id that names no core goes
+/// to core 0, whose reactor answers "not bound": the helper raises KeyError at the await, as
+/// upstream does, not at the call.
+fn core_of(session_id: &str, cores: usize) -> usize {
+    session_id
+        .get(..2)
+        .and_then(|h| usize::from_str_radix(h, 16).ok())
+        .filter(|c| *c < cores)
+        .unwrap_or(0)
+}
+
+/// `_siphon.smpp_config_json()`: the loaded `smpp.yaml` as JSON (`null` when none).
+#[cfg(feature = "smpp")]
+pub(crate) fn smpp_config_json(_a: &Args<'_>) -> PyResult<Ret> {
+    with_ctx(|c| Ok(Ret::Str(c.shared.cfg.smpp_config.to_string())))
+}
+
+/// `_siphon.smpp_config_json()` without the `smpp` feature: no config.
+#[cfg(not(feature = "smpp"))]
+pub(crate) fn smpp_config_json(_a: &Args<'_>) -> PyResult<Ret> {
+    Ok(Ret::Str("null".into()))
+}
+
+/// `_siphon.smpp_answer(core, id, status, message_id, tlvs, query_state, final_date,
+/// error_code, error)`: `query_state` < 0 when not a query_sm.
+pub(crate) fn smpp_answer(a: &Args<'_>) -> PyResult<Ret> {
+    let core = usize::try_from(a.int(0)?).unwrap_or(0);
+    let id = a.int(1)? as u64;
+    let status = u32::try_from(a.int(2)?)
+        .map_err(|_| PyErrSpec::Value("command_status out of range".into()))?;
+    let message_id = a.str(3)?.to_owned();
+    let tlvs = a.bytes(4)?;
+    let state = a.int(5)?;
+    let query = if state >= 0 {
+        Some((
+            u8::try_from(state).unwrap_or(0),
+            a.str(6)?.to_owned(),
+            small(a, 7)?,
+        ))
+    } else {
+        None
+    };
+    let error = a.truthy(8)?;
+    with_ctx(|c| {
+        let out = SmppOut::Answer(SmppAnswer {
+            id,
+            core,
+            status,
+            message_id,
+            query,
+            tlvs,
+            error,
+        });
+        c.push_smpp(out);
+        Ok(Ret::None)
+    })
+}
+
+/// `_siphon.smpp_send(session_id, command, token, source, destination, short_message,
+/// service_type, tlvs, src_ton, src_npi, dst_ton, dst_npi, esm_class, protocol_id,
+/// priority_flag, registered_delivery, data_coding)`.
+pub(crate) fn smpp_send(a: &Args<'_>) -> PyResult<Ret> {
+    let session_id = a.str(0)?.to_owned();
+    let command = a.str(1)?.to_owned();
+    let token = a.int(2)? as u64;
+    let mut octets = [0u8; 9];
+    for (i, o) in octets.iter_mut().enumerate() {
+        *o = small(a, 8 + i)?;
+    }
+    let send = SmppSend {
+        core: 0,
+        worker: 0,
+        token,
+        session_id,
+        command,
+        source_addr: a.str(3)?.to_owned(),
+        destination_addr: a.str(4)?.to_owned(),
+        short_message: a.bytes(5)?,
+        octets,
+        service_type: a.str(6)?.to_owned(),
+        tlvs: a.bytes(7)?,
+    };
+    with_ctx(|c| {
+        let mut send = send;
+        send.core = core_of(&send.session_id, c.shared.lanes.len());
+        send.worker = c.worker;
+        c.push_smpp(SmppOut::Send(Box::new(send)));
+        Ok(Ret::None)
+    })
+}
