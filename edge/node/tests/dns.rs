@@ -363,3 +363,71 @@ fn a_silent_server_gets_408_while_the_core_keeps_answering() {
         .expect("the INVITE gets a final response");
     assert_eq!(status(&r), Some(408), "{r}\n{}", n.log());
 }
+
+#[test]
+fn srv_weights_share_the_load() {
+    let dns = DnsServer::start(false);
+    let heavy = Ua::new();
+    let light = Ua::new();
+    let lo = Ipv4Addr::LOCALHOST;
+    dns.set(
+        "_sip._udp.weighted.test",
+        RecordType::SRV,
+        60,
+        vec![
+            srv(10, 30, heavy.addr.port(), "heavy.weighted.test."),
+            srv(10, 10, light.addr.port(), "light.weighted.test."),
+        ],
+    );
+    dns.set("heavy.weighted.test", RecordType::A, 60, vec![a(lo)]);
+    dns.set("light.weighted.test", RecordType::A, 60, vec![a(lo)]);
+    let n = node("dns-weights", &dns, 2000);
+    // Each next hop answers 200 to whatever reaches it, until it has been quiet for 2 s.
+    let serve = |ua: Ua| {
+        std::thread::spawn(move || {
+            ua.timeout(Duration::from_secs(2));
+            let mut got = 0usize;
+            while let Some((req, from)) = ua.recv() {
+                let mut head = String::new();
+                for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+                    for v in common::header(&req, name) {
+                        head.push_str(&format!("{name}: {v}\r\n"));
+                    }
+                }
+                ua.send(
+                    from,
+                    &format!("SIP/2.0 200 OK\r\n{head}Content-Length: 0\r\n\r\n"),
+                );
+                got += 1;
+            }
+            got
+        })
+    };
+    let (h, l) = (serve(heavy), serve(light));
+    let caller = Ua::new();
+    let total = 80;
+    for i in 0..total {
+        caller.send(
+            n.sip,
+            &request(
+                "OPTIONS",
+                "sip:svc@weighted.test",
+                caller.addr,
+                &format!("w-{i}"),
+                "X-Next: sip:weighted.test;transport=udp\r\n",
+            ),
+        );
+        let r = caller.recv_final().expect("a final response");
+        assert_eq!(status(&r), Some(200), "{r}");
+    }
+    let (h, l) = (h.join().expect("heavy"), l.join().expect("light"));
+    assert_eq!(h + l, total);
+    // RFC 2782: weights 30:10 share the load about 3:1 (a binomial draw: both get some, and the
+    // heavier target more; the chance of either failing by luck is below 1e-4).
+    assert!(l > 0 && h > l, "heavy {h}, light {l}");
+    assert_eq!(
+        dns.asked("_sip._udp.weighted.test", RecordType::SRV),
+        1,
+        "cached"
+    );
+}

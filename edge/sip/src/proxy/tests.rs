@@ -52,7 +52,7 @@ fn config() -> ProxyConfig {
         domains: vec!["proxy.example.com".into()],
         transactions: Config::default(),
         hooks: Hooks::default(),
-        udp_mtu: crate::proxy::DEFAULT_UDP_MTU,
+        udp_mtu: DEFAULT_UDP_MTU,
     }
 }
 

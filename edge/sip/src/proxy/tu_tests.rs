@@ -39,7 +39,7 @@ fn proxy(hooks: Hooks) -> Proxy {
         domains: vec!["proxy.example.com".into()],
         transactions: Config::default(),
         hooks,
-        udp_mtu: crate::proxy::DEFAULT_UDP_MTU,
+        udp_mtu: DEFAULT_UDP_MTU,
     })
 }
 
