@@ -1,5 +1,6 @@
 # Interop: PyPI smpp34 (Rust-backed) as the ESME. argv: port. Prints checks, then "DONE".
 import asyncio
+import os
 import sys
 
 import smpp34
@@ -33,3 +34,7 @@ async def main():
 
 
 asyncio.run(main())
+# Every check is printed. The library's own teardown at interpreter exit has crashed once in CI
+# runs (after DONE); it is not what this test is about, so leave without it.
+sys.stdout.flush()
+os._exit(0)
