@@ -409,19 +409,7 @@ impl Node {
             None => None,
         };
         let host = Host::start(hc).map_err(|e| StartError::Script(e.to_string()))?;
-        #[cfg(feature = "http")]
-        let http_addrs = match http.as_mut() {
-            Some(rt) => {
-                let m = Arc::clone(&rt.metrics);
-                metrics.add_extra_renderer(Box::new(move |o| m.render(o)));
-                let a = rt.serve(host.handle())?;
-                if !a.is_empty() {
-                    tracing::info!(?a, "HTTP listeners serving");
-                }
-                a
-            }
-            None => Vec::new(),
-        };
+
         tracing::info!(python = siphon_script::python_version(), mode = ?host.mode(), "script host started");
 
         // Reactors.
@@ -600,6 +588,26 @@ impl Node {
             backend = info.backend.as_str(),
             "siphon is serving"
         );
+        // HTTP listeners bind once the scripts loaded (inline placement loads them on the
+        // reactor threads): their startup hooks have run and core 0 published its routes.
+        #[cfg(feature = "http")]
+        let http_addrs = match http.as_mut() {
+            Some(rt) => {
+                let m = Arc::clone(&rt.metrics);
+                metrics.add_extra_renderer(Box::new(move |o| m.render(o)));
+                let hh = host.handle();
+                let until = Instant::now() + Duration::from_secs(10);
+                while hh.http_routes().0 == 0 && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let a = rt.serve(hh)?;
+                if !a.is_empty() {
+                    tracing::info!(?a, "HTTP listeners serving");
+                }
+                a
+            }
+            None => Vec::new(),
+        };
         #[cfg(feature = "smpp")]
         let smpp_addr = smpp
             .as_ref()

@@ -185,7 +185,7 @@ pub fn parse(
             err(path, line, s)
         })?
     };
-    let base = path.parent().unwrap_or(Path::new(""));
+    let base = path.parent().unwrap_or_else(|| Path::new(""));
     let fix = |p: &mut PathBuf| {
         if p.is_relative() && !base.as_os_str().is_empty() {
             *p = base.join(&*p);
@@ -353,7 +353,7 @@ mod tests {
         let e = p("servers:\n  - listen: 127.0.0.1:1\n    bogus: 1\n")
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("/etc/siphon/http.yaml:2:"), "{e}");
+        assert!(e.starts_with("/etc/siphon/http.yaml:3:"), "{e}");
         assert!(e.contains("unknown field `bogus`"), "{e}");
         let e = p("clients:\n  a:\n    cert: x.pem\n")
             .unwrap_err()

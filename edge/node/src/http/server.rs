@@ -295,9 +295,12 @@ async fn accept_loop(
             };
             let mut b = auto::Builder::new(TokioExecutor::new());
             b.http1()
+                .timer(hyper_util::rt::TokioTimer::new())
                 .max_buf_size(64 * 1024)
                 .header_read_timeout(Duration::from_secs(10));
-            b.http2().max_concurrent_streams(256);
+            b.http2()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .max_concurrent_streams(256);
             let r = match tls {
                 Some(acc) => {
                     match tokio::time::timeout(Duration::from_secs(10), acc.accept(stream)).await {
