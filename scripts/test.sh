@@ -18,7 +18,7 @@ if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
     fi
 fi
 
-ensure_apt build-essential pkg-config sip-tester redis-server socat openssl
+ensure_apt build-essential pkg-config sip-tester redis-server socat openssl curl
 # Independent SMPP implementations for the interop test; pytest for the scripting suite.
 python3 -m pip install -q --disable-pip-version-check pytest smpplib smpp34 2>&1 | grep -v "^$" >&2 || true
 pick_python
@@ -45,6 +45,9 @@ cargo test --workspace --locked
 
 step "cargo test: SMPP extension (siphon-bin --features smpp, its own debug binary)"
 env -u SIPHON_BIN cargo test -p siphon-bin --locked --features smpp --lib --test smpp_inbound
+
+step "cargo test: HTTP extension (siphon-bin --features http, its own debug binary; curl)"
+env -u SIPHON_BIN cargo test -p siphon-bin --locked --features http --lib --test http_ext
 
 step "fuzz targets build"
 for fz in edge/*/fuzz; do

@@ -67,6 +67,38 @@ fn check_smpp(p: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `http.yaml`: schema, values, TLS files, client material, and that listeners can bind.
+#[cfg(feature = "http")]
+fn check_http(p: &Path) -> Result<(), ConfigError> {
+    let c = crate::http::config::load(p)?;
+    for w in &c.warnings {
+        eprintln!("{}:{}: warning: {}", c.path.display(), w.line, w.message);
+    }
+    for (i, (addr, s)) in c.servers.iter().enumerate() {
+        let at = |m: String| ConfigError::At {
+            path: c.path.clone(),
+            line: c.server_lines.get(i).copied().unwrap_or(0),
+            message: m,
+        };
+        if let Some(t) = &s.tls {
+            for f in [Some(&t.cert_path), Some(&t.key_path), t.client_ca.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                fs::File::open(f)
+                    .map_err(|e| at(format!("servers[{i}].tls: `{}`: {e}", f.display())))?;
+            }
+        }
+        TcpListener::bind(addr).map_err(|e| at(format!("servers[{i}].listen {addr}: {e}")))?;
+    }
+    crate::http::HttpRuntime::start(c.clone(), &[]).map_err(|e| ConfigError::At {
+        path: c.path.clone(),
+        line: 0,
+        message: e.to_string(),
+    })?;
+    Ok(())
+}
+
 fn readable(l: &Loaded, key: &[&str], p: &Path, what: &str) -> Result<(), ConfigError> {
     match fs::metadata(p) {
         Ok(m) if m.is_file() => fs::File::open(p)
@@ -242,6 +274,10 @@ pub fn deep_check(l: &Loaded) -> Result<String, ConfigError> {
             #[cfg(feature = "smpp")]
             if name == "smpp" {
                 check_smpp(p)?;
+            }
+            #[cfg(feature = "http")]
+            if name == "http" {
+                check_http(p)?;
             }
         }
     }

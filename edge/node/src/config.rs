@@ -526,6 +526,9 @@ pub struct Tuning {
     pub buffer_size: Option<u32>,
     /// Capacity of each reactor ↔ worker and reactor ↔ reactor queue.
     pub queue_capacity: Option<usize>,
+    /// CPUs for the HTTP extension's tokio threads (one thread per entry; default: one
+    /// unpinned thread).
+    pub http_cpus: Option<Vec<usize>>,
 }
 
 /// The whole `siphon.yaml`. Unknown top-level keys are collected by `upstream_only` and sorted

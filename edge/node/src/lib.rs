@@ -6,6 +6,8 @@ pub mod check;
 pub mod config;
 pub mod dns;
 pub mod engine;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod metrics;
 pub mod node;
 #[cfg(feature = "smpp")]

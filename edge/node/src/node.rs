@@ -288,6 +288,12 @@ pub struct Node {
     /// Bound SMPP listener address.
     #[cfg(feature = "smpp")]
     pub smpp_addr: Option<SocketAddr>,
+    /// The HTTP extension's runtime.
+    #[cfg(feature = "http")]
+    http: Option<crate::http::HttpRuntime>,
+    /// Bound HTTP listener addresses, in `servers[]` order.
+    #[cfg(feature = "http")]
+    pub http_addrs: Vec<SocketAddr>,
 }
 
 impl std::fmt::Debug for Node {
@@ -377,7 +383,33 @@ impl Node {
         {
             hc.smpp_config = sc.script_view();
         }
+        // HTTP: named clients exist before scripts load (a module-level
+        // `http.Client("api")` works); listeners bind after the startup hooks ran.
+        #[cfg(feature = "http")]
+        let mut http = match c.extensions.get("http") {
+            Some(p) => {
+                let hcfg = crate::http::config::load(p)?;
+                for w in &hcfg.warnings {
+                    tracing::warn!("{}:{}: {}", hcfg.path.display(), w.line, w.message);
+                }
+                hc.http_config = hcfg.script_view();
+                let path = hcfg.path.clone();
+                let rt = crate::http::HttpRuntime::start(
+                    hcfg,
+                    c.tuning.http_cpus.as_deref().unwrap_or(&[]),
+                )
+                .map_err(|e| config::ConfigError::At {
+                    path,
+                    line: 0,
+                    message: e.to_string(),
+                })?;
+                hc.http_sink = Some(rt.sink());
+                Some(rt)
+            }
+            None => None,
+        };
         let host = Host::start(hc).map_err(|e| StartError::Script(e.to_string()))?;
+
         tracing::info!(python = siphon_script::python_version(), mode = ?host.mode(), "script host started");
 
         // Reactors.
@@ -556,6 +588,26 @@ impl Node {
             backend = info.backend.as_str(),
             "siphon is serving"
         );
+        // HTTP listeners bind once the scripts loaded (inline placement loads them on the
+        // reactor threads): their startup hooks have run and core 0 published its routes.
+        #[cfg(feature = "http")]
+        let http_addrs = match http.as_mut() {
+            Some(rt) => {
+                let m = Arc::clone(&rt.metrics);
+                metrics.add_extra_renderer(Box::new(move |o| m.render(o)));
+                let hh = host.handle();
+                let until = Instant::now() + Duration::from_secs(10);
+                while hh.http_routes().0 == 0 && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let a = rt.serve(hh)?;
+                if !a.is_empty() {
+                    tracing::info!(?a, "HTTP listeners serving");
+                }
+                a
+            }
+            None => Vec::new(),
+        };
         #[cfg(feature = "smpp")]
         let smpp_addr = smpp
             .as_ref()
@@ -565,6 +617,10 @@ impl Node {
             tracing::info!(smpp = %a, "SMPP listener serving");
         }
         Ok(Self {
+            #[cfg(feature = "http")]
+            http,
+            #[cfg(feature = "http")]
+            http_addrs,
             #[cfg(feature = "smpp")]
             smpp_addr,
             runtime: Some(runtime),
@@ -616,6 +672,14 @@ impl Node {
                     .is_some_and(|m| m.bound.load(Ordering::Relaxed) > 0)
             {
                 std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        #[cfg(feature = "http")]
+        if let Some(rt) = self.http.as_mut() {
+            // Stop accepting, let requests in flight finish, then the on_shutdown hooks.
+            rt.drain(Duration::from_secs(self.drain_secs.clamp(1, 30)));
+            if let Some(h) = &self.host {
+                h.handle().http_shutdown();
             }
         }
         std::thread::sleep(Duration::from_millis(100));

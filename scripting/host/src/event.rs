@@ -228,7 +228,7 @@ pub struct OutboundRequest {
 }
 
 /// Something posted to a worker from outside its rings.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) enum Control {
     /// A Rust timer fired.
     Timer(u64),
@@ -238,4 +238,12 @@ pub(crate) enum Control {
     Registrar(String, &'static str),
     /// The response to an SMPP request the script sent: (token, command_status, message_id).
     Smpp(u64, u32, String),
+    /// The outcome of an `http.Client` call: (token, response or error text).
+    Http(u64, Result<crate::http::HttpReply, String>),
+    /// An inbound HTTP request for a route handler, and who takes the answer.
+    HttpRequest(Box<crate::http::HttpInbound>, crate::http::ResponderBox),
+    /// The node gave up on an inbound request (its timeout): cancel the handler.
+    HttpCancel(u64),
+    /// SIGTERM: run the `@http.on_shutdown` hooks.
+    HttpShutdown,
 }

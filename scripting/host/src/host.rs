@@ -83,6 +83,13 @@ pub struct HostConfig {
     /// The loaded `smpp.yaml` as scripts read it (`siphon.smpp._config`); `null` when none.
     #[cfg(feature = "smpp")]
     pub smpp_config: serde_json::Value,
+    /// What scripts read as `siphon.http._config` (`listen_addrs`, `client_names`); `null`
+    /// when `extensions.http` is not set.
+    #[cfg(feature = "http")]
+    pub http_config: serde_json::Value,
+    /// Where `http.Client` calls go (the node's HTTP runtime); `None` without `extensions.http`.
+    #[cfg(feature = "http")]
+    pub http_sink: Option<crate::http::HttpSink>,
     /// Run one shared interpreter even when own-GIL subinterpreters are available.
     pub force_shared_interpreter: bool,
     /// Inline placement: no worker threads; each reactor thread creates its core's interpreter
@@ -130,6 +137,10 @@ impl HostConfig {
             script_config: serde_json::Value::Object(serde_json::Map::new()),
             #[cfg(feature = "smpp")]
             smpp_config: serde_json::Value::Null,
+            #[cfg(feature = "http")]
+            http_config: serde_json::Value::Null,
+            #[cfg(feature = "http")]
+            http_sink: None,
             force_shared_interpreter: false,
             account_cpu: false,
             inline: false,
@@ -221,6 +232,8 @@ pub(crate) struct Shared {
     pub(crate) log: LogSink,
     pub(crate) outbound: SegQueue<OutboundRequest>,
     pub(crate) next_token: AtomicU64,
+    /// The route table core 0 published at its last successful load, and its version.
+    pub(crate) http_routes: Mutex<(u64, Vec<crate::http::RouteDef>)>,
 }
 
 impl Shared {
@@ -539,6 +552,62 @@ impl HostHandle {
         }
     }
 
+    /// Run a route handler for an inbound HTTP request on `core`'s interpreter; `respond`
+    /// gets the answer once (never, when the request is cancelled first). Any thread.
+    pub fn submit_http(
+        &self,
+        core: usize,
+        req: crate::http::HttpInbound,
+        respond: crate::http::Responder,
+    ) {
+        let worker = self
+            .shared
+            .lane_worker
+            .get(core)
+            .copied()
+            .unwrap_or_default();
+        if let Some(w) = self.shared.workers.get(worker) {
+            w.control.push(Control::HttpRequest(
+                Box::new(req),
+                crate::http::ResponderBox(respond),
+            ));
+            self.shared.wake(worker);
+        }
+    }
+
+    /// Cancel the handler of inbound request `id` on `core` (the node answered 504).
+    pub fn cancel_http(&self, core: usize, id: u64) {
+        let worker = self
+            .shared
+            .lane_worker
+            .get(core)
+            .copied()
+            .unwrap_or_default();
+        if let Some(w) = self.shared.workers.get(worker) {
+            w.control.push(Control::HttpCancel(id));
+            self.shared.wake(worker);
+        }
+    }
+
+    /// The route table of the loaded script (core 0's) and its version (bumped by every
+    /// load that registered routes anew).
+    pub fn http_routes(&self) -> (u64, Vec<crate::http::RouteDef>) {
+        lock(&self.shared.http_routes).clone()
+    }
+
+    /// Run the `@http.on_shutdown` hooks on every core (SIGTERM drain).
+    pub fn http_shutdown(&self) {
+        for (i, w) in self.shared.workers.iter().enumerate() {
+            w.control.push(Control::HttpShutdown);
+            self.shared.wake(i);
+        }
+    }
+
+    /// Number of script workers (interpreters): HTTP requests are spread over these.
+    pub fn workers(&self) -> usize {
+        self.shared.workers.len()
+    }
+
     /// Current reload generation (bumped by [`HostHandle::reload`] and the inotify watcher).
     pub fn generation(&self) -> u64 {
         self.shared.generation.load(Ordering::Acquire)
@@ -721,6 +790,7 @@ impl Host {
             stats: Stats::default(),
             outbound: SegQueue::new(),
             next_token: AtomicU64::new(1),
+            http_routes: Mutex::new((0, Vec::new())),
             timers: Timers {
                 heap: Mutex::new(BinaryHeap::new()),
                 cv: Condvar::new(),

@@ -11,6 +11,7 @@
 
 pub mod event;
 pub mod host;
+pub mod http;
 pub mod message;
 mod native;
 pub mod presence;
@@ -26,6 +27,10 @@ pub use event::{
 pub use host::{
     Doorbell, Host, HostConfig, HostError, HostHandle, InlineWorker, LogSink, Mode, ReloadMode,
     python_version,
+};
+pub use http::{
+    HttpAnswer, HttpCall, HttpClientSpec, HttpCompleter, HttpInbound, HttpReply, HttpSink,
+    Responder, RouteDef,
 };
 pub use message::SipMessage;
 pub use smpp::{SmppAnswer, SmppEvent, SmppOut, SmppSend, SmppValue};

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use pyo3_ffi as ffi;
 
 use crate::event::{Actions, Disposition, ForkStrategy, ForkTarget, Remote, Transport};
+use crate::http::{http_config_json, http_request, http_respond, http_set_routes};
 use crate::message::addr_uri;
 use crate::presence::{self, PresenceError, PublishRequest};
 use crate::py::{Args, PyErrSpec, PyResult, Ret, finish};
@@ -48,6 +49,10 @@ fastcall! {
     s_smpp_answer => smpp_answer,
     s_smpp_send => smpp_send,
     s_smpp_config_json => smpp_config_json,
+    s_http_request => http_request,
+    s_http_respond => http_respond,
+    s_http_config_json => http_config_json,
+    s_http_set_routes => http_set_routes,
     s_log => log,
     s_worker_id => worker_id,
     s_ev_id => ev_id,

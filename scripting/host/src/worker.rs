@@ -107,6 +107,8 @@ pub(crate) struct WorkerCtx {
     pub(crate) async_inflight: usize,
     /// Cores with results pushed since the last doorbell round (rung once per batch).
     bells: Vec<bool>,
+    /// Inbound HTTP requests being handled here, by id.
+    pub(crate) http_responders: std::collections::HashMap<u64, crate::http::Responder>,
 }
 
 thread_local! {
@@ -240,6 +242,10 @@ struct Engine {
     registrar_event: Owned,
     smpp_dispatch: Owned,
     smpp_complete: Owned,
+    http_complete: Owned,
+    http_dispatch: Owned,
+    http_cancel: Owned,
+    http_shutdown: Owned,
     shutdown: Owned,
     kinds: [Owned; 5],
     methods: Vec<(String, Owned)>,
@@ -307,6 +313,13 @@ const PACKAGE: &[(&str, &str, &str, bool)] = &[
         "siphon.smpp",
         "<siphon>/smpp.py",
         include_str!("../../python/siphon/smpp.py"),
+        false,
+    ),
+    #[cfg(feature = "http")]
+    (
+        "siphon.http",
+        "<siphon>/http.py",
+        include_str!("../../python/siphon/http.py"),
         false,
     ),
 ];
@@ -382,6 +395,10 @@ fn bootstrap() -> Result<Engine, String> {
             registrar_event: getattr(e, "registrar_event")?,
             smpp_dispatch: getattr(e, "smpp_dispatch")?,
             smpp_complete: getattr(e, "smpp_complete")?,
+            http_complete: getattr(e, "http_complete")?,
+            http_dispatch: getattr(e, "http_dispatch")?,
+            http_cancel: getattr(e, "http_cancel")?,
+            http_shutdown: getattr(e, "http_shutdown")?,
             shutdown: getattr(e, "shutdown")?,
             kinds: [
                 kind("request")?,
@@ -524,6 +541,7 @@ impl WorkerCore {
                 next_gen: 0,
                 async_inflight: 0,
                 bells: vec![false; shared.lanes.len()],
+                http_responders: std::collections::HashMap::new(),
             });
         });
         let path = shared.cfg.script_path.to_string_lossy().into_owned();
@@ -592,6 +610,48 @@ impl WorkerCore {
                     let m = Owned::from_new_str(&message_id);
                     call(&engine.smpp_complete, &[t.as_ptr(), s.as_ptr(), m.as_ptr()]).is_some()
                 }
+                Control::Http(token, result) => {
+                    let t = int_obj(token as i64);
+                    let (ok_ret, err) = match result {
+                        Ok(r) => (crate::http::reply_to_ret(r), Ret::None),
+                        Err(e) => (Ret::None, Ret::Str(e)),
+                    };
+                    // SAFETY: GIL held; into_py returns new references or NULL.
+                    let objs = unsafe {
+                        (
+                            Owned::from_new(ok_ret.into_py()),
+                            Owned::from_new(err.into_py()),
+                        )
+                    };
+                    match objs {
+                        (Some(r), Some(e)) => {
+                            call(&engine.http_complete, &[t.as_ptr(), r.as_ptr(), e.as_ptr()])
+                                .is_some()
+                        }
+                        _ => false,
+                    }
+                }
+                Control::HttpRequest(req, respond) => {
+                    let id = req.id;
+                    let _ = with_ctx(|c| {
+                        c.http_responders.insert(id, respond.0);
+                        Ok(())
+                    });
+                    // SAFETY: GIL held; into_py returns a new reference or NULL.
+                    match unsafe { Owned::from_new(crate::http::inbound_to_ret(*req).into_py()) } {
+                        Some(r) => call(&engine.http_dispatch, &[r.as_ptr()]).is_some(),
+                        None => false,
+                    }
+                }
+                Control::HttpCancel(id) => {
+                    let _ = with_ctx(|c| {
+                        c.http_responders.remove(&id);
+                        Ok(())
+                    });
+                    let t = int_obj(id as i64);
+                    call(&engine.http_cancel, &[t.as_ptr()]).is_some()
+                }
+                Control::HttpShutdown => call(&engine.http_shutdown, &[]).is_some(),
             };
             if !ok {
                 let text = take_error_text();

@@ -415,8 +415,10 @@ def load(path):
         _siphon.log(_ERROR, f"script {path} raised at import; keeping the old handlers:\n{traceback.format_exc()}")
         return False
     sys.modules["__siphon_app__"] = mod
+    first_load = app is None
     app = mod
     _start_periodic()
+    _http_loaded(first_load)
     # Exported on /metrics, and read by `siphon check` (a script needs at least one handler).
     _siphon.metric_decl("gauge", "siphon_script_handlers", "Handlers registered by the loaded script", [], None)
     _siphon.metric_op("siphon_script_handlers", [], 1, float(len(registry.entries)))
@@ -472,3 +474,49 @@ def smpp_dispatch(ev):
 def smpp_complete(token, status, message_id):
     from . import smpp
     smpp._complete(token, status, message_id)
+
+
+# ---- HTTP (feature `http`): client completions and route requests --------------------------
+
+def _http_loaded(first_load):
+    """After a (re)load: publish the route table to the node (core 0), and on the first load
+    run ``@http.on_startup`` hooks (every core, before the node binds its listeners)."""
+    m = sys.modules.get("siphon.http")
+    if m is None:
+        return
+    if _siphon.worker_id() == 0:
+        flat = []
+        for path, methods, origin in m._routes():
+            flat += [path, ",".join(methods), origin]
+        _siphon.http_set_routes(flat)
+    if first_load:
+        m._run_hooks("http.startup")
+        # Async hooks run to completion here, before the node binds (asyncio-only awaits).
+        pending = [t for t in asyncio.all_tasks(_loop) if not t.done()]
+        if pending:
+            asyncio.events._set_running_loop(None)
+            try:
+                _loop.run_until_complete(asyncio.wait(pending, timeout=30))
+            finally:
+                asyncio.events._set_running_loop(_loop)
+
+
+def http_complete(token, reply, error):
+    from . import http
+    http._complete(token, reply, error)
+
+
+def http_dispatch(ev):
+    from . import http
+    http._dispatch(ev)
+
+
+def http_cancel(id):
+    from . import http
+    http._cancel(id)
+
+
+def http_shutdown():
+    m = sys.modules.get("siphon.http")
+    if m is not None:
+        m._run_hooks("http.shutdown")

@@ -1,0 +1,279 @@
+//! The HTTP extension end to end (`--features http`): the siphon binary serves script routes
+//! to curl (HTTP/1.1 and h2c), answers 404/405/HEAD/504 itself, and scripts await the pooled
+//! `http.Client` against a real upstream server this test runs, from routes and from SIP
+//! handlers. A bad `http.yaml` stops the start with `file:line`.
+#![cfg(feature = "http")]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Node, Ua, free_port, request, status};
+
+const SCRIPT: &str = r#"
+import asyncio
+from siphon import http, log, proxy
+
+api = http.Client("api")   # module level, as the extensions page recommends
+
+@http.route("/healthz")
+def healthz(req):
+    return http.Response(status=200, body=b"ok")
+
+@http.route("/users/{id}", methods=["GET"])
+async def get_user(req):
+    async with http.Client("api") as client:
+        upstream = await client.get(f"/v1/users/{req.path_params['id']}")
+    return http.Response(status=upstream.status, body=upstream.body)
+
+@http.route("/echo/{*rest}", methods=["POST", "PUT"])
+def echo(req):
+    return http.Response(status=201, headers={"X-Rest": req.path_params["rest"]},
+                         body=req.body() + req.query_params.get("q", "").encode())
+
+@http.route("/slow")
+async def slow(req):
+    try:
+        await asyncio.sleep(5)
+    except asyncio.CancelledError:
+        log.info("slow handler cancelled")
+        raise
+    return http.Response(body=b"late")
+
+@http.middleware
+def guard(req):
+    if req.header("x-deny"):
+        return http.Response(status=401, body=b"denied")
+    return None
+
+@proxy.on_request("INVITE")
+async def screen(request):
+    verdict = await api.get(f"/screen/{request.from_uri.user}")
+    if verdict.status != 200:
+        request.reply(403, "Blocked")
+        return
+    request.reply(486, "Busy Here")
+"#;
+
+/// A keep-alive HTTP/1.1 upstream: `/screen/bad*` is 403, everything else 200 `up:<path>`.
+/// Counts connections.
+fn upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+    let addr = l.local_addr().expect("upstream addr");
+    let conns = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&conns);
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            c.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || serve(s));
+        }
+    });
+    (addr, conns)
+}
+
+fn serve(s: TcpStream) {
+    let mut w = s.try_clone().expect("clone stream");
+    let mut r = BufReader::new(s);
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            if h == "\r\n" {
+                break;
+            }
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; len];
+        let _ = r.read_exact(&mut body);
+        let code = if path.starts_with("/screen/bad") {
+            403
+        } else {
+            200
+        };
+        let b = format!("up:{path}");
+        let resp = format!(
+            "HTTP/1.1 {code} X\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        );
+        if w.write_all(resp.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn start(name: &str, up: SocketAddr) -> (Node, SocketAddr) {
+    let port = free_port();
+    let http = format!(
+        "servers:\n  - listen: 127.0.0.1:{port}\n    request_timeout_ms: 500\n    max_body_bytes: 64\n\
+         clients:\n  api:\n    base_url: http://{up}\n    timeout_ms: 2000\n"
+    );
+    let config = "listen:\n  udp: [\"127.0.0.1:{sip}\"]\nscript:\n  path: s.py\n\
+                  extensions:\n  http: http.yaml\ntuning:\n  reactor_cpus: [0, 1]\n";
+    let node = Node::start(name, config, &[("s.py", SCRIPT), ("http.yaml", &http)]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no HTTP listener:\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (node, addr)
+}
+
+/// curl: (status, headers, body).
+fn curl(args: &[&str]) -> (u16, String, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-S", "-D", "/dev/stderr", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    let head = String::from_utf8_lossy(&out.stderr).into_owned();
+    let code = head
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("HTTP/"))
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        code,
+        head,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn routes_methods_params_middleware_and_the_client() {
+    let (up, _) = upstream();
+    let (node, a) = start("http_routes", up);
+    let u = |p: &str| format!("http://{a}{p}");
+    let (s, _, b) = curl(&[&u("/healthz")]);
+    assert_eq!((s, b.as_str()), (200, "ok"));
+    let (s, _, b) = curl(&["--http2-prior-knowledge", &u("/healthz")]);
+    assert_eq!((s, b.as_str()), (200, "ok"), "{}", node.log());
+    // A route handler awaits the named client; UTF-8 path parameters.
+    let (s, _, b) = curl(&[&u("/users/caf%C3%A9")]);
+    assert_eq!(s, 200, "{}", node.log());
+    assert!(b.starts_with("up:/v1/users/caf"), "{b}");
+    let (s, _, b) = curl(&["-X", "POST", "--data-binary", "hi", &u("/echo/a/b?q=1")]);
+    assert_eq!((s, b.as_str()), (201, "hi1"));
+    // 404: no route; 405 with Allow; HEAD on a GET route has no body.
+    assert_eq!(curl(&[&u("/nope")]).0, 404);
+    assert_eq!(curl(&[&u("/echo/")]).0, 404, "{{*rest}} needs a tail");
+    let (s, h, _) = curl(&["-X", "DELETE", &u("/healthz")]);
+    assert_eq!(s, 405);
+    assert!(h.to_ascii_lowercase().contains("allow: get, head"), "{h}");
+    let (s, _, b) = curl(&["-I", &u("/healthz")]);
+    assert_eq!((s, b.contains("ok")), (200, false));
+    // Middleware short-circuits matched routes only.
+    assert_eq!(curl(&["-H", "x-deny: 1", &u("/healthz")]).0, 401);
+    assert_eq!(curl(&["-H", "x-deny: 1", &u("/nope")]).0, 404);
+    // 413 over the body cap, by Content-Length and chunked.
+    let big = "x".repeat(100);
+    assert_eq!(
+        curl(&["-X", "POST", "--data-binary", &big, &u("/echo/x")]).0,
+        413
+    );
+    assert_eq!(
+        curl(&[
+            "-X",
+            "POST",
+            "-H",
+            "Transfer-Encoding: chunked",
+            "--data-binary",
+            &big,
+            &u("/echo/x")
+        ])
+        .0,
+        413
+    );
+    // 504 at the timeout, and the handler is cancelled on its core.
+    assert_eq!(curl(&[&u("/slow")]).0, 504);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !node.log().contains("slow handler cancelled") {
+        assert!(
+            Instant::now() < deadline,
+            "handler not cancelled:\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!node.log().contains("panicked"), "{}", node.log());
+}
+
+#[test]
+fn sip_handlers_await_the_pooled_client() {
+    let (up, conns) = upstream();
+    let (node, _) = start("http_sip_screen", up);
+    let ua = Ua::new();
+    for (i, user) in ["bad1", "good", "bad2", "good2"].iter().enumerate() {
+        let msg = request(
+            "INVITE",
+            "sip:bob@example.com",
+            ua.addr,
+            &format!("screen-{i}"),
+            "",
+        )
+        .replace("sip:tester@", &format!("sip:{user}@"));
+        ua.send(node.sip, &msg);
+        let r = ua.recv_final().unwrap_or_default();
+        let want = if user.starts_with("bad") { 403 } else { 486 };
+        assert_eq!(status(&r), Some(want), "{user}: {r}\n{}", node.log());
+    }
+    // One pool shared by all cores: a handful of connections, not one per call.
+    assert!(
+        conns.load(Ordering::SeqCst) <= 2,
+        "{} connections",
+        conns.load(Ordering::SeqCst)
+    );
+}
+
+#[test]
+fn a_bad_http_yaml_stops_the_start_with_file_and_line() {
+    let dir = common::scratch("http_bad_yaml");
+    std::fs::write(dir.join("s.py"), "from siphon import http\n").unwrap();
+    std::fs::write(
+        dir.join("http.yaml"),
+        "servers:\n  - listen: 127.0.0.1:0\n  - listen: nowhere:80\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("siphon.yaml"),
+        "listen:\n  udp: [\"127.0.0.1:0\"]\nscript:\n  path: s.py\nextensions:\n  http: http.yaml\n",
+    )
+    .unwrap();
+    for args in [
+        &["-c", "siphon.yaml"][..],
+        &["check", "-c", "siphon.yaml"][..],
+    ] {
+        let out = Command::new(common::siphon_bin())
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert!(
+            err.contains("http.yaml:3: servers[1].listen: `nowhere:80` is not ip:port"),
+            "{args:?}: {err}"
+        );
+    }
+}
