@@ -28,5 +28,5 @@ pub use host::{
     python_version,
 };
 pub use message::SipMessage;
-pub use smpp::{SmppAnswer, SmppEvent, SmppOut, SmppSend, SmppValue};
+pub use smpp::{SmppAnswer, SmppEvent, SmppOut, SmppSend, SmppValue, SmppVia, bind_owner};
 pub use worker::LogLevel;
