@@ -44,7 +44,7 @@ step "cargo test"
 cargo test --workspace --locked
 
 step "cargo test: SMPP extension (siphon-bin --features smpp, its own debug binary)"
-env -u SIPHON_BIN cargo test -p siphon-bin --locked --features smpp --lib --test smpp_inbound
+env -u SIPHON_BIN cargo test -p siphon-bin --locked --features smpp --lib --test smpp_inbound --test smpp_outbound
 
 step "fuzz targets build"
 for fz in edge/*/fuzz; do

@@ -9,8 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use siphon_smpp::{
-    Bind, Body, CommandId, CommandStatus, MessageIdResp, Pdu, SequenceNumber, SubmitSm,
-    frame_len,
+    Bind, Body, CommandId, CommandStatus, MessageIdResp, Pdu, SequenceNumber, SubmitSm, frame_len,
 };
 
 /// One run.
@@ -331,7 +330,10 @@ fn one_bind(cfg: &LoadConfig, system_id: &str, start: &std::sync::Barrier) -> Bi
         match c.read(&mut got) {
             Ok(()) => {}
             Err(e) => {
-                let k = if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+                let k = if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) {
                     "timeout"
                 } else {
                     "closed"

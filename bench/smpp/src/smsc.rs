@@ -302,7 +302,14 @@ fn serve(mut s: TcpStream, sh: &Shared, seed: u64) -> io::Result<()> {
         let n = match s.read(&mut buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => 0,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                0
+            }
             Err(e) => return Err(e),
         };
         let now = Instant::now();
@@ -332,7 +339,8 @@ fn serve(mut s: TcpStream, sh: &Shared, seed: u64) -> io::Result<()> {
             session.state(),
             SessionState::BoundRx | SessionState::BoundTrx
         );
-        if rx && push_slot.is_none()
+        if rx
+            && push_slot.is_none()
             && let Ok(mut q) = sh.pushes.lock()
         {
             q.push(VecDeque::new());
@@ -423,7 +431,11 @@ fn handle_request(
         Body::SubmitSm(m) => {
             sh.stats.submits.fetch_add(1, Ordering::Relaxed);
             let status = verdict(rng);
-            let id = if status.is_ok() { new_id() } else { String::new() };
+            let id = if status.is_ok() {
+                new_id()
+            } else {
+                String::new()
+            };
             let body = payload(&m.tlvs, m.short_message);
             if status.is_ok() && m.registered_delivery & 0x03 != 0 && rng.unit() < cfg.dlr_ratio {
                 dlrs.push_back(Dlr {
@@ -455,7 +467,11 @@ fn handle_request(
         Body::SubmitMulti(m) => {
             sh.stats.submits.fetch_add(1, Ordering::Relaxed);
             let status = verdict(rng);
-            let id = if status.is_ok() { new_id() } else { String::new() };
+            let id = if status.is_ok() {
+                new_id()
+            } else {
+                String::new()
+            };
             let dests: Vec<String> = m
                 .dests
                 .iter()
@@ -486,7 +502,11 @@ fn handle_request(
         Body::DataSm(m) => {
             sh.stats.submits.fetch_add(1, Ordering::Relaxed);
             let status = verdict(rng);
-            let id = if status.is_ok() { new_id() } else { String::new() };
+            let id = if status.is_ok() {
+                new_id()
+            } else {
+                String::new()
+            };
             record(Received {
                 command: "data_sm",
                 source: text(m.source_addr),

@@ -26,9 +26,9 @@ use siphon_reactor::tls::TlsClient;
 use siphon_reactor::{ConnId, ConnectError, Cx, TimerId};
 use siphon_script::SmppSend;
 use siphon_smpp::{
-    Body, CancelSm, CommandId, CommandStatus, DataSm, Dest, Framer, List, QuerySm, ReplaceSm,
-    Role, Session, SessionConfig, SubmitMulti, SubmitSm, ThrottleAction, ThrottleConfig,
-    ThrottleDecision, TokenBucket, Tlvs,
+    Body, CancelSm, CommandId, CommandStatus, DataSm, Dest, Framer, List, QuerySm, ReplaceSm, Role,
+    Session, SessionConfig, SubmitMulti, SubmitSm, ThrottleAction, ThrottleConfig,
+    ThrottleDecision, Tlvs, TokenBucket,
 };
 
 use super::config::BindConfig;
@@ -175,13 +175,13 @@ pub(crate) fn tls_clients(
             b.tls
                 .as_ref()
                 .map(|t| {
-                    tls_client(t).map(Arc::new).map_err(|e| {
-                        crate::config::ConfigError::At {
+                    tls_client(t)
+                        .map(Arc::new)
+                        .map_err(|e| crate::config::ConfigError::At {
                             path: cfg.path.clone(),
                             line: 0,
                             message: format!("bind `{}`: tls: {e}", b.name),
-                        }
-                    })
+                        })
                 })
                 .transpose()
         })
@@ -289,8 +289,7 @@ impl SmppCore {
             return;
         }
         let now = cx.now();
-        if b
-            .bound_at
+        if b.bound_at
             .take()
             .is_some_and(|t| now.saturating_duration_since(t) >= STABLE)
         {
@@ -360,7 +359,8 @@ impl SmppCore {
         }
         let queued: Vec<_> = b.queue.drain(..).collect();
         for (s, _) in queued {
-            self.host.complete_smpp(s.worker, s.token, LOST, String::new());
+            self.host
+                .complete_smpp(s.worker, s.token, LOST, String::new());
         }
         self.schedule_retry(cx, i);
     }
@@ -480,7 +480,8 @@ impl SmppCore {
                 }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "SMPP bind: send refused by the session");
-                    self.host.complete_smpp(s.worker, s.token, LOST, String::new());
+                    self.host
+                        .complete_smpp(s.worker, s.token, LOST, String::new());
                 }
                 None => {
                     self.host.complete_smpp(

@@ -200,7 +200,10 @@ impl SmppMetrics {
         let _ = writeln!(out, "# TYPE siphon_smpp_bind_reconnects_total counter");
         if let Ok(m) = self.bind_reconnects.lock() {
             for (bind, n) in m.iter() {
-                let _ = writeln!(out, "siphon_smpp_bind_reconnects_total{{bind=\"{bind}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "siphon_smpp_bind_reconnects_total{{bind=\"{bind}\"}} {n}"
+                );
             }
         }
         let _ = writeln!(out, "# TYPE siphon_smpp_bind_errors_total counter");
@@ -1148,7 +1151,8 @@ impl SmppCore {
         };
         self.sends.retain(|(k, _), (worker, token)| {
             if *k == conn {
-                self.host.complete_smpp(*worker, *token, lost, String::new());
+                self.host
+                    .complete_smpp(*worker, *token, lost, String::new());
                 false
             } else {
                 true
