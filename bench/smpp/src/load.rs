@@ -241,13 +241,10 @@ fn cause(status: CommandStatus, id: CommandId) -> String {
 fn one_bind(cfg: &LoadConfig, system_id: &str, start: &std::sync::Barrier) -> BindReport {
     let mut r = BindReport::default();
     let err = |r: &mut BindReport, k: &str, n: u64| *r.errors.entry(k.to_owned()).or_default() += n;
-    let s = match TcpStream::connect_timeout(&cfg.target, Duration::from_secs(5)) {
-        Ok(s) => s,
-        Err(_) => {
-            start.wait();
-            err(&mut r, "connect", cfg.count);
-            return r;
-        }
+    let Ok(s) = TcpStream::connect_timeout(&cfg.target, Duration::from_secs(5)) else {
+        start.wait();
+        err(&mut r, "connect", cfg.count);
+        return r;
     };
     let _ = s.set_nodelay(true);
     let _ = s.set_read_timeout(Some(cfg.timeout));

@@ -17,7 +17,7 @@
 //!   `Session` of kind `"bind"` whose `system_id` is the bind's name.
 
 use std::collections::VecDeque;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -220,17 +220,13 @@ impl SmppCore {
         }
         b.retry = None;
         let name = b.cfg.name.clone();
-        // A name is resolved here (on the reactor): binds are few and reconnects rare; IP
-        // literals, the usual case, resolve without a lookup.
-        let addr: Option<SocketAddr> = (b.cfg.host.as_str(), b.cfg.port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next());
-        let Some(addr) = addr else {
-            tracing::warn!(bind = %name, host = %b.cfg.host, "SMPP bind: cannot resolve host");
+        // IP literals only (checked at load): names would need the resolver off the reactor.
+        let Ok(ip) = b.cfg.host.parse::<std::net::IpAddr>() else {
+            tracing::warn!(bind = %name, host = %b.cfg.host, "SMPP bind: host is not an IP address");
             self.shared.metrics.bind_error(&name, "resolve");
             return self.schedule_retry(cx, i);
         };
+        let addr = SocketAddr::new(ip, b.cfg.port);
         let conn = match &b.tls {
             Some(t) => match cx.connect_tls(addr, t, &b.cfg.host, Some(CONNECT_TIMEOUT)) {
                 Ok(c) => c,

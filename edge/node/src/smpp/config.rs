@@ -414,6 +414,16 @@ pub fn parse(raw: &str, path: &Path, env: &[(String, String)]) -> Result<SmppCon
                 format!("bind `{}`: window must be at least 1", b.name),
             ));
         }
+        if b.host.parse::<std::net::IpAddr>().is_err() {
+            return Err(err(
+                path,
+                line_of(&text, &["binds"]),
+                format!(
+                    "bind `{}`: host `{}` is not an IP address (names are not resolved yet)",
+                    b.name, b.host
+                ),
+            ));
+        }
         if let Some(i) = unique.iter().position(|u| u.name == b.name) {
             warnings.push(Warning {
                 line: line_of(&text, &["binds"]),
@@ -634,7 +644,7 @@ mod tests {
         );
         assert!(c.warnings.iter().any(|w| w.message.contains("twice")));
         let c = p(
-            "binds:\n  - {name: b, host: h, port: 1, system_id: s, password: p, tls: {ca_path: ca.pem}}\n",
+            "binds:\n  - {name: b, host: 10.1.1.1, port: 1, system_id: s, password: p, tls: {ca_path: ca.pem}}\n",
             &[],
         )
         .unwrap();
@@ -664,12 +674,12 @@ mod tests {
         assert_eq!(c.binds[0].port, 2800);
         assert_eq!(c.binds[0].window, 64);
         assert!(c.binds[0].tls.is_none());
-        let e = p("server: {}\n", &[("SMPP_BIND_UP_HOST", "h")]).unwrap_err();
+        let e = p("server: {}\n", &[("SMPP_BIND_UP_HOST", "10.0.0.9")]).unwrap_err();
         assert!(e.to_string().contains("SYSTEM_ID"));
         let e = p(
             "server: {}\n",
             &[
-                ("SMPP_BIND_UP_HOST", "h"),
+                ("SMPP_BIND_UP_HOST", "10.0.0.9"),
                 ("SMPP_BIND_UP_SYSTEM_ID", "a"),
                 ("SMPP_BIND_UP_PASSWORD", "b"),
                 ("SMPP_BIND_UP_PORT", "x"),
