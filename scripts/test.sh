@@ -44,7 +44,7 @@ step "cargo test"
 cargo test --workspace --locked
 
 step "cargo test: SMPP extension (siphon-bin --features smpp, its own debug binary)"
-env -u SIPHON_BIN cargo test -p siphon-bin --locked --features smpp --lib --test smpp_inbound
+env -u SIPHON_BIN cargo test -p siphon-bin --locked --features smpp --lib --test smpp_inbound --test smpp_outbound
 
 step "cargo test: HTTP extension (siphon-bin --features http, its own debug binary; curl)"
 env -u SIPHON_BIN cargo test -p siphon-bin --locked --features http --lib --test http_ext

@@ -1322,6 +1322,12 @@ impl Handler for Engine {
         conn: ConnId,
         result: Result<ConnInfo, ConnectError>,
     ) {
+        #[cfg(feature = "smpp")]
+        if let Some(s) = self.smpp.as_mut()
+            && s.owns(conn)
+        {
+            return s.on_connected(cx, conn, result);
+        }
         if result.is_err()
             && let Some(s) = self.streams.remove(&conn)
         {
@@ -1372,7 +1378,7 @@ impl Handler for Engine {
         if let Some(s) = self.smpp.as_mut()
             && s.owns(conn)
         {
-            return s.on_closed(conn, &_reason);
+            return s.on_closed(cx, conn, &_reason);
         }
         if let Some(s) = self.streams.remove(&conn) {
             self.by_peer.remove(&(s.transport, s.peer));

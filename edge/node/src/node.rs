@@ -240,9 +240,34 @@ fn smpp_listener(
     for w in &cfg.warnings {
         tracing::warn!("{}:{}: {}", cfg.path.display(), w.line, w.message);
     }
-    if !cfg.listen {
+    if !cfg.listen && cfg.binds.is_empty() {
         return Ok(None);
     }
+    let bind_tls = crate::smpp::binds::tls_clients(&cfg)?;
+    let listener = if cfg.listen {
+        Some(smpp_tcp(&cfg, rc)?)
+    } else {
+        None
+    };
+    let m = Arc::new(crate::smpp::SmppMetrics::default());
+    m.window_size
+        .store(cfg.server.window as u64, Ordering::Relaxed);
+    let mm = Arc::clone(&m);
+    metrics.add_extra_renderer(Box::new(move |o| mm.render(o)));
+    Ok(Some(Arc::new(crate::smpp::SmppShared {
+        config: cfg,
+        listener,
+        bind_tls,
+        metrics: m,
+    })))
+}
+
+/// The SMPP listener's reactor TCP listener.
+#[cfg(feature = "smpp")]
+fn smpp_tcp(
+    cfg: &crate::smpp::SmppConfig,
+    rc: &mut siphon_reactor::Config,
+) -> Result<siphon_reactor::ListenerId, StartError> {
     let addr = cfg.listen_addr()?;
     let tls = match &cfg.server.tls {
         Some(t) => Some(
@@ -260,16 +285,7 @@ fn smpp_listener(
     };
     let listener = siphon_reactor::ListenerId(u32::try_from(rc.tcp.len()).unwrap_or(u32::MAX));
     rc.tcp.push(ListenTcp { addr, tls });
-    let m = Arc::new(crate::smpp::SmppMetrics::default());
-    m.window_size
-        .store(cfg.server.window as u64, Ordering::Relaxed);
-    let mm = Arc::clone(&m);
-    metrics.add_extra_renderer(Box::new(move |o| mm.render(o)));
-    Ok(Some(Arc::new(crate::smpp::SmppShared {
-        config: cfg,
-        listener,
-        metrics: m,
-    })))
+    Ok(listener)
 }
 
 /// A running node.
@@ -611,7 +627,8 @@ impl Node {
         #[cfg(feature = "smpp")]
         let smpp_addr = smpp
             .as_ref()
-            .and_then(|s| tcp.get(s.listener.0 as usize).copied());
+            .and_then(|s| s.listener)
+            .and_then(|l| tcp.get(l.0 as usize).copied());
         #[cfg(feature = "smpp")]
         if let Some(a) = smpp_addr {
             tracing::info!(smpp = %a, "SMPP listener serving");

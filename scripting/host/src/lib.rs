@@ -33,5 +33,5 @@ pub use http::{
     Responder, RouteDef,
 };
 pub use message::SipMessage;
-pub use smpp::{SmppAnswer, SmppEvent, SmppOut, SmppSend, SmppValue};
+pub use smpp::{SmppAnswer, SmppEvent, SmppOut, SmppSend, SmppValue, SmppVia, bind_owner};
 pub use worker::LogLevel;

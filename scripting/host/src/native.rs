@@ -18,7 +18,7 @@ use crate::message::addr_uri;
 use crate::presence::{self, PresenceError, PublishRequest};
 use crate::py::{Args, PyErrSpec, PyResult, Ret, finish};
 use crate::shared::{DigestCheck, DigestMode, MetricKind, MetricOp, SaveOutcome};
-use crate::smpp::{smpp_answer, smpp_config_json, smpp_send};
+use crate::smpp::{smpp_answer, smpp_config_json, smpp_send, smpp_send_via};
 use crate::worker::{LogLevel, with_ctx};
 
 macro_rules! fastcall {
@@ -48,6 +48,7 @@ macro_rules! fastcall {
 fastcall! {
     s_smpp_answer => smpp_answer,
     s_smpp_send => smpp_send,
+    s_smpp_send_via => smpp_send_via,
     s_smpp_config_json => smpp_config_json,
     s_http_request => http_request,
     s_http_respond => http_respond,

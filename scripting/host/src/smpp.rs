@@ -94,6 +94,37 @@ pub struct SmppSend {
     pub service_type: String,
     /// TLV wire octets.
     pub tlvs: Vec<u8>,
+    /// Set for a send through an outbound bind (`submit_via`, ...): `session_id` is then
+    /// the bind's name and the request goes to the core that owns it ([`bind_owner`]).
+    pub via: Option<Box<SmppVia>>,
+}
+
+/// The fields of a `*_via` send beyond [`SmppSend`]'s.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SmppVia {
+    /// cancel_sm / query_sm / replace_sm: the SMSC's message_id.
+    pub message_id: String,
+    /// submit_sm_multi: SME addresses.
+    pub destinations: Vec<String>,
+    /// schedule_delivery_time.
+    pub schedule_delivery_time: String,
+    /// validity_period.
+    pub validity_period: String,
+    /// replace_if_present_flag.
+    pub replace_if_present_flag: u8,
+    /// sm_default_msg_id.
+    pub sm_default_msg_id: u8,
+}
+
+/// The core that owns the outbound bind `name` among `cores` (FNV-1a of the name): every
+/// core computes the same owner, so a `*_via` send from any core reaches it through its ring.
+pub fn bind_owner(name: &str, cores: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    usize::try_from(h % cores.max(1) as u64).unwrap_or(0)
 }
 
 /// Worker → reactor.
@@ -243,10 +274,64 @@ pub(crate) fn smpp_send(a: &Args<'_>) -> PyResult<Ret> {
         octets,
         service_type: a.str(6)?.to_owned(),
         tlvs: a.bytes(7)?,
+        via: None,
     };
     with_ctx(|c| {
         let mut send = send;
         send.core = core_of(&send.session_id, c.shared.lanes.len());
+        send.worker = c.worker;
+        c.push_smpp(SmppOut::Send(Box::new(send)));
+        Ok(Ret::None)
+    })
+}
+
+/// `_siphon.smpp_send_via(bind, command, token, source, destination, short_message,
+/// service_type, tlvs, message_id, destinations, schedule_delivery_time, validity_period,
+/// src_ton, src_npi, dst_ton, dst_npi, esm_class, protocol_id, priority_flag,
+/// registered_delivery, data_coding, replace_if_present_flag, sm_default_msg_id)`:
+/// `destinations` is the addresses joined by NUL octets.
+pub(crate) fn smpp_send_via(a: &Args<'_>) -> PyResult<Ret> {
+    let bind = a.str(0)?.to_owned();
+    let command = a.str(1)?.to_owned();
+    let token = a.int(2)? as u64;
+    let mut octets = [0u8; 9];
+    for (i, o) in octets.iter_mut().enumerate() {
+        *o = small(a, 12 + i)?;
+    }
+    let dests = a.bytes(9)?;
+    let destinations = if dests.is_empty() {
+        Vec::new()
+    } else {
+        dests
+            .split(|b| *b == 0)
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+            .collect()
+    };
+    let via = SmppVia {
+        message_id: a.str(8)?.to_owned(),
+        destinations,
+        schedule_delivery_time: a.str(10)?.to_owned(),
+        validity_period: a.str(11)?.to_owned(),
+        replace_if_present_flag: small(a, 21)?,
+        sm_default_msg_id: small(a, 22)?,
+    };
+    let send = SmppSend {
+        core: 0,
+        worker: 0,
+        token,
+        session_id: bind,
+        command,
+        source_addr: a.str(3)?.to_owned(),
+        destination_addr: a.str(4)?.to_owned(),
+        short_message: a.bytes(5)?,
+        octets,
+        service_type: a.str(6)?.to_owned(),
+        tlvs: a.bytes(7)?,
+        via: Some(Box::new(via)),
+    };
+    with_ctx(|c| {
+        let mut send = send;
+        send.core = bind_owner(&send.session_id, c.shared.lanes.len());
         send.worker = c.worker;
         c.push_smpp(SmppOut::Send(Box::new(send)));
         Ok(Ret::None)

@@ -1,8 +1,12 @@
 """siphon.smpp: the SMPP 3.4 extension's script namespace (built with ``--features smpp``).
 
-Inbound side: ESMEs bind to siphon's SMPP listener; ``@smpp.on_bind`` decides each bind,
+ESMEs bind to siphon's SMPP listener; ``@smpp.on_bind`` decides each bind,
 ``@smpp.on_pdu(command)`` answers each PDU, ``@smpp.on_session(event)`` sees sessions come and
-go, and ``deliver_to``/``data_to``/``alert_to`` push PDUs to a bound ESME. Handlers may be
+go, and ``deliver_to``/``data_to``/``alert_to`` push PDUs to a bound ESME. Outbound binds
+(``binds:`` in smpp.yaml) carry ``submit_via``/``submit_multi_via``/``data_via``/``cancel_via``/
+``query_via``/``replace_via`` to upstream SMSCs (from any core: the bind's owner sends, the
+answer comes back here); their deliver_sm (DLRs, MO), data_sm and alert_notification reach
+``@smpp.on_pdu`` with a ``Session`` of kind ``"bind"``. Handlers may be
 sync or ``async def``; they are looked up per PDU, so a script reload applies to the next PDU.
 
 Each session is owned by one core and its PDUs run in that core's interpreter: share state
@@ -22,6 +26,7 @@ from . import _engine
 __all__ = [
     "on_bind", "on_pdu", "on_session",
     "deliver_to", "data_to", "alert_to",
+    "submit_via", "submit_multi_via", "data_via", "cancel_via", "query_via", "replace_via",
     "Bind", "BindResult", "Session", "Pdu", "PduReply", "AlertNotification", "SmppResp",
     "QueryResp", "STATUSES", "COMMANDS",
     "bind_address", "config", "binds", "routing_rules",
@@ -556,7 +561,7 @@ def _answer_pdu(core, ev_id, command, pdu, result):
 def _dispatch(ev):
     ev_id, core, kind, command, session_id, system_id, client_addr, fields = ev
     fields = dict(fields)
-    session = Session("esme", session_id, system_id, client_addr)
+    session = Session(fields.pop("session_kind", "esme"), session_id, system_id, client_addr)
     if kind == "session":
         # The answer only says the hooks are done (the reactor has nothing to send for it).
         return _run_session(command, session, lambda: _answer(core, ev_id, 0))
@@ -745,3 +750,137 @@ def alert_to(*, session_id, source_addr, esme_addr, source_addr_ton=1, source_ad
         {"ms_availability_status": int(ms_availability_status)})
     return _send(session_id, "alert_notification", source_addr, esme_addr, b"", "", raw,
                  (source_addr_ton, source_addr_npi, esme_addr_ton, esme_addr_npi, 0, 0, 0, 0, 0))
+
+
+# ---- sends through outbound binds (spec section 2.3) ------------------------------------------
+
+# Statuses the reactor reports for a bind (not SMPP statuses; see edge/node/src/smpp/binds.rs).
+_NOT_TX = 0xFFFF_FFFD
+_LOST = 0xFFFF_FFFC
+_NACKED = 0xFFFF_FFFB
+
+
+async def _send_via(bind, command, source, dest, sm, service_type, tlvs, octets, message_id="",
+                    destinations=(), schedule_delivery_time="", validity_period="",
+                    replace_if_present_flag=0, sm_default_msg_id=0):
+    _next[0] += 1
+    token = _next[0]
+    fut = asyncio.get_event_loop().create_future()
+    _pending[token] = fut
+    dests = b"\0".join(str(d).encode() for d in destinations)
+    _siphon.smpp_send_via(bind, command, token, source, dest, sm, service_type, tlvs, message_id,
+                          dests, schedule_delivery_time, validity_period, *octets,
+                          replace_if_present_flag, sm_default_msg_id)
+    status, mid = await fut
+    if status == _NOT_BOUND:
+        raise KeyError(f"bind '{bind}' not bound")
+    if status == _NOT_TX:
+        raise RuntimeError(f"bind '{bind}' is a receiver bind; it cannot send {command}")
+    if status == _LOST:
+        raise RuntimeError(f"bind '{bind}' {command} failed: ESME_RSYSERR")
+    if status == _NACKED:
+        code = int(mid or 8)
+        raise RuntimeError(f"bind '{bind}' {command} failed: "
+                           f"{_NAMES.get(code, f'0x{code:08x}')} (generic_nack)")
+    name = _NAMES.get(status, f"0x{status:08x}")
+    if command == "query_sm":
+        parts = (mid.split("\0") + ["", "0", "", "0"])[:4]
+        return QueryResp(name, parts[0], int(parts[1] or 0), parts[2], int(parts[3] or 0))
+    return SmppResp(name, mid)
+
+
+def _sub_octets(source_addr_ton, source_addr_npi, dest_addr_ton, dest_addr_npi, esm_class,
+                protocol_id, priority_flag, registered_delivery, data_coding):
+    return (source_addr_ton, source_addr_npi, dest_addr_ton, dest_addr_npi, esm_class,
+            protocol_id, priority_flag, registered_delivery, data_coding)
+
+
+def submit_via(*, bind, source_addr, destination_addr, short_message, source_addr_ton=1,
+               source_addr_npi=1, dest_addr_ton=1, dest_addr_npi=1, service_type="",
+               esm_class=0, protocol_id=0, priority_flag=0, schedule_delivery_time="",
+               validity_period="", registered_delivery=0, replace_if_present_flag=0,
+               data_coding=0, sm_default_msg_id=0, tlvs=None):
+    """submit_sm through the outbound bind ``bind``; awaitable -> SmppResp (``ok=False`` with
+    the SMSC's status on a soft nack). KeyError at the await when the bind is not bound,
+    RuntimeError for a receiver bind, a generic_nack, a timeout or a lost connection."""
+    sm = _check_sm(short_message)
+    raw = _encode_tlvs(tlvs)
+    return _send_via(bind, "submit_sm", source_addr, destination_addr, sm, service_type, raw,
+                     _sub_octets(source_addr_ton, source_addr_npi, dest_addr_ton, dest_addr_npi,
+                                 esm_class, protocol_id, priority_flag, registered_delivery,
+                                 data_coding),
+                     schedule_delivery_time=schedule_delivery_time,
+                     validity_period=validity_period,
+                     replace_if_present_flag=replace_if_present_flag,
+                     sm_default_msg_id=sm_default_msg_id)
+
+
+def submit_multi_via(*, bind, source_addr, destinations, short_message, source_addr_ton=1,
+                     source_addr_npi=1, dest_addr_ton=1, dest_addr_npi=1, service_type="",
+                     esm_class=0, protocol_id=0, priority_flag=0, schedule_delivery_time="",
+                     validity_period="", registered_delivery=0, replace_if_present_flag=0,
+                     data_coding=0, sm_default_msg_id=0, tlvs=None):
+    """submit_multi to up to 254 SME addresses (dest TON/NPI apply to each)."""
+    sm = _check_sm(short_message)
+    destinations = [str(d) for d in destinations]
+    if len(destinations) > 254:
+        raise ValueError("more than 254 destinations")
+    if not destinations:
+        raise ValueError("submit_multi_via needs at least one destination")
+    raw = _encode_tlvs(tlvs)
+    return _send_via(bind, "submit_sm_multi", source_addr, "", sm, service_type, raw,
+                     _sub_octets(source_addr_ton, source_addr_npi, dest_addr_ton, dest_addr_npi,
+                                 esm_class, protocol_id, priority_flag, registered_delivery,
+                                 data_coding),
+                     destinations=destinations, schedule_delivery_time=schedule_delivery_time,
+                     validity_period=validity_period,
+                     replace_if_present_flag=replace_if_present_flag,
+                     sm_default_msg_id=sm_default_msg_id)
+
+
+def data_via(*, bind, source_addr, destination_addr, short_message=b"", source_addr_ton=1,
+             source_addr_npi=1, dest_addr_ton=1, dest_addr_npi=1, service_type="", esm_class=0,
+             registered_delivery=0, data_coding=0, tlvs=None):
+    """data_sm through ``bind``; ``short_message`` goes in MESSAGE_PAYLOAD (any length up to
+    64 KiB). The SMSC's message_id is returned (upstream always returns "")."""
+    if isinstance(short_message, str):
+        short_message = short_message.encode()
+    tlvs = dict(tlvs or {})
+    if short_message and any(_tag_of(k) == 0x0424 for k in tlvs):
+        raise ValueError("data_via: give short_message or a message_payload TLV, not both")
+    raw = _encode_tlvs(tlvs)
+    if short_message:
+        if len(short_message) > 0xFFFF:
+            raise ValueError("data_via: short_message over 65535 octets")
+        raw = struct.pack(">HH", 0x0424, len(short_message)) + bytes(short_message) + raw
+    return _send_via(bind, "data_sm", source_addr, destination_addr, b"", service_type, raw,
+                     _sub_octets(source_addr_ton, source_addr_npi, dest_addr_ton, dest_addr_npi,
+                                 esm_class, 0, 0, registered_delivery, data_coding))
+
+
+def cancel_via(*, bind, message_id, source_addr="", destination_addr="", service_type="",
+               source_addr_ton=1, source_addr_npi=1, dest_addr_ton=1, dest_addr_npi=1):
+    """cancel_sm through ``bind`` (not paced); awaitable -> SmppResp."""
+    return _send_via(bind, "cancel_sm", source_addr, destination_addr, b"", service_type, b"",
+                     _sub_octets(source_addr_ton, source_addr_npi, dest_addr_ton, dest_addr_npi,
+                                 0, 0, 0, 0, 0),
+                     message_id=str(message_id))
+
+
+def query_via(*, bind, message_id, source_addr="", source_addr_ton=1, source_addr_npi=1):
+    """query_sm through ``bind`` (not paced); awaitable -> QueryResp."""
+    return _send_via(bind, "query_sm", source_addr, "", b"", "", b"",
+                     _sub_octets(source_addr_ton, source_addr_npi, 1, 1, 0, 0, 0, 0, 0),
+                     message_id=str(message_id))
+
+
+def replace_via(*, bind, message_id, source_addr="", source_addr_ton=1, source_addr_npi=1,
+                schedule_delivery_time="", validity_period="", registered_delivery=0,
+                sm_default_msg_id=0, short_message=b""):
+    """replace_sm through ``bind`` (not paced); awaitable -> SmppResp."""
+    sm = _check_sm(short_message)
+    return _send_via(bind, "replace_sm", source_addr, "", sm, "", b"",
+                     _sub_octets(source_addr_ton, source_addr_npi, 1, 1, 0, 0, 0,
+                                 registered_delivery, 0),
+                     message_id=str(message_id), schedule_delivery_time=schedule_delivery_time,
+                     validity_period=validity_period, sm_default_msg_id=sm_default_msg_id)

@@ -3,8 +3,8 @@
 //!
 //! Unlike upstream, the documented defaults apply even when `server:` is absent (upstream's
 //! timers become 0 then), the listener starts only when `server:` or a legacy key is present,
-//! a bad file stops the start with `file:line: what`, and `server.tls` is wired. Outbound
-//! `binds` are parsed and validated but not acted on yet (part 2): each one is warned about.
+//! a bad file stops the start with `file:line: what`, and `server.tls` is wired.
+//! `binds` are outbound binds, run by `super::binds`; `binds[].tls` may name a CA only.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -110,7 +110,25 @@ impl Default for Server {
     }
 }
 
-/// One outbound bind (`binds[]`); parsed, not acted on yet.
+/// `binds[].tls`: every key optional (upstream requires `cert_path` and `key_path`, so its
+/// documented `tls: {ca_path: ...}` does not parse). Without `ca_path` the system bundle
+/// (`/etc/ssl/certs/ca-certificates.crt`) is trusted; `cert_path`+`key_path` add a client
+/// certificate.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BindTls {
+    /// PEM client certificate chain.
+    #[serde(default)]
+    pub cert_path: Option<PathBuf>,
+    /// PEM client key.
+    #[serde(default)]
+    pub key_path: Option<PathBuf>,
+    /// PEM trust roots for the SMSC's certificate.
+    #[serde(default)]
+    pub ca_path: Option<PathBuf>,
+}
+
+/// One outbound bind (`binds[]`), run by one core (see `siphon_script::bind_owner`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BindConfig {
@@ -141,7 +159,14 @@ pub struct BindConfig {
     pub response_timer_ms: u64,
     /// TLS to the SMSC.
     #[serde(default)]
-    pub tls: Option<TlsFiles>,
+    pub tls: Option<BindTls>,
+    /// Ours: most unanswered requests on the bind; further sends wait in order.
+    #[serde(default = "d_bind_window")]
+    pub window: usize,
+}
+
+fn d_bind_window() -> usize {
+    64
 }
 
 fn d_trx() -> String {
@@ -377,19 +402,39 @@ pub fn parse(raw: &str, path: &Path, env: &[(String, String)]) -> Result<SmppCon
             ));
         }
     }
-    if !binds.is_empty() {
-        warnings.push(Warning {
-            line: line_of(&text, &["binds"]),
-            message: format!(
-                "`binds` (outbound binds to SMSCs: {}) are not implemented yet; they are ignored",
-                binds
-                    .iter()
-                    .map(|b| b.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        });
+    // Names are how `*_via(bind=...)` finds a bind: a second one with the same name (an
+    // environment bind repeating a file bind, say) replaces the first, with a warning
+    // (upstream keeps both and sends through whichever it finds first).
+    let mut unique: Vec<BindConfig> = Vec::with_capacity(binds.len());
+    for b in binds {
+        if b.window == 0 {
+            return Err(err(
+                path,
+                line_of(&text, &["binds"]),
+                format!("bind `{}`: window must be at least 1", b.name),
+            ));
+        }
+        if b.host.parse::<std::net::IpAddr>().is_err() {
+            return Err(err(
+                path,
+                line_of(&text, &["binds"]),
+                format!(
+                    "bind `{}`: host `{}` is not an IP address (names are not resolved yet)",
+                    b.name, b.host
+                ),
+            ));
+        }
+        if let Some(i) = unique.iter().position(|u| u.name == b.name) {
+            warnings.push(Warning {
+                line: line_of(&text, &["binds"]),
+                message: format!("bind `{}` is defined twice; the later one is used", b.name),
+            });
+            unique[i] = b;
+        } else {
+            unique.push(b);
+        }
     }
+    let binds = unique;
     let mut routing = file.routing.clone();
     if let Some(c) = get("SMPP_DEFAULT_CHAIN") {
         routing.default_chain = c
@@ -487,7 +532,18 @@ fn env_binds(path: &Path, env: &[(String, String)]) -> Result<Vec<BindConfig>, C
             max_msg_per_sec: u32::try_from(num("MAX_MPS", 0)?).unwrap_or(u32::MAX),
             enquire_link_timer_ms: num("ENQUIRE_LINK_MS", 30_000)?,
             response_timer_ms: num("RESPONSE_MS", 30_000)?,
-            tls: None,
+            tls: get("TLS")
+                .filter(|v| {
+                    matches!(
+                        v.trim().to_ascii_lowercase().as_str(),
+                        "true" | "1" | "yes" | "on"
+                    )
+                })
+                .map(|_| BindTls {
+                    ca_path: get("CA").map(PathBuf::from),
+                    ..BindTls::default()
+                }),
+            window: usize::try_from(num("WINDOW", 64)?).unwrap_or(usize::MAX),
         });
     }
     Ok(out)
@@ -568,7 +624,41 @@ mod tests {
     }
 
     #[test]
-    fn env_binds_are_appended_and_warned() {
+    fn bind_tls_with_a_ca_only_parses_and_duplicates_are_replaced() {
+        let c = p(
+            "binds:\n  - {name: a, host: 127.0.0.1, port: 1, system_id: s, password: p, tls: {ca_path: ca.pem}}\n",
+            &[
+                ("SMPP_BIND_A_HOST", "127.0.0.2"),
+                ("SMPP_BIND_A_SYSTEM_ID", "me"),
+                ("SMPP_BIND_A_PASSWORD", "pw"),
+                ("SMPP_BIND_A_TLS", "yes"),
+                ("SMPP_BIND_A_CA", "/x.pem"),
+            ],
+        );
+        let c = c.unwrap();
+        assert_eq!(c.binds.len(), 1);
+        assert_eq!(c.binds[0].host, "127.0.0.2");
+        assert_eq!(
+            c.binds[0].tls.as_ref().and_then(|t| t.ca_path.clone()),
+            Some(PathBuf::from("/x.pem"))
+        );
+        assert!(c.warnings.iter().any(|w| w.message.contains("twice")));
+        let c = p(
+            "binds:\n  - {name: b, host: 10.1.1.1, port: 1, system_id: s, password: p, tls: {ca_path: ca.pem}}\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.binds[0].tls,
+            Some(BindTls {
+                ca_path: Some(PathBuf::from("ca.pem")),
+                ..BindTls::default()
+            })
+        );
+    }
+
+    #[test]
+    fn env_binds_are_appended() {
         let c = p(
             "server: {}\n",
             &[
@@ -582,13 +672,14 @@ mod tests {
         assert_eq!(c.binds.len(), 1);
         assert_eq!(c.binds[0].name, "up");
         assert_eq!(c.binds[0].port, 2800);
-        assert!(c.warnings.iter().any(|w| w.message.contains("`binds`")));
-        let e = p("server: {}\n", &[("SMPP_BIND_UP_HOST", "h")]).unwrap_err();
+        assert_eq!(c.binds[0].window, 64);
+        assert!(c.binds[0].tls.is_none());
+        let e = p("server: {}\n", &[("SMPP_BIND_UP_HOST", "10.0.0.9")]).unwrap_err();
         assert!(e.to_string().contains("SYSTEM_ID"));
         let e = p(
             "server: {}\n",
             &[
-                ("SMPP_BIND_UP_HOST", "h"),
+                ("SMPP_BIND_UP_HOST", "10.0.0.9"),
                 ("SMPP_BIND_UP_SYSTEM_ID", "a"),
                 ("SMPP_BIND_UP_PASSWORD", "b"),
                 ("SMPP_BIND_UP_PORT", "x"),

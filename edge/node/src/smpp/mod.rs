@@ -8,7 +8,11 @@
 //! window (`server.window`): a request past it is answered ESME_RTHROTTLED and counted.
 //! Timers (session-init, enquire_link, inactivity, response, paced responses) are the
 //! session's; one reactor timer per connection is armed at its next deadline.
+//!
+//! Outbound binds (`binds:`) are connections of the same kind in the ESME role; see
+//! [`binds`].
 
+pub mod binds;
 pub mod config;
 
 use std::collections::HashMap;
@@ -105,6 +109,13 @@ pub struct SmppMetrics {
     pub window_size: AtomicU64,
     /// Connections closed because the peer stopped reading.
     pub slow_readers: AtomicU64,
+    /// Outbound binds bound now.
+    pub egress_bound: AtomicU64,
+    /// Our requests on outbound binds and the SMSC's requests to us, by command.
+    egress: [PerCommand; COMMANDS.len()],
+    /// `(bind, cause)` → connect or bind failures; `bind` → reconnects scheduled.
+    bind_errors: std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
+    bind_reconnects: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl SmppMetrics {
@@ -113,6 +124,28 @@ impl SmppMetrics {
         if let Some(i) = command_index(command) {
             let c = &self.by_command[i];
             if ok { &c.ok } else { &c.error }.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Outbound-bind traffic (`direction="egress"`, upstream's label for all of it).
+    fn pdu_egress(&self, command: CommandId, ok: bool) {
+        if let Some(i) = command_index(command) {
+            let c = &self.egress[i];
+            if ok { &c.ok } else { &c.error }.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A bind's connect or bind failed with `cause`.
+    pub fn bind_error(&self, bind: &str, cause: &'static str) {
+        if let Ok(mut m) = self.bind_errors.lock() {
+            *m.entry((bind.to_owned(), cause)).or_default() += 1;
+        }
+    }
+
+    /// A bind's reconnect was scheduled.
+    pub fn bind_reconnect(&self, bind: &str) {
+        if let Ok(mut m) = self.bind_reconnects.lock() {
+            *m.entry(bind.to_owned()).or_default() += 1;
         }
     }
 
@@ -147,13 +180,38 @@ impl SmppMetrics {
             "# TYPE siphon_smpp_binds gauge\nsiphon_smpp_binds{{direction=\"inbound\",state=\"bound\"}} {}",
             g(&self.bound)
         );
+        let _ = writeln!(
+            out,
+            "siphon_smpp_binds{{direction=\"egress\",state=\"bound\"}} {}",
+            g(&self.egress_bound)
+        );
         let _ = writeln!(out, "# TYPE siphon_smpp_pdus_total counter");
-        for (name, c) in COMMANDS.iter().zip(&self.by_command) {
-            for (result, v) in [("ok", &c.ok), ("error", &c.error)] {
+        for (direction, table) in [("inbound", &self.by_command), ("egress", &self.egress)] {
+            for (name, c) in COMMANDS.iter().zip(table) {
+                for (result, v) in [("ok", &c.ok), ("error", &c.error)] {
+                    let _ = writeln!(
+                        out,
+                        "siphon_smpp_pdus_total{{direction=\"{direction}\",command=\"{name}\",result=\"{result}\"}} {}",
+                        g(v)
+                    );
+                }
+            }
+        }
+        let _ = writeln!(out, "# TYPE siphon_smpp_bind_reconnects_total counter");
+        if let Ok(m) = self.bind_reconnects.lock() {
+            for (bind, n) in m.iter() {
                 let _ = writeln!(
                     out,
-                    "siphon_smpp_pdus_total{{direction=\"inbound\",command=\"{name}\",result=\"{result}\"}} {}",
-                    g(v)
+                    "siphon_smpp_bind_reconnects_total{{bind=\"{bind}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(out, "# TYPE siphon_smpp_bind_errors_total counter");
+        if let Ok(m) = self.bind_errors.lock() {
+            for ((bind, cause), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "siphon_smpp_bind_errors_total{{bind=\"{bind}\",cause=\"{cause}\"}} {n}"
                 );
             }
         }
@@ -220,8 +278,10 @@ impl SmppMetrics {
 pub struct SmppShared {
     /// The loaded `smpp.yaml`.
     pub config: SmppConfig,
-    /// The reactor listener index of the SMPP listener.
-    pub listener: ListenerId,
+    /// The reactor listener index of the SMPP listener (none: binds only).
+    pub listener: Option<ListenerId>,
+    /// The TLS client of each `config.binds` entry that has `tls`.
+    pub bind_tls: Vec<Option<Arc<siphon_reactor::tls::TlsClient>>>,
     /// Counters.
     pub metrics: Arc<SmppMetrics>,
 }
@@ -266,6 +326,8 @@ struct Conn {
     /// A bind awaits the script: later PDUs wait in the framer (they may not be judged
     /// against state Open; spec §6 #10).
     bind_pending: bool,
+    /// An outbound bind's connection: its index in [`SmppCore::binds`].
+    bind: Option<usize>,
 }
 
 struct PendingReq {
@@ -290,6 +352,9 @@ pub struct SmppCore {
     next_id: u64,
     next_timer: u64,
     rng: u64,
+    /// The outbound binds this core owns.
+    binds: Vec<binds::OutBind>,
+    binds_started: bool,
 }
 
 impl std::fmt::Debug for SmppCore {
@@ -303,6 +368,15 @@ impl std::fmt::Debug for SmppCore {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// The `session_kind` field of an event: `"bind"` for an outbound bind (the script's
+/// `Session.kind`), nothing for an ESME session.
+fn session_kind(bind: Option<usize>) -> Vec<(&'static str, SmppValue)> {
+    match bind {
+        Some(_) => vec![("session_kind", SmppValue::Str("bind".into()))],
+        None => Vec::new(),
+    }
 }
 
 fn bind_type(c: CommandId) -> &'static str {
@@ -333,12 +407,14 @@ impl SmppCore {
             next_id: 0,
             next_timer: 0,
             rng: seed | 1,
+            binds: Vec::new(),
+            binds_started: false,
         }
     }
 
     /// True when `listener` is the SMPP listener.
     pub fn owns_listener(&self, listener: Option<ListenerId>) -> bool {
-        listener == Some(self.shared.listener)
+        listener.is_some() && listener == self.shared.listener
     }
 
     /// True when `conn` is an SMPP session of this core.
@@ -393,6 +469,7 @@ impl SmppCore {
             registered: false,
             closing: false,
             bind_pending: false,
+            bind: None,
         };
         self.conns.insert(conn, c);
         self.after(cx, conn);
@@ -426,15 +503,43 @@ impl SmppCore {
             let was_open = c.session.state() == SessionState::Open;
             match c.session.handle_frame(now, frame) {
                 Inbound::Request(pdu) => self.request(now, conn, &mut c, &pdu),
-                Inbound::Response { pdu, .. } => {
+                Inbound::Response { pdu, request } => {
                     if let Some((worker, token)) = self.sends.remove(&(conn, pdu.sequence.0)) {
+                        let mut status = pdu.status.0;
                         let (command, mid) = match pdu.body {
                             Body::DeliverSmResp(r) => (CommandId::DeliverSm, text(r.message_id)),
                             Body::DataSmResp(r) => (CommandId::DataSm, text(r.message_id)),
+                            Body::SubmitSmResp(r) => (CommandId::SubmitSm, text(r.message_id)),
+                            Body::SubmitMultiResp(r) => {
+                                (CommandId::SubmitMulti, text(r.message_id))
+                            }
+                            // query_via: "id NUL state NUL final_date NUL error_code".
+                            Body::QuerySmResp(r) => (
+                                CommandId::QuerySm,
+                                format!(
+                                    "{}\0{}\0{}\0{}",
+                                    text(r.message_id),
+                                    r.message_state,
+                                    text(r.final_date),
+                                    r.error_code
+                                ),
+                            ),
+                            Body::CancelSmResp => (CommandId::CancelSm, String::new()),
+                            Body::ReplaceSmResp => (CommandId::ReplaceSm, String::new()),
+                            _ if c.bind.is_some() => {
+                                // generic_nack: the helper raises with the status.
+                                let s = status;
+                                status = binds::NACKED;
+                                (request, s.to_string())
+                            }
                             _ => (CommandId::GenericNack, String::new()),
                         };
-                        self.shared.metrics.pdu(command, pdu.status.is_ok());
-                        self.host.complete_smpp(worker, token, pdu.status.0, mid);
+                        if c.bind.is_some() {
+                            self.shared.metrics.pdu_egress(command, pdu.status.is_ok());
+                        } else {
+                            self.shared.metrics.pdu(command, pdu.status.is_ok());
+                        }
+                        self.host.complete_smpp(worker, token, status, mid);
                     }
                 }
                 Inbound::Handled(h) => {
@@ -529,9 +634,20 @@ impl SmppCore {
                 fields.push(("interface_version", int(b.interface_version)));
                 ("bind", bind_type(id))
             }
-            Body::SubmitSm(m) => {
+            Body::SubmitSm(m) if c.bind.is_none() => {
                 submit(&mut fields, &m);
                 ("pdu", "submit_sm")
+            }
+            // From the SMSC on an outbound bind: MO messages and delivery receipts.
+            Body::DeliverSm(m) if c.bind.is_some() => {
+                submit(&mut fields, &m);
+                ("pdu", "deliver_sm")
+            }
+            Body::AlertNotification(m) if c.bind.is_some() => {
+                fields.push(("source_addr", s(m.source_addr)));
+                fields.push(("esme_addr", s(m.esme_addr)));
+                fields.push(("tlvs", tl(&m.tlvs)));
+                ("pdu", "alert_notification")
             }
             Body::SubmitMulti(m) => {
                 let dests: Vec<String> = m
@@ -614,6 +730,10 @@ impl SmppCore {
                 return;
             }
         };
+        if c.bind.is_some() {
+            fields.push(("session_kind", SmppValue::Str("bind".into())));
+            self.shared.metrics.pdu_egress(id, true);
+        }
         self.next_id += 1;
         let ev_id = self.next_id;
         let ev = SmppEvent {
@@ -666,6 +786,9 @@ impl SmppCore {
 
     /// Answers and sends from the script (drained every loop turn).
     pub fn turn(&mut self, cx: &mut Cx<'_, crate::engine::Msg>) {
+        if !self.binds_started {
+            self.start_binds(cx);
+        }
         let mut touched: Vec<ConnId> = Vec::new();
         while let Some(out) = self.host.poll_smpp(self.core) {
             match out {
@@ -674,6 +797,7 @@ impl SmppCore {
                         touched.push(conn);
                     }
                 }
+                SmppOut::Send(s) if s.via.is_some() => self.send_via(cx, s),
                 SmppOut::Send(s) => {
                     if let Some(conn) = self.send(cx.now(), &s) {
                         touched.push(conn);
@@ -709,7 +833,13 @@ impl SmppCore {
             c.bind_pending = false;
         }
         let status = CommandStatus(a.status);
-        m.pdu(p.command, status.is_ok());
+        if p.command == CommandId::AlertNotification {
+            // alert_notification has no response PDU.
+            return Some(p.conn);
+        }
+        if c.bind.is_none() {
+            m.pdu(p.command, status.is_ok());
+        }
         let sc_version = [0x34u8];
         let version_tlv = [Tlv::new(TlvTag::SC_INTERFACE_VERSION, &sc_version)];
         let resp_tlvs = Tlvs::decode(&a.tlvs).unwrap_or(List::Items(&[]));
@@ -888,7 +1018,7 @@ impl SmppCore {
             session_id: c.session_id.clone(),
             system_id: c.system_id.clone(),
             client_addr: c.peer.to_string(),
-            fields: Vec::new(),
+            fields: session_kind(c.bind),
         };
         let _ = self.host.submit_smpp(ev);
     }
@@ -899,11 +1029,26 @@ impl SmppCore {
             return;
         };
         let mut failed: Vec<u32> = Vec::new();
+        let mut bind_events: Vec<Event> = Vec::new();
         while let Some(ev) = c.session.poll_event() {
-            if let Event::RequestFailed { sequence, .. } = ev {
-                failed.push(sequence.0);
+            match ev {
+                Event::RequestFailed { sequence, .. } => failed.push(sequence.0),
+                Event::Bound { .. } | Event::BindFailed { .. } if c.bind.is_some() => {
+                    bind_events.push(ev);
+                }
+                _ => {}
             }
         }
+        let bind = c.bind;
+        for ev in &bind_events {
+            self.bind_event(conn, ev);
+        }
+        if let Some(i) = bind {
+            self.pump(cx, i, conn);
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
         let tx = c.session.transmit();
         if !tx.is_empty() {
             let n = tx.len();
@@ -922,14 +1067,14 @@ impl SmppCore {
         } else {
             c.session.poll_timeout()
         };
+        let lost = if bind.is_some() {
+            binds::LOST
+        } else {
+            CommandStatus::ESME_RSYSERR.0
+        };
         for seq in failed {
             if let Some((worker, token)) = self.sends.remove(&(conn, seq)) {
-                self.host.complete_smpp(
-                    worker,
-                    token,
-                    CommandStatus::ESME_RSYSERR.0,
-                    String::new(),
-                );
+                self.host.complete_smpp(worker, token, lost, String::new());
             }
         }
         if closed {
@@ -961,6 +1106,9 @@ impl SmppCore {
 
     /// A timer with [`TIMER_BIT`] fired.
     pub fn on_timer(&mut self, cx: &mut Cx<'_, crate::engine::Msg>, token: u64) {
+        if token & (binds::RETRY_BIT | binds::PACE_BIT) != 0 {
+            return self.on_bind_timer(cx, token);
+        }
         let Some(conn) = self.by_timer.remove(&token) else {
             return;
         };
@@ -973,10 +1121,20 @@ impl SmppCore {
     }
 
     /// The connection is gone.
-    pub fn on_closed(&mut self, conn: ConnId, reason: &siphon_reactor::CloseReason) {
+    pub fn on_closed(
+        &mut self,
+        cx: &mut Cx<'_, crate::engine::Msg>,
+        conn: ConnId,
+        reason: &siphon_reactor::CloseReason,
+    ) {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        if let Some(i) = c.bind
+            && let Some(b) = self.binds.get(i)
+        {
+            tracing::warn!(bind = %b.cfg.name, peer = %c.peer, ?reason, "SMPP bind: connection closed");
+        }
         if *reason == siphon_reactor::CloseReason::WriteQueueFull {
             self.shared
                 .metrics
@@ -986,14 +1144,15 @@ impl SmppCore {
         if let Some((_, _, token)) = c.timer {
             self.by_timer.remove(&token);
         }
+        let lost = if c.bind.is_some() {
+            binds::LOST
+        } else {
+            CommandStatus::ESME_RSYSERR.0
+        };
         self.sends.retain(|(k, _), (worker, token)| {
             if *k == conn {
-                self.host.complete_smpp(
-                    *worker,
-                    *token,
-                    CommandStatus::ESME_RSYSERR.0,
-                    String::new(),
-                );
+                self.host
+                    .complete_smpp(*worker, *token, lost, String::new());
                 false
             } else {
                 true
@@ -1008,7 +1167,12 @@ impl SmppCore {
             .fetch_sub(dropped as u64, Ordering::Relaxed);
         if c.registered {
             self.by_session.remove(&c.session_id);
-            self.shared.metrics.bound.fetch_sub(1, Ordering::Relaxed);
+            if c.bind.is_some() {
+                &self.shared.metrics.egress_bound
+            } else {
+                &self.shared.metrics.bound
+            }
+            .fetch_sub(1, Ordering::Relaxed);
             // Fire "unbound" with the session's identity (the connection is gone already).
             self.next_id += 1;
             let ev = SmppEvent {
@@ -1019,15 +1183,23 @@ impl SmppCore {
                 session_id: c.session_id,
                 system_id: c.system_id,
                 client_addr: c.peer.to_string(),
-                fields: Vec::new(),
+                fields: session_kind(c.bind),
             };
             let _ = self.host.submit_smpp(ev);
+        }
+        if let Some(i) = c.bind {
+            self.bind_lost(cx, i);
         }
     }
 
     /// SIGTERM: send `unbind` to every bound session of this core.
     pub fn unbind_all(&mut self, cx: &mut Cx<'_, crate::engine::Msg>) {
         let now = cx.now();
+        // Binds stay down from here on.
+        self.binds_started = true;
+        for b in &mut self.binds {
+            b.retire();
+        }
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in conns {
             if let Some(c) = self.conns.get_mut(&conn)

@@ -1,0 +1,383 @@
+//! SMPP extension, outbound binds (issue 13): a real `siphon --features smpp` between a raw
+//! ESME on our codec (the listener side) and our SMSC simulator (`bench/smpp`, in process) as
+//! the upstream SMSC. Run with
+//! `cargo test -p siphon-bin --features smpp --test smpp_outbound`.
+#![cfg(feature = "smpp")]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{Node, free_port, http_get};
+use siphon_bench_smpp::smsc::{Push, Smsc, SmscConfig};
+use siphon_smpp::{
+    Bind, Body, CommandId, CommandStatus, DataSm, Pdu, SequenceNumber, SubmitSm, Tlv, TlvTag,
+    frame_len,
+};
+
+const SCRIPT: &str = include_str!("smpp/outbound_test.py");
+
+fn smsc(port: u16, tweak: impl FnOnce(&mut SmscConfig)) -> Smsc {
+    let mut cfg = SmscConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        ..SmscConfig::default()
+    };
+    tweak(&mut cfg);
+    // The port may linger for a moment after a kill.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match Smsc::start(cfg.clone()) {
+            Ok(s) => return s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("simulator: {e}"),
+        }
+    }
+}
+
+/// A node with the ESME listener and binds `up` (transceiver), `rx` (receiver) and `nack`
+/// (transceiver to a second simulator) towards `up_port` / `nack_port`.
+fn start(name: &str, up_port: u16, nack_port: u16) -> (Node, SocketAddr, SocketAddr) {
+    let port = free_port();
+    let metrics = free_port();
+    let smpp = format!(
+        "server:\n  bind_address: 127.0.0.1\n  port: {port}\nbinds:\n\
+         \x20 - {{name: up, host: 127.0.0.1, port: {up_port}, system_id: gw, password: pw}}\n\
+         \x20 - {{name: rx, host: 127.0.0.1, port: {up_port}, system_id: gwrx, password: pw, bind_type: receiver}}\n\
+         \x20 - {{name: nack, host: 127.0.0.1, port: {nack_port}, system_id: gw, password: pw}}\n"
+    );
+    let config = format!(
+        "listen:\n  udp: [\"127.0.0.1:{{sip}}\"]\nscript:\n  path: s.py\n\
+         extensions:\n  smpp: smpp.yaml\ntuning:\n  reactor_cpus: [0, 1]\n\
+         metrics:\n  prometheus:\n    listen: \"127.0.0.1:{metrics}\"\n"
+    );
+    let node = Node::start(name, &config, &[("s.py", SCRIPT), ("smpp.yaml", &smpp)]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no SMPP listener:\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (node, addr, SocketAddr::from(([127, 0, 0, 1], metrics)))
+}
+
+fn wait_for(node: &Node, what: &str, n: usize, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while node.log().matches(what).count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "`{what}` x{n} not seen:\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A blocking raw ESME.
+struct Esme {
+    s: TcpStream,
+    buf: Vec<u8>,
+    seq: u32,
+}
+
+#[derive(Debug)]
+struct Resp {
+    command: CommandId,
+    status: CommandStatus,
+    seq: u32,
+    message_id: String,
+}
+
+impl Esme {
+    fn bind(addr: SocketAddr) -> Esme {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(40)))
+            .expect("loopback io");
+        let mut e = Esme {
+            s,
+            buf: Vec::new(),
+            seq: 0,
+        };
+        e.send(Body::BindTransceiver(Bind {
+            system_id: b"esme",
+            password: b"pw",
+            interface_version: 0x34,
+            ..Bind::default()
+        }));
+        let r = e.recv().expect("bind_resp");
+        assert_eq!(r.status, CommandStatus::ESME_ROK);
+        e
+    }
+
+    fn send(&mut self, body: Body<'_>) -> u32 {
+        self.seq += 1;
+        let mut out = Vec::new();
+        Pdu::request(SequenceNumber(self.seq), body)
+            .encode(&mut out)
+            .expect("encodable");
+        self.s.write_all(&out).expect("loopback io");
+        self.seq
+    }
+
+    fn submit(&mut self, dest: &str, text: &[u8], registered_delivery: u8) -> u32 {
+        self.send(Body::SubmitSm(SubmitSm {
+            source_addr: b"15550100",
+            destination_addr: dest.as_bytes(),
+            registered_delivery,
+            short_message: text,
+            ..SubmitSm::default()
+        }))
+    }
+
+    fn recv(&mut self) -> Option<Resp> {
+        loop {
+            if let Ok(Some(n)) = frame_len(&self.buf, 1 << 20) {
+                let frame: Vec<u8> = self.buf.drain(..n).collect();
+                let pdu = Pdu::decode(&frame).expect("decodable");
+                let message_id = match pdu.body {
+                    Body::SubmitSmResp(r) => String::from_utf8_lossy(r.message_id).into_owned(),
+                    Body::DataSmResp(r) => String::from_utf8_lossy(r.message_id).into_owned(),
+                    _ => String::new(),
+                };
+                return Some(Resp {
+                    command: pdu.command_id(),
+                    status: pdu.status,
+                    seq: pdu.sequence.0,
+                    message_id,
+                });
+            }
+            let mut tmp = [0u8; 65536];
+            match self.s.read(&mut tmp) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+            }
+        }
+    }
+
+    fn call(&mut self, dest: &str, text: &[u8], rd: u8) -> Resp {
+        let seq = self.submit(dest, text, rd);
+        let r = self.recv().expect("a response");
+        assert_eq!(r.seq, seq);
+        r
+    }
+}
+
+#[test]
+fn submit_via_dlrs_mo_data_sm_and_errors() {
+    let up_port = free_port();
+    let nack_port = free_port();
+    let up = smsc(up_port, |c| c.dlr_delay = Duration::from_millis(50));
+    let nack = smsc(nack_port, |c| c.error_rate = 1.0);
+    let (node, addr, metrics) = start("smpp-out-basic", up_port, nack_port);
+    wait_for(&node, "session bound kind=bind", 3, 15);
+    let mut e = Esme::bind(addr);
+
+    // submit_via with a receipt requested: the SMSC's id comes back to the ESME, and the DLR
+    // reaches @smpp.on_pdu("deliver_sm") with pdu.receipt.
+    let r = e.call("15550199", b"hello world", 1);
+    assert_eq!(r.status, CommandStatus::ESME_ROK, "{}", node.log());
+    assert!(!r.message_id.is_empty());
+    let got = up.received();
+    let s = got
+        .iter()
+        .find(|g| g.command == "submit_sm")
+        .expect("submit reached the SMSC");
+    assert_eq!(s.body, b"hello world");
+    assert_eq!(s.message_id, r.message_id);
+    wait_for(
+        &node,
+        &format!("DLR via bind:up id={} stat=DELIVRD", r.message_id),
+        1,
+        10,
+    );
+
+    // Spec §6 #13: a soft nack is ok=False with the SMSC's status (upstream says success).
+    let r = e.call("nack", b"x", 0);
+    assert_eq!(r.status, CommandStatus::ESME_RSUBMITFAIL, "{}", node.log());
+    wait_for(&node, "via soft nack ESME_RSUBMITFAIL", 1, 5);
+    // submit_via on a receiver bind raises RuntimeError (upstream panics inside smpp34).
+    let r = e.call("rx", b"x", 0);
+    assert_eq!(r.status, CommandStatus::ESME_RX_T_APPN);
+    wait_for(&node, "via RuntimeError bind 'rx' is a receiver bind", 1, 5);
+    // An unknown bind raises KeyError at the await.
+    let r = e.call("nobind", b"x", 0);
+    assert_eq!(r.status, CommandStatus::ESME_RINVDSTADR);
+    wait_for(&node, "via KeyError \"bind 'nosuchbind' not bound\"", 1, 5);
+
+    // Spec §6 #2/#4: 254 octets go through; the SAR TLVs travel (#5).
+    let long = vec![b'a'; 254];
+    assert_eq!(e.call("long", &long, 0).status, CommandStatus::ESME_ROK);
+    assert_eq!(e.call("sar", b"part", 0).status, CommandStatus::ESME_ROK);
+    let got = up.received();
+    assert!(got.iter().any(|g| g.dest == "long" && g.body.len() == 254));
+    let sar = got.iter().find(|g| g.dest == "sar").expect("sar submit");
+    assert_eq!(sar.tlvs, vec![0x02, 0x0C, 0, 2, 0, 7]);
+
+    // submit_multi_via, query_via, cancel_via, replace_via.
+    assert_eq!(e.call("multi", b"m", 0).status, CommandStatus::ESME_ROK);
+    assert!(
+        up.received()
+            .iter()
+            .any(|g| g.command == "submit_sm_multi" && g.dest == "1,2,3")
+    );
+    assert_eq!(e.call("query", b"q", 0).status, CommandStatus::ESME_ROK);
+    wait_for(&node, "query_via ESME_ROK state=2 id=abc", 1, 5);
+    wait_for(&node, "cancel_via ESME_ROK", 1, 5);
+    wait_for(&node, "replace_via ESME_ROK", 1, 5);
+
+    // Spec §6 #1/#2: data_sm both ways with a 300-octet body in message_payload.
+    let body = vec![b'd'; 300];
+    let t = [Tlv::new(TlvTag::MESSAGE_PAYLOAD, &body)];
+    let seq = e.send(Body::DataSm(DataSm {
+        source_addr: b"1",
+        destination_addr: b"2",
+        tlvs: siphon_smpp::List::Items(&t),
+        ..DataSm::default()
+    }));
+    let r = e.recv().expect("data_sm_resp");
+    assert_eq!((r.seq, r.command), (seq, CommandId::DataSmResp));
+    assert_eq!(r.status, CommandStatus::ESME_ROK, "{}", node.log());
+    assert!(!r.message_id.is_empty(), "data_via returns the SMSC's id");
+    assert!(
+        up.received()
+            .iter()
+            .any(|g| g.command == "data_sm" && g.body.len() == 300)
+    );
+    up.push(Push::Data {
+        source: "9".into(),
+        dest: "8".into(),
+        body: vec![b'e'; 300],
+    });
+    // Both the transceiver and the receiver bind get it.
+    wait_for(&node, "data_sm from up len=300", 1, 10);
+    wait_for(&node, "data_sm from rx len=300", 1, 10);
+    // MO deliver_sm.
+    up.push(Push::Deliver {
+        source: "5".into(),
+        dest: "6".into(),
+        body: b"mo text".to_vec(),
+        esm_class: 0,
+        tlvs: Vec::new(),
+    });
+    wait_for(&node, "MO via bind:up body=mo text", 1, 10);
+    // TLV-only receipt (spec §6 #6).
+    up.push(Push::Deliver {
+        source: "5".into(),
+        dest: "6".into(),
+        body: Vec::new(),
+        esm_class: 4,
+        tlvs: vec![0x00, 0x1E, 0, 4, b't', b'i', b'd', 0, 0x04, 0x27, 0, 1, 2],
+    });
+    wait_for(&node, "DLR via bind:up id=tid stat=DELIVRD", 1, 10);
+
+    let m = http_get(metrics, "/metrics");
+    assert!(
+        m.contains("siphon_smpp_binds{direction=\"egress\",state=\"bound\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            "siphon_smpp_pdus_total{direction=\"egress\",command=\"submit_sm\",result=\"error\"} 1"
+        ),
+        "{m}"
+    );
+    drop(nack);
+}
+
+#[test]
+fn refused_connect_is_reported_and_retried_with_backoff() {
+    let up_port = free_port();
+    let nack_port = free_port();
+    let (node, _addr, metrics) = start("smpp-out-refused", up_port, nack_port);
+    // Nothing listens: each attempt is a refused connect, logged as such (spec §6 #12), and
+    // retried after 1 s, then 2 s.
+    // (Three binds, two attempts each; the log is coloured, so match the value only.)
+    wait_for(&node, "\"refused\"", 6, 10);
+    let log = node.log();
+    let delays: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains("reconnecting") && l.contains("bind\u{1b}[0m\u{1b}[2m=\u{1b}[0mup")
+                || l.contains("reconnecting") && l.contains("bind=up")
+        })
+        .collect();
+    assert!(
+        delays.len() >= 2 && delays[0].contains("1000") && delays[1].contains("2000"),
+        "{log}"
+    );
+    let m = http_get(metrics, "/metrics");
+    assert!(
+        m.contains("siphon_smpp_bind_errors_total{bind=\"up\",cause=\"refused\"}"),
+        "{m}"
+    );
+    assert!(!node.log().contains("timed out"), "{}", node.log());
+    // The SMSC comes up: the next attempt binds (backoff is at most 4 s by now).
+    let up = smsc(up_port, |_| {});
+    wait_for(&node, "session bound kind=bind system_id=up", 1, 10);
+    assert!(up.stats().binds.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+}
+
+#[test]
+fn smsc_killed_mid_flow_answers_every_submit_once_and_rebinds() {
+    let up_port = free_port();
+    let nack_port = free_port();
+    let up = smsc(up_port, |c| c.window = 64);
+    let (node, addr, _metrics) = start("smpp-out-kill", up_port, nack_port);
+    wait_for(&node, "session bound kind=bind system_id=up", 1, 15);
+    let mut e = Esme::bind(addr);
+    const N: u32 = 400;
+    let mut seqs = std::collections::HashSet::new();
+    for i in 0..N {
+        seqs.insert(e.submit(&format!("1555{i:04}"), b"flow", 0));
+        if i == N / 2 {
+            // Let some go through, then kill the SMSC with requests in flight.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while up
+        .stats()
+        .submits
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < 50
+    {
+        assert!(Instant::now() < deadline, "no submits reached the SMSC");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    up.kill();
+    let mut answered = std::collections::HashMap::new();
+    let (mut ok, mut failed) = (0, 0);
+    while answered.len() < seqs.len() {
+        let r = e.recv().unwrap_or_else(|| {
+            panic!(
+                "ESME stalled after {} of {N} answers:\n{}",
+                answered.len(),
+                node.log()
+            )
+        });
+        assert_eq!(r.command, CommandId::SubmitSmResp);
+        assert!(seqs.contains(&r.seq));
+        assert!(answered.insert(r.seq, r.status).is_none(), "answered twice");
+        if r.status.is_ok() {
+            ok += 1;
+        } else {
+            failed += 1;
+        }
+    }
+    assert_eq!(ok + failed, N);
+    assert!(ok >= 50, "{ok} ok");
+    // The bind comes back when the SMSC does.
+    wait_for(&node, "session unbound kind=bind system_id=up", 1, 5);
+    let up2 = smsc(up_port, |_| {});
+    wait_for(&node, "session bound kind=bind system_id=up", 2, 10);
+    assert_eq!(e.call("after", b"x", 0).status, CommandStatus::ESME_ROK);
+    assert!(up2.received().iter().any(|g| g.dest == "after"));
+}
