@@ -277,3 +277,160 @@ fn a_bad_http_yaml_stops_the_start_with_file_and_line() {
         );
     }
 }
+
+/// openssl CLI: `args` in `dir`; panics with its stderr on failure (test set-up).
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate signed by it, and a
+/// client certificate from another CA.
+fn make_pki(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).expect("pki dir");
+    std::fs::write(
+        dir.join("srv.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("ext");
+    std::fs::write(
+        dir.join("cli.ext"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .expect("ext");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for ca in ["ca", "other"] {
+        let (key, crt, subj) = (
+            format!("{ca}.key"),
+            format!("{ca}.crt"),
+            format!("/CN={ca}"),
+        );
+        let mut a = vec!["req", "-x509"];
+        a.extend(ec);
+        a.extend(["-keyout", &key, "-out", &crt, "-subj", &subj, "-days", "2"]);
+        openssl(dir, &a);
+    }
+    for (name, ca, ext) in [
+        ("srv", "ca", "srv.ext"),
+        ("cli", "ca", "cli.ext"),
+        ("bad", "other", "cli.ext"),
+    ] {
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        let subj = format!("/CN={name}");
+        let mut a = vec!["req"];
+        a.extend(ec);
+        a.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+        openssl(dir, &a);
+        let (cacrt, cakey) = (format!("{ca}.crt"), format!("{ca}.key"));
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &cacrt,
+                "-CAkey",
+                &cakey,
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                ext,
+            ],
+        );
+    }
+}
+
+#[test]
+fn tls_h2_by_alpn_and_mtls_accepted_and_refused() {
+    let (up, _) = upstream();
+    let dir = std::env::temp_dir().join(format!("siphon-http-pki-{}", std::process::id()));
+    make_pki(&dir);
+    let port = free_port();
+    let d = dir.display();
+    let http = format!(
+        "servers:\n  - listen: 127.0.0.1:{port}\n    tls:\n      cert_path: {d}/srv.crt\n      \
+         key_path: {d}/srv.key\n      client_ca: {d}/ca.crt\n\
+         clients:\n  api:\n    base_url: http://{up}\n"
+    );
+    let config = "listen:\n  udp: [\"127.0.0.1:{sip}\"]\nscript:\n  path: s.py\n\
+                  extensions:\n  http: http.yaml\ntuning:\n  reactor_cpus: [0, 1]\n";
+    let node = Node::start(
+        "http-tls",
+        config,
+        &[("s.py", SCRIPT), ("http.yaml", &http)],
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no HTTPS listener:\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("https://127.0.0.1:{port}/healthz");
+    let (ca, cert, key) = (
+        format!("{d}/ca.crt"),
+        format!("{d}/cli.crt"),
+        format!("{d}/cli.key"),
+    );
+    // mTLS accepted, HTTP/2 negotiated by ALPN.
+    let (code, head, body) = curl(&[
+        "--http2", "--cacert", &ca, "--cert", &cert, "--key", &key, &url,
+    ]);
+    assert_eq!((code, body.as_str()), (200, "ok"), "{head}\n{}", node.log());
+    assert!(head.starts_with("HTTP/2"), "{head}");
+    // HTTP/1.1 on the same TLS listener.
+    let (code, head, _) = curl(&[
+        "--http1.1",
+        "--cacert",
+        &ca,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        &url,
+    ]);
+    assert_eq!(code, 200);
+    assert!(head.starts_with("HTTP/1.1"), "{head}");
+    // No client certificate, or one from another CA: the handshake fails, no status.
+    let (code, _, _) = curl(&["--cacert", &ca, &url]);
+    assert_eq!(code, 0, "served without a client certificate");
+    let (bc, bk) = (format!("{d}/bad.crt"), format!("{d}/bad.key"));
+    let (code, _, _) = curl(&["--cacert", &ca, "--cert", &bc, "--key", &bk, &url]);
+    assert_eq!(code, 0, "served a certificate from another CA");
+    // Garbage on the TLS port: closed, the listener and SIP keep working.
+    if let Ok(mut s) = TcpStream::connect(addr) {
+        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\x01\x02garbage");
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut buf = [0u8; 64];
+        let _ = s.read(&mut buf);
+    }
+    let (code, _, _) = curl(&["--cacert", &ca, "--cert", &cert, "--key", &key, &url]);
+    assert_eq!(code, 200, "{}", node.log());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -9,7 +9,9 @@
 //!   {"op":"respond","worker":0,"token":3,"reply":"<raw SIP>"|null}
 //!   {"op":"reload"} {"op":"metrics"} {"op":"info"} {"op":"sync","wait":true} {"op":"quit"}
 //! ```
-//! With the `smpp` feature also `smpp_event` and `smpp_complete` (see `smpp.rs`).
+//! With the `smpp` feature also `smpp_event` and `smpp_complete` (see `smpp.rs`); with the
+//! `http` feature `http_request`, `http_complete`, `http_routes`, `http_cancel` and
+//! `http_shutdown` (see `http.rs`).
 //! stdout, one JSON object per line: `ready`, `actions`, `log`, `outbound`, `reloaded`,
 //! `metrics`, `info`, `sync`, `error`, `bye` (the `type` field).
 
@@ -185,7 +187,7 @@ fn config_from(o: &Opts, script: &str, out: Option<Out>) -> anyhow::Result<HostC
     cfg.reload = o.reload;
     cfg.force_shared_interpreter = o.force_shared;
     cfg.inline = o.inline && o.bench.is_some();
-    if let Some(out) = out {
+    if let Some(out) = out.clone() {
         cfg.log = Arc::new(move |lvl, w, msg| {
             emit(
                 &out,
@@ -231,6 +233,14 @@ fn config_from(o: &Opts, script: &str, out: Option<Out>) -> anyhow::Result<HostC
         #[cfg(feature = "smpp")]
         if !v["smpp_config"].is_null() {
             cfg.smpp_config = v["smpp_config"].clone();
+        }
+        // `http_config` turns the extension on: `http.Client` calls go to the harness.
+        #[cfg(feature = "http")]
+        if !v["http_config"].is_null() {
+            cfg.http_config = v["http_config"].clone();
+            if let Some(out) = &out {
+                cfg.http_sink = Some(http::sink(Arc::clone(out)));
+            }
         }
     }
     Ok(cfg)
@@ -370,6 +380,15 @@ fn main() -> anyhow::Result<()> {
                     .unwrap_or(0),
                 v["message_id"].as_str().unwrap_or("").to_owned(),
             ),
+            #[cfg(feature = "http")]
+            op if op.starts_with("http_") => {
+                if let Err(e) = http::op(&handle, &out, &v) {
+                    emit(
+                        &out,
+                        &json!({"type": "error", "id": v["id"], "message": e.to_string()}),
+                    );
+                }
+            }
             "quit" => break,
             other => emit(
                 &out,
@@ -438,5 +457,7 @@ fn emit_outbound(out: &Out, r: &siphon_script::OutboundRequest) {
 }
 
 mod bench;
+#[cfg(feature = "http")]
+mod http;
 #[cfg(feature = "smpp")]
 mod smpp;
