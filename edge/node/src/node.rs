@@ -612,7 +612,7 @@ impl Node {
                 let m = Arc::clone(&rt.metrics);
                 metrics.add_extra_renderer(Box::new(move |o| m.render(o)));
                 let hh = host.handle();
-                let until = Instant::now() + Duration::from_secs(10);
+                let until = Instant::now() + Duration::from_secs(30);
                 while hh.http_routes().0 == 0 && Instant::now() < until {
                     std::thread::sleep(Duration::from_millis(5));
                 }

@@ -126,7 +126,7 @@ fn start(name: &str, up: SocketAddr) -> (Node, SocketAddr) {
                   extensions:\n  http: http.yaml\ntuning:\n  reactor_cpus: [0, 1]\n";
     let node = Node::start(name, config, &[("s.py", SCRIPT), ("http.yaml", &http)]);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(45);
     while TcpStream::connect(addr).is_err() {
         assert!(
             Instant::now() < deadline,
@@ -383,7 +383,7 @@ fn tls_h2_by_alpn_and_mtls_accepted_and_refused() {
         &[("s.py", SCRIPT), ("http.yaml", &http)],
     );
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(45);
     while TcpStream::connect(addr).is_err() {
         assert!(
             Instant::now() < deadline,
