@@ -750,3 +750,69 @@ fn pipelining_window_64_many_runs_nothing_lost() {
     assert_eq!(stats.dlrs.load(std::sync::atomic::Ordering::Relaxed), total);
     wait_for(&node, "DLR via bind:up", RUNS * N, 10);
 }
+
+/// PyPI smpp34's own `Server` as the SMSC (issue 13): submit_via gets its message_id, a soft
+/// nack (ESME_RSUBMITFAIL) is `ok=False` with the status, and the receipt and an MO
+/// deliver_sm it sends over the bind reach `@smpp.on_pdu` and are acknowledged.
+#[test]
+fn smpp34_server_as_the_smsc() {
+    let port = free_port();
+    let mut child = Child(
+        std::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/smpp/smpp34_smsc.py"
+            ))
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 with PyPI smpp34"),
+    );
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    if let Some(mut out) = child.0.stdout.take() {
+        let seen = std::sync::Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let mut b = [0u8; 4096];
+            while let Ok(n) = out.read(&mut b) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut s) = seen.lock() {
+                    s.push_str(&String::from_utf8_lossy(&b[..n]));
+                }
+            }
+        });
+    }
+    let text = || seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let wait_out = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !text().contains(what) {
+            assert!(
+                Instant::now() < deadline,
+                "smpp34 SMSC: `{what}` not seen:\n{}",
+                text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_out("listening");
+    let binds =
+        format!("  - {{name: up, host: 127.0.0.1, port: {port}, system_id: gw, password: pw}}\n");
+    let (node, addr) = start_binds("smpp-out-smpp34", &binds, &[]);
+    wait_for(&node, "session bound kind=bind system_id=up", 1, 15);
+    wait_out("bound gw");
+    let mut e = Esme::bind(addr);
+    let r = e.call("15550199", b"hello 34", 1);
+    assert_eq!(r.status, CommandStatus::ESME_ROK, "{}", node.log());
+    assert_eq!(r.message_id, "s34-1");
+    wait_out("submit 15550199 hello 34 s34-1");
+    wait_for(&node, "DLR via bind:up id=s34-1 stat=DELIVRD", 1, 10);
+    wait_for(&node, "MO via bind:up body=mo from smpp34", 1, 10);
+    wait_out("dlr resp 0");
+    wait_out("mo resp 0");
+    // Spec §6 #13 against smpp34: its reject is ok=False with the status.
+    let r = e.call("reject34", b"x", 0);
+    assert_eq!(r.status, CommandStatus::ESME_RSUBMITFAIL, "{}", node.log());
+    wait_for(&node, "via soft nack ESME_RSUBMITFAIL", 1, 5);
+}
