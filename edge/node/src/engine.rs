@@ -64,6 +64,9 @@ pub enum Msg {
     /// SIGTERM: unbind every SMPP session of this core.
     #[cfg(feature = "smpp")]
     SmppUnbindAll,
+    /// SIGHUP: `smpp.yaml`'s binds, read again.
+    #[cfg(feature = "smpp")]
+    SmppReloadBinds(Arc<crate::smpp::binds::ReloadedBinds>),
 }
 
 /// What every core shares (read-only on the data path).
@@ -1423,6 +1426,12 @@ impl Handler for Engine {
             Msg::SmppUnbindAll => {
                 if let Some(s) = self.smpp.as_mut() {
                     s.unbind_all(cx);
+                }
+            }
+            #[cfg(feature = "smpp")]
+            Msg::SmppReloadBinds(binds) => {
+                if let Some(s) = self.smpp.as_mut() {
+                    s.reload_binds(cx, &binds.0);
                 }
             }
         }

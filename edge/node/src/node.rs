@@ -657,6 +657,29 @@ impl Node {
             let generation = h.handle().reload();
             tracing::info!(generation, "script reload requested");
         }
+        #[cfg(feature = "smpp")]
+        self.reload_smpp_binds();
+    }
+
+    /// SIGHUP: read `smpp.yaml` again and hand every core the new `binds:` (added ones bind,
+    /// removed ones unbind, changed ones reconnect, the rest are untouched). A bad file is
+    /// reported and changes nothing; the listener and `server:` keep their start-up settings.
+    #[cfg(feature = "smpp")]
+    fn reload_smpp_binds(&self) {
+        let (Some(rt), Some(smpp)) = (&self.runtime, &self.shared.smpp) else {
+            return;
+        };
+        match crate::smpp::binds::reread(&smpp.config.path) {
+            Ok(binds) => {
+                tracing::info!(binds = ?binds, "SMPP reload: binds re-read");
+                let binds = Arc::new(binds);
+                let h = rt.handle();
+                for core in 0..h.cores() {
+                    let _ = h.send(core, Msg::SmppReloadBinds(Arc::clone(&binds)));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "SMPP reload refused; binds unchanged"),
+        }
     }
 
     /// SIGTERM: refuse new INVITEs with 503, let in-flight transactions finish (up to

@@ -165,6 +165,25 @@ pub(crate) fn tls_client(
     )?)
 }
 
+/// `smpp.yaml`'s binds read again on SIGHUP, each with its TLS client; every core keeps the
+/// ones it owns (`SmppCore::reload_binds`).
+pub struct ReloadedBinds(pub Vec<(BindConfig, Option<Arc<TlsClient>>)>);
+
+impl std::fmt::Debug for ReloadedBinds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(b, _)| &b.name))
+            .finish()
+    }
+}
+
+/// Read `path` again for SIGHUP: its binds with their TLS clients, or why not.
+pub(crate) fn reread(path: &std::path::Path) -> Result<ReloadedBinds, crate::config::ConfigError> {
+    let cfg = super::config::load(path)?;
+    let tls = tls_clients(&cfg)?;
+    Ok(ReloadedBinds(cfg.binds.into_iter().zip(tls).collect()))
+}
+
 /// The TLS client of every bind of `cfg` (`None` without `tls`); a bad file stops the start.
 pub(crate) fn tls_clients(
     cfg: &super::SmppConfig,

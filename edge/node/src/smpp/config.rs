@@ -414,6 +414,25 @@ pub fn parse(raw: &str, path: &Path, env: &[(String, String)]) -> Result<SmppCon
                 format!("bind `{}`: window must be at least 1", b.name),
             ));
         }
+        // SMPP 3.4 §4.1.1: C-Octet Strings of at most 16, 9 and 13 octets with the NUL; a
+        // longer value could never be sent (the bind would sit unbound without a word).
+        for (key, value, max) in [
+            ("system_id", &b.system_id, 15),
+            ("password", &b.password, 8),
+            ("system_type", &b.system_type, 12),
+        ] {
+            if value.len() > max {
+                return Err(err(
+                    path,
+                    line_of(&text, &["binds"]),
+                    format!(
+                        "bind `{}`: {key} is {} octets; SMPP allows at most {max}",
+                        b.name,
+                        value.len()
+                    ),
+                ));
+            }
+        }
         if b.host.parse::<std::net::IpAddr>().is_err() {
             return Err(err(
                 path,
@@ -687,6 +706,22 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("not a number"));
+    }
+
+    #[test]
+    fn bind_credentials_longer_than_smpp_allows_are_refused() {
+        let bind = |sid: &str, pw: &str| {
+            format!(
+                "binds:\n  - {{name: a, host: 127.0.0.1, port: 1, system_id: {sid}, password: {pw}}}\n"
+            )
+        };
+        assert!(p(&bind("fifteen-octets!", "8octets!"), &[]).is_ok());
+        let e = p(&bind("gw", "gw-secret"), &[]).unwrap_err().to_string();
+        assert!(e.contains("password is 9 octets"), "{e}");
+        let e = p(&bind("sixteen-octets!!", "pw"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("system_id is 16 octets"), "{e}");
     }
 
     #[test]
