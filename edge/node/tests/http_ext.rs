@@ -585,3 +585,120 @@ async def screen(request):
     assert_eq!(status(&r), Some(403), "{r}\n{}", node.log());
     assert!(!node.log().contains("panicked"), "{}", node.log());
 }
+
+/// `siphon_http_connection_errors_total` from the node's /metrics.
+fn conn_errors(metrics: SocketAddr) -> u64 {
+    common::http_get(metrics, "/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix("siphon_http_connection_errors_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// Read until the peer closes (or `limit` passes): (bytes read, closed).
+fn read_until_closed(s: &mut TcpStream, limit: Duration) -> (String, bool) {
+    let _ = s.set_read_timeout(Some(limit));
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (String::from_utf8_lossy(&out).into_owned(), true),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            // A reset after the server gave up on us is a close too.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (String::from_utf8_lossy(&out).into_owned(), true);
+            }
+            Err(_) => return (String::from_utf8_lossy(&out).into_owned(), false),
+        }
+    }
+}
+
+/// Bad input on the HTTP listener: oversize request headers get a 431 (or a close), a client
+/// that never finishes its headers is closed after the header timeout (10 s); each is
+/// counted in `siphon_http_connection_errors_total`, nothing panics, and SIP OPTIONS are
+/// still answered.
+#[test]
+fn oversize_headers_and_a_slow_client_are_refused_and_counted_sip_unaffected() {
+    let script = "from siphon import http, proxy\n\n\
+                  @http.route(\"/healthz\")\ndef healthz(req):\n    \
+                  return http.Response(status=200, body=b\"ok\")\n\n\
+                  @proxy.on_request(\"OPTIONS\")\ndef options(request):\n    \
+                  request.reply(200, \"OK\")\n";
+    let (port, metrics) = (free_port(), free_port());
+    let http = format!("servers:\n  - listen: 127.0.0.1:{port}\n");
+    let config = format!(
+        "listen:\n  udp: [\"127.0.0.1:{{sip}}\"]\nscript:\n  path: s.py\n\
+         extensions:\n  http: http.yaml\ntuning:\n  reactor_cpus: [0, 1]\n\
+         metrics:\n  prometheus:\n    listen: \"127.0.0.1:{metrics}\"\n"
+    );
+    let node = Node::start(
+        "http_bad_input",
+        &config,
+        &[("s.py", script), ("http.yaml", &http)],
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let metrics = SocketAddr::from(([127, 0, 0, 1], metrics));
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no HTTP listener:\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ua = Ua::new();
+    let options_answered = |id: &str| {
+        ua.send(
+            node.sip,
+            &request("OPTIONS", "sip:svc@127.0.0.1", ua.addr, id, ""),
+        );
+        status(&ua.recv_final().unwrap_or_default())
+    };
+    assert_eq!(options_answered("opt-0"), Some(200), "{}", node.log());
+    let before = conn_errors(metrics);
+
+    // Oversize headers: 100 KiB of one header, past the 64 KiB read buffer.
+    let mut s = TcpStream::connect(addr).expect("connect");
+    let big = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let _ = s.write_all(big.as_bytes());
+    let (got, closed) = read_until_closed(&mut s, Duration::from_secs(20));
+    assert!(
+        got.starts_with("HTTP/1.1 431") || (got.is_empty() && closed),
+        "oversize headers: {got:?} closed={closed}"
+    );
+    assert!(
+        closed,
+        "connection left open after oversize headers: {got:?}"
+    );
+
+    // A slow client: headers started, never finished; closed after the header timeout.
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n")
+        .expect("write partial headers");
+    let (got, closed) = read_until_closed(&mut s, Duration::from_secs(30));
+    assert!(closed, "slow client not closed: {got:?}");
+    assert!(
+        got.is_empty() || got.starts_with("HTTP/1.1 408"),
+        "slow client: {got:?}"
+    );
+
+    // Both counted; the listener and SIP keep working.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while conn_errors(metrics) < before + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "connection errors {} (before {before}):\n{}",
+            conn_errors(metrics),
+            common::http_get(metrics, "/metrics")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, _, body) = curl(&[&format!("http://{addr}/healthz")]);
+    assert_eq!((code, body.as_str()), (200, "ok"), "{}", node.log());
+    assert_eq!(options_answered("opt-1"), Some(200), "{}", node.log());
+    assert!(!node.log().contains("panicked"), "{}", node.log());
+}
