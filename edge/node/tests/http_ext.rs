@@ -555,15 +555,16 @@ async def screen(request):
         "uas sipp failed:\n{}",
         std::fs::read_to_string(dir.join("uas.out")).unwrap_or_default()
     );
-    // One pool shared by both cores: connections are reused, not one per call. On an idle
-    // host 200 calls use a handful; on a loaded 2-core host hyper's pool opens a new
-    // connection whenever a call checks out before the previous one is back in the pool
-    // (seen: up to 68 with at most 1 request in flight upstream), so the bound is on reuse.
+    // One pool shared by both cores: connections are reused, not one per call. SIPp's first
+    // calls come as a burst (about 30 awaited calls at once while the first connects are
+    // still under way); hyper opens a connection for every checkout that finds none idle, so
+    // the pool caps HTTP/1.1 requests in flight at `pool_size` (8 by default) and the burst
+    // waits for pooled connections instead of opening one each (before: 19 to 68).
     let n = conns.load(Ordering::SeqCst);
     let most = peak.max.load(Ordering::SeqCst);
     eprintln!("{n} upstream connections, at most {most} requests in flight at once");
     assert!(
-        (1..=100).contains(&n),
+        (1..=8).contains(&n),
         "{n} upstream connections for 200 calls (at most {most} in flight)"
     );
     // Every call's INVITE was screened through the client.

@@ -138,10 +138,35 @@ impl HttpMetrics {
 struct Pool {
     client: reqwest::Client,
     base_url: Option<String>,
+    /// HTTP/1.1 requests in flight, at most `pool_size` (`None` for h2, which multiplexes).
+    /// Without it a burst on a cold pool opens one connection per request: hyper starts a
+    /// connect whenever no idle connection is there at checkout.
+    slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// How long a request may wait for a slot.
+    wait: Duration,
+}
+
+impl Pool {
+    fn new(
+        client: reqwest::Client,
+        base_url: Option<String>,
+        h2: bool,
+        size: usize,
+        ms: u64,
+    ) -> Self {
+        Self {
+            client,
+            base_url,
+            slots: (!h2).then(|| Arc::new(tokio::sync::Semaphore::new(size.max(1)))),
+            wait: Duration::from_millis(ms),
+        }
+    }
 }
 
 /// Most inline clients kept (distinct parameter sets); past it the cache starts over.
 const INLINE_CACHE: usize = 64;
+/// `pool_size` of an inline client.
+const INLINE_POOL: usize = 8;
 
 struct Clients {
     named: HashMap<String, Pool>,
@@ -221,10 +246,13 @@ fn named_pool(name: &str, c: &ClientConfig) -> Result<Pool, HttpError> {
         name: name.to_owned(),
         message,
     })?;
-    Ok(Pool {
+    Ok(Pool::new(
         client,
-        base_url: c.base_url.clone(),
-    })
+        c.base_url.clone(),
+        c.http2_prior_knowledge,
+        c.pool_size,
+        c.timeout_ms,
+    ))
 }
 
 impl HttpRuntime {
@@ -338,13 +366,16 @@ async fn run_call(clients: &Clients, call: HttpCall) -> Result<HttpReply, String
                         verify.as_deref(),
                         cert.as_deref(),
                         key.as_deref(),
-                        8,
+                        INLINE_POOL,
                         *http2_prior_knowledge,
                     )?;
-                    let p = Arc::new(Pool {
+                    let p = Arc::new(Pool::new(
                         client,
-                        base_url: base_url.clone(),
-                    });
+                        base_url.clone(),
+                        *http2_prior_knowledge,
+                        INLINE_POOL,
+                        *timeout_ms,
+                    ));
                     if let Ok(mut g) = clients.inline.lock() {
                         if g.len() >= INLINE_CACHE {
                             g.clear();
@@ -371,6 +402,18 @@ async fn run_call(clients: &Clients, call: HttpCall) -> Result<HttpReply, String
     if let Some(b) = call.body {
         rb = rb.body(b);
     }
+    // Held until the body is read, so the connection is back in the pool for the next one.
+    let _slot = match &p.slots {
+        Some(s) => Some(
+            tokio::time::timeout(p.wait, Arc::clone(s).acquire_owned())
+                .await
+                .map_err(|_| {
+                    "request failed: timed out waiting for a pooled connection".to_owned()
+                })?
+                .map_err(|e| format!("request failed: {e}"))?,
+        ),
+        None => None,
+    };
     let resp = rb
         .send()
         .await
@@ -390,6 +433,8 @@ async fn run_call(clients: &Clients, call: HttpCall) -> Result<HttpReply, String
         .bytes()
         .await
         .map_err(|e| format!("read body: {}", error_chain(&e)))?;
+    // Let hyper put the connection back in the pool before the slot goes to the next request.
+    tokio::task::yield_now().await;
     Ok(HttpReply {
         status,
         headers,
