@@ -605,7 +605,7 @@ impl Node {
             "siphon is serving"
         );
         // HTTP listeners bind once the scripts loaded (inline placement loads them on the
-        // reactor threads): their startup hooks have run and core 0 published its routes.
+        // reactor threads): core 0 published its routes and every core's startup hooks ran.
         #[cfg(feature = "http")]
         let http_addrs = match http.as_mut() {
             Some(rt) => {
@@ -613,7 +613,9 @@ impl Node {
                 metrics.add_extra_renderer(Box::new(move |o| m.render(o)));
                 let hh = host.handle();
                 let until = Instant::now() + Duration::from_secs(30);
-                while hh.http_routes().0 == 0 && Instant::now() < until {
+                while (hh.http_routes().0 == 0 || hh.http_started() < hh.workers())
+                    && Instant::now() < until
+                {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 let a = rt.serve(hh)?;

@@ -1,7 +1,8 @@
 //! The HTTP extension end to end (`--features http`): the siphon binary serves script routes
 //! to curl (HTTP/1.1 and h2c), answers 404/405/HEAD/504 itself, and scripts await the pooled
 //! `http.Client` against a real upstream server this test runs, from routes and from SIP
-//! handlers. A bad `http.yaml` stops the start with `file:line`.
+//! handlers. A bad `http.yaml` stops the start with `file:line`. `@http.on_startup` hooks run on
+//! every core before the listeners bind; `@http.on_shutdown` hooks after the SIGTERM drain.
 #![cfg(feature = "http")]
 
 mod common;
@@ -701,5 +702,147 @@ fn oversize_headers_and_a_slow_client_are_refused_and_counted_sip_unaffected() {
     let (code, _, body) = curl(&[&format!("http://{addr}/healthz")]);
     assert_eq!((code, body.as_str()), (200, "ok"), "{}", node.log());
     assert_eq!(options_answered("opt-1"), Some(200), "{}", node.log());
+    assert!(!node.log().contains("panicked"), "{}", node.log());
+}
+
+const HOOKS: &str = r#"
+import asyncio, socket, threading, time
+from siphon import http
+
+PORT = {port}
+OUT = "{out}"
+started = []
+
+def note(line):
+    with open(OUT, "a") as f:
+        f.write(line + "\n")
+
+def listening():
+    try:
+        socket.create_connection(("127.0.0.1", PORT), timeout=0.2).close()
+        return "bound"
+    except OSError:
+        return "unbound"
+
+@http.on_startup
+def first():
+    started.append("first")
+    note(f"startup {{threading.get_native_id()}} {{listening()}}")
+
+@http.on_startup
+async def second():
+    await asyncio.sleep(0.3)
+    started.append("second")
+    note(f"startup-async {{threading.get_native_id()}} {{listening()}}")
+
+@http.on_shutdown
+def bye():
+    note(f"shutdown {{threading.get_native_id()}}")
+
+@http.route("/hooks")
+def hooks(req):
+    return http.Response(body=",".join(started).encode())
+
+@http.route("/slow")
+def slow(req):
+    note("slow start")
+    time.sleep(1)
+    note("slow done")
+    return http.Response(body=b"slow ok")
+"#;
+
+/// Whether process `pid` has exited (gone or a zombie waiting for its parent).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// `@http.on_startup` runs on every core before the listeners bind (async hooks to the end);
+/// `@http.on_shutdown` runs on every core at SIGTERM, after the drain let a request in flight
+/// finish; the node then exits.
+#[test]
+fn startup_hooks_run_before_bind_and_shutdown_hooks_after_the_drain() {
+    let port = free_port();
+    let out = common::scratch("http_hooks_out").join("hooks.txt");
+    let script = HOOKS
+        .replace("{port}", &port.to_string())
+        .replace("{out}", &out.display().to_string())
+        .replace("{{", "{")
+        .replace("}}", "}");
+    let http = format!("servers:\n  - listen: 127.0.0.1:{port}\n    request_timeout_ms: 5000\n");
+    let config = "listen:\n  udp: [\"127.0.0.1:{sip}\"]\nscript:\n  path: s.py\n\
+                  extensions:\n  http: http.yaml\ntuning:\n  reactor_cpus: [0, 1]\n";
+    let node = Node::start(
+        "http_hooks",
+        config,
+        &[("s.py", &script), ("http.yaml", &http)],
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no HTTP listener:\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    // Both hooks on both cores, each before the listener was bound.
+    for kind in ["startup ", "startup-async "] {
+        let ours: Vec<&&str> = lines.iter().filter(|l| l.starts_with(kind)).collect();
+        assert_eq!(ours.len(), 2, "{kind}: {text}\n{}", node.log());
+        assert!(ours.iter().all(|l| l.ends_with(" unbound")), "{text}");
+        let threads: std::collections::HashSet<&str> =
+            ours.iter().filter_map(|l| l.split(' ').nth(1)).collect();
+        assert_eq!(threads.len(), 2, "one per core: {text}");
+    }
+    // Module state the hooks set, seen by a route (whichever core serves it).
+    let (code, _, body) = curl(&[&format!("http://{addr}/hooks")]);
+    assert_eq!(
+        (code, body.as_str()),
+        (200, "first,second"),
+        "{}",
+        node.log()
+    );
+    assert!(!text.contains("shutdown"), "{text}");
+
+    // A request in flight at SIGTERM finishes; the shutdown hooks run after it.
+    let slow = std::thread::spawn(move || curl(&[&format!("http://{addr}/slow")]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&out)
+        .unwrap_or_default()
+        .contains("slow start")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "/slow never ran:\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ok = Command::new("kill")
+        .args(["-TERM", &node.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+    let (code, _, body) = slow.join().expect("slow request");
+    assert_eq!((code, body.as_str()), (200, "slow ok"), "{}", node.log());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !exited(node.pid()) {
+        assert!(Instant::now() < deadline, "still running:\n{}", node.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let done = text.find("slow done").unwrap_or(usize::MAX);
+    let shut: Vec<usize> = text.match_indices("shutdown ").map(|(i, _)| i).collect();
+    assert_eq!(shut.len(), 2, "on every core: {text}\n{}", node.log());
+    assert!(shut.iter().all(|&i| i > done), "after the drain: {text}");
     assert!(!node.log().contains("panicked"), "{}", node.log());
 }

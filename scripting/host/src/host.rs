@@ -234,6 +234,8 @@ pub(crate) struct Shared {
     pub(crate) next_token: AtomicU64,
     /// The route table core 0 published at its last successful load, and its version.
     pub(crate) http_routes: Mutex<(u64, Vec<crate::http::RouteDef>)>,
+    /// Interpreters whose first load finished, `@http.on_startup` hooks included.
+    pub(crate) http_started: AtomicU64,
 }
 
 impl Shared {
@@ -595,6 +597,12 @@ impl HostHandle {
         lock(&self.shared.http_routes).clone()
     }
 
+    /// How many interpreters finished their first load and its `@http.on_startup` hooks
+    /// (async ones to the end): the node binds HTTP listeners once all [`Self::workers`] did.
+    pub fn http_started(&self) -> usize {
+        usize::try_from(self.shared.http_started.load(Ordering::Acquire)).unwrap_or(usize::MAX)
+    }
+
     /// Run the `@http.on_shutdown` hooks on every core (SIGTERM drain).
     pub fn http_shutdown(&self) {
         for (i, w) in self.shared.workers.iter().enumerate() {
@@ -791,6 +799,7 @@ impl Host {
             outbound: SegQueue::new(),
             next_token: AtomicU64::new(1),
             http_routes: Mutex::new((0, Vec::new())),
+            http_started: AtomicU64::new(0),
             timers: Timers {
                 heap: Mutex::new(BinaryHeap::new()),
                 cv: Condvar::new(),

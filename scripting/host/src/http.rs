@@ -277,6 +277,16 @@ pub(crate) fn http_set_routes(a: &Args<'_>) -> PyResult<Ret> {
     })
 }
 
+/// `_siphon.http_started()`: this interpreter's first load and startup hooks are done.
+pub(crate) fn http_started(_a: &Args<'_>) -> PyResult<Ret> {
+    with_ctx(|c| {
+        c.shared
+            .http_started
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Ok(Ret::None)
+    })
+}
+
 /// `_siphon.http_config_json()`: `{"listen_addrs": [...], "client_names": [...]}`.
 #[cfg(feature = "http")]
 pub(crate) fn http_config_json(_a: &Args<'_>) -> PyResult<Ret> {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use pyo3_ffi as ffi;
 
 use crate::event::{Actions, Disposition, ForkStrategy, ForkTarget, Remote, Transport};
-use crate::http::{http_config_json, http_request, http_respond, http_set_routes};
+use crate::http::{http_config_json, http_request, http_respond, http_set_routes, http_started};
 use crate::message::addr_uri;
 use crate::presence::{self, PresenceError, PublishRequest};
 use crate::py::{Args, PyErrSpec, PyResult, Ret, finish};
@@ -54,6 +54,7 @@ fastcall! {
     s_http_respond => http_respond,
     s_http_config_json => http_config_json,
     s_http_set_routes => http_set_routes,
+    s_http_started => http_started,
     s_log => log,
     s_worker_id => worker_id,
     s_ev_id => ev_id,

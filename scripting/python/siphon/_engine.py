@@ -483,6 +483,8 @@ def _http_loaded(first_load):
     run ``@http.on_startup`` hooks (every core, before the node binds its listeners)."""
     m = sys.modules.get("siphon.http")
     if m is None:
+        if first_load:
+            _siphon.http_started()
         return
     if _siphon.worker_id() == 0:
         flat = []
@@ -499,6 +501,8 @@ def _http_loaded(first_load):
                 _loop.run_until_complete(asyncio.wait(pending, timeout=30))
             finally:
                 asyncio.events._set_running_loop(_loop)
+        # The node binds its HTTP listeners once every core got here.
+        _siphon.http_started()
 
 
 def http_complete(token, reply, error):
