@@ -24,20 +24,14 @@ node, before listeners bind), so ``run_startup()`` only exists for upstream's su
 
 import itertools
 import json
-import os
-import queue
 import re
-import subprocess
-import tempfile
 import threading
 import time
 from urllib.parse import unquote, urlencode
 
+from ._driver import DriverProcess, HarnessError
+
 _TIMEOUT = 30.0
-
-
-class HarnessError(RuntimeError):
-    pass
 
 
 class HttpStatusError(RuntimeError):
@@ -167,28 +161,16 @@ def _match(pattern, path):
     return tuple(rank), params
 
 
-class HttpTestHarness:
+class HttpTestHarness(DriverProcess):
     """Run an HTTP routing script in the real engine."""
 
     def __init__(self, config=None, *, cores=1, driver=None):
-        self._driver = driver or os.environ.get("SIPHON_DRIVER", "siphon-script-driver")
-        self._cores = cores
+        self._init_driver("siphon-http-test-", cores, driver)
         self.config = config
-        self._tmp = tempfile.TemporaryDirectory(prefix="siphon-http-test-")
-        self._script = os.path.join(self._tmp.name, "__siphon_script__.py")
-        self._source = ""
-        self._ids = itertools.count(1)
         self._next_core = itertools.count()
-        self._proc = None
-        self._reader = None
-        self._wlock = threading.Lock()
-        self._cond = threading.Condition()
-        self._answers = {}
-        self._control = queue.Queue()
         self.http = MockHttp()
         self.sent_requests = self.http.sent_requests
         self.log = _Log()
-        self.mode = None
 
     # -- the mock client surface, as upstream's harness --
     def add_response(self, response):
@@ -206,51 +188,9 @@ class HttpTestHarness:
         return c if isinstance(c, dict) else {}
 
     def _start(self):
-        with open(self._script, "w") as f:
-            f.write(self._source)
         http_config = {"listen_addrs": [], "client_names": sorted(self._clients()),
                        "any_client_name": self.config is None}
-        cfg = {"http_config": http_config, "cache_names": ["default", "main"]}
-        cfg_path = os.path.join(self._tmp.name, "cfg.json")
-        with open(cfg_path, "w") as f:
-            json.dump(cfg, f)
-        argv = [self._driver, "--script", self._script, "--cores", str(self._cores),
-                "--config", cfg_path, "--reload", "sighup"]
-        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      text=True, bufsize=1)
-        self._control = queue.Queue()
-        self._reader = threading.Thread(target=self._read, args=(self._proc,), daemon=True)
-        self._reader.start()
-        first = self._control.get(timeout=120)
-        if first.get("type") != "ready":
-            self._stop()
-            raise HarnessError(first.get("message", str(first)))
-        self.mode = first["mode"]
-
-    def _stop(self):
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            try:
-                self._write(proc, {"op": "quit"})
-                proc.stdin.close()
-                proc.wait(timeout=30)
-            except (OSError, ValueError, subprocess.TimeoutExpired):
-                proc.kill()
-                proc.wait()
-        if self._reader is not None:
-            self._reader.join(timeout=10)
-        for f in (proc.stdin, proc.stdout):
-            try:
-                f.close()
-            except (OSError, ValueError):
-                pass
-
-    def _write(self, proc, obj):
-        with self._wlock:
-            proc.stdin.write(json.dumps(obj) + "\n")
-            proc.stdin.flush()
+        self._spawn({"http_config": http_config, "cache_names": ["default", "main"]})
 
     def _read(self, proc):
         for line in proc.stdout:

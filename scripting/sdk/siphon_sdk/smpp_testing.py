@@ -19,16 +19,12 @@ dispatch table's status rather than raised into the test, a PDU with no handler 
 documented default answer (not ``None``), and ``alert_notification`` returns ``None``.
 """
 
-import itertools
 import json
-import os
-import queue
 import struct
-import subprocess
-import tempfile
-import threading
 import time
 import uuid
+
+from ._driver import DriverProcess, HarnessError
 
 _TIMEOUT = 30.0
 
@@ -84,10 +80,6 @@ _STR_FIELDS = ("message_id", "service_type", "source_addr", "destination_addr", 
 _SEND_OPS = {"deliver_sm": "deliver_to", "data_sm": "data_to", "alert_notification": "alert_to"}
 _OCTETS = ("source_addr_ton", "source_addr_npi", "dest_addr_ton", "dest_addr_npi", "esm_class",
            "protocol_id", "priority_flag", "registered_delivery", "data_coding")
-
-
-class HarnessError(RuntimeError):
-    pass
 
 
 def _tag(key):
@@ -231,74 +223,20 @@ class MockSmpp:
         return status, mid
 
 
-class SmppTestHarness:
+class SmppTestHarness(DriverProcess):
     """Run an SMPP routing script in the real engine. ``config`` is the ``smpp.yaml``
     document the script reads through ``smpp.config()``/``binds()``/``routing_rules()``."""
 
     def __init__(self, config=None, *, cores=1, driver=None):
-        self._driver = driver or os.environ.get("SIPHON_DRIVER", "siphon-script-driver")
-        self._cores = cores
+        self._init_driver("siphon-smpp-test-", cores, driver)
         self._config = config
-        self._tmp = tempfile.TemporaryDirectory(prefix="siphon-smpp-test-")
-        self._script = os.path.join(self._tmp.name, "__siphon_script__.py")
-        self._source = ""
-        self._ids = itertools.count(1)
-        self._proc = None
-        self._reader = None
-        self._wlock = threading.Lock()
-        self._cond = threading.Condition()
-        self._answers = {}
-        self._control = queue.Queue()
         self.smpp = MockSmpp(self)
         self.sent = self.smpp.sent
         self.log = _Log()
-        self.mode = None
 
     # -- engine process --
     def _start(self):
-        with open(self._script, "w") as f:
-            f.write(self._source)
-        cfg = {"smpp_config": self._config, "cache_names": ["default", "main"]}
-        cfg_path = os.path.join(self._tmp.name, "cfg.json")
-        with open(cfg_path, "w") as f:
-            json.dump(cfg, f)
-        argv = [self._driver, "--script", self._script, "--cores", str(self._cores),
-                "--config", cfg_path, "--reload", "sighup"]
-        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      text=True, bufsize=1)
-        self._control = queue.Queue()
-        self._reader = threading.Thread(target=self._read, args=(self._proc,), daemon=True)
-        self._reader.start()
-        first = self._control.get(timeout=120)
-        if first.get("type") != "ready":
-            self._stop()
-            raise HarnessError(first.get("message", str(first)))
-        self.mode = first["mode"]
-
-    def _stop(self):
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            try:
-                self._write(proc, {"op": "quit"})
-                proc.stdin.close()
-                proc.wait(timeout=30)
-            except (OSError, ValueError, subprocess.TimeoutExpired):
-                proc.kill()
-                proc.wait()
-        if self._reader is not None:
-            self._reader.join(timeout=10)
-        for f in (proc.stdin, proc.stdout):
-            try:
-                f.close()
-            except (OSError, ValueError):
-                pass
-
-    def _write(self, proc, obj):
-        with self._wlock:
-            proc.stdin.write(json.dumps(obj) + "\n")
-            proc.stdin.flush()
+        self._spawn({"smpp_config": self._config, "cache_names": ["default", "main"]})
 
     def _send(self, obj):
         if self._proc is None:
