@@ -26,12 +26,13 @@ use siphon_reactor::tls::TlsClient;
 use siphon_reactor::{ConnId, ConnectError, Cx, TimerId};
 use siphon_script::SmppSend;
 use siphon_smpp::{
-    Body, CancelSm, CommandId, CommandStatus, DataSm, Dest, Framer, List, QuerySm, ReplaceSm, Role,
+    Body, CancelSm, CommandId, CommandStatus, Dest, Framer, List, QuerySm, ReplaceSm, Role,
     Session, SessionConfig, SubmitMulti, SubmitSm, ThrottleAction, ThrottleConfig,
     ThrottleDecision, Tlvs, TokenBucket,
 };
 
 use super::config::BindConfig;
+use super::data_sm_body;
 use super::{Conn, SmppCore, TIMER_BIT};
 
 /// Timer tokens of bind reconnects: `TIMER_BIT | RETRY_BIT | bind index`.
@@ -650,19 +651,7 @@ impl ViaBody<'_> {
                 short_message: &s.short_message,
                 tlvs,
             }),
-            "data_sm" => Body::DataSm(DataSm {
-                service_type: s.service_type.as_bytes(),
-                source_addr_ton: o[0],
-                source_addr_npi: o[1],
-                source_addr: s.source_addr.as_bytes(),
-                dest_addr_ton: o[2],
-                dest_addr_npi: o[3],
-                destination_addr: s.destination_addr.as_bytes(),
-                esm_class: o[4],
-                registered_delivery: o[7],
-                data_coding: o[8],
-                tlvs,
-            }),
+            "data_sm" => data_sm_body(s, tlvs),
             "cancel_sm" => Body::CancelSm(CancelSm {
                 service_type: s.service_type.as_bytes(),
                 message_id: via.message_id.as_bytes(),

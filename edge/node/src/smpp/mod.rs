@@ -961,19 +961,7 @@ impl SmppCore {
                 tlvs,
                 ..SubmitSm::default()
             }),
-            "data_sm" => Body::DataSm(DataSm {
-                service_type: s.service_type.as_bytes(),
-                source_addr_ton: o[0],
-                source_addr_npi: o[1],
-                source_addr: s.source_addr.as_bytes(),
-                dest_addr_ton: o[2],
-                dest_addr_npi: o[3],
-                destination_addr: s.destination_addr.as_bytes(),
-                esm_class: o[4],
-                registered_delivery: o[7],
-                data_coding: o[8],
-                tlvs,
-            }),
+            "data_sm" => data_sm_body(s, tlvs),
             _ => Body::AlertNotification(AlertNotification {
                 source_addr_ton: o[0],
                 source_addr_npi: o[1],
@@ -1210,4 +1198,24 @@ impl SmppCore {
             self.after(cx, conn);
         }
     }
+}
+
+/// A script's `data_sm` send (towards a bound ESME or through a bind) as a PDU body; the
+/// address/class octets come in `SmppSend.octets` order (ton, npi, dest ton, dest npi,
+/// esm_class, protocol_id, priority, registered_delivery, data_coding).
+pub(crate) fn data_sm_body<'a>(s: &'a SmppSend, tlvs: Tlvs<'a>) -> Body<'a> {
+    let o = s.octets;
+    Body::DataSm(DataSm {
+        service_type: s.service_type.as_bytes(),
+        source_addr_ton: o[0],
+        source_addr_npi: o[1],
+        source_addr: s.source_addr.as_bytes(),
+        dest_addr_ton: o[2],
+        dest_addr_npi: o[3],
+        destination_addr: s.destination_addr.as_bytes(),
+        esm_class: o[4],
+        registered_delivery: o[7],
+        data_coding: o[8],
+        tlvs,
+    })
 }
