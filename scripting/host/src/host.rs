@@ -236,9 +236,24 @@ pub(crate) struct Shared {
     pub(crate) http_routes: Mutex<(u64, Vec<crate::http::RouteDef>)>,
     /// Interpreters whose first load finished, `@http.on_startup` hooks included.
     pub(crate) http_started: AtomicU64,
+    /// `auth_user` an event starts with, by event id ([`HostHandle::preset_auth_user`]);
+    /// `presets` is its length, so the per-event check is one atomic load when it is empty.
+    pub(crate) preset_auth: Mutex<HashMap<u64, String>>,
+    pub(crate) presets: AtomicU64,
 }
 
 impl Shared {
+    /// The `auth_user` preset for event `id`, taken (at most once).
+    pub(crate) fn take_preset_auth(&self, id: u64) -> Option<String> {
+        if self.presets.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut g = lock(&self.preset_auth);
+        let user = g.remove(&id);
+        self.presets.store(g.len() as u64, Ordering::Release);
+        user
+    }
+
     pub(crate) fn wake(&self, worker: usize) {
         if self.cfg.inline {
             // Inline placement: the reactor thread drives this interpreter, so timers and
@@ -652,6 +667,20 @@ impl HostHandle {
     pub fn cache(&self) -> &Cache {
         &self.shared.cache
     }
+
+    /// Add or replace a digest user (`realm` `None`: every realm), as `auth.users` does.
+    pub fn add_auth_user(&self, realm: Option<&str>, username: &str, password: &str) {
+        self.shared.auth.add_user(realm, username, password);
+    }
+
+    /// Make the event with this id start with `request.auth_user` set to `user`, as if an
+    /// earlier step had authenticated it (the SDK's `send_request(auth_user=...)`). Call it
+    /// before [`HostHandle::submit`]; the node itself presets nothing.
+    pub fn preset_auth_user(&self, id: u64, user: &str) {
+        let mut g = lock(&self.shared.preset_auth);
+        g.insert(id, user.to_owned());
+        self.shared.presets.store(g.len() as u64, Ordering::Release);
+    }
 }
 
 /// A core's interpreter driven by its reactor thread (inline placement). Not `Send`: the
@@ -800,6 +829,8 @@ impl Host {
             next_token: AtomicU64::new(1),
             http_routes: Mutex::new((0, Vec::new())),
             http_started: AtomicU64::new(0),
+            preset_auth: Mutex::new(HashMap::new()),
+            presets: AtomicU64::new(0),
             timers: Timers {
                 heap: Mutex::new(BinaryHeap::new()),
                 cv: Condvar::new(),

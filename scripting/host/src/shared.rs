@@ -48,6 +48,8 @@ struct CacheEntry {
 pub struct Cache {
     shards: Vec<Mutex<HashMap<(String, String), CacheEntry>>>,
     names: Vec<String>,
+    /// Names made known after start by [`Cache::set_data`] (the SDK harness presets).
+    added: Mutex<Vec<String>>,
 }
 
 impl Cache {
@@ -56,6 +58,7 @@ impl Cache {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             names,
+            added: Mutex::new(Vec::new()),
         }
     }
 
@@ -77,7 +80,32 @@ impl Cache {
 
     /// `cache.has_cache(name)`.
     pub fn has(&self, name: &str) -> bool {
-        self.names.iter().any(|n| n == name)
+        self.names.iter().any(|n| n == name) || lock(&self.added).iter().any(|n| n == name)
+    }
+
+    /// Create or replace the named cache `name` with `data` (no TTL); `has(name)` is true
+    /// afterwards. The SDK harness presets test data with it (`harness.cache.set_data`).
+    pub fn set_data(&self, name: &str, data: &[(String, String)]) {
+        for shard in &self.shards {
+            lock(shard).retain(|(n, _), _| n != name);
+        }
+        {
+            let mut added = lock(&self.added);
+            if !self.names.iter().any(|n| n == name) && !added.iter().any(|n| n == name) {
+                added.push(name.to_owned());
+            }
+        }
+        for (k, v) in data {
+            self.store(name, k, v, None);
+        }
+    }
+
+    /// Drop every entry of every cache and forget the names [`Cache::set_data`] added.
+    pub fn clear(&self) {
+        for shard in &self.shards {
+            lock(shard).clear();
+        }
+        lock(&self.added).clear();
     }
 
     /// `cache.fetch`.
@@ -234,6 +262,21 @@ impl Registrar {
         transport: &str,
         auth_user: Option<&str>,
     ) -> SaveOutcome {
+        self.save_with(req, Some(received_uri(source, transport)), auth_user)
+    }
+
+    /// Write the bindings of a REGISTER that came from nowhere (no `received`): the SDK
+    /// harness seeds the location service with it (`harness.registrar.add_contact`).
+    pub fn seed(&self, req: &SipMessage) -> SaveOutcome {
+        self.save_with(req, None, None)
+    }
+
+    fn save_with(
+        &self,
+        req: &SipMessage,
+        received: Option<String>,
+        auth_user: Option<&str>,
+    ) -> SaveOutcome {
         let bad = |reason| SaveOutcome::Reject {
             status: 400,
             reason,
@@ -245,7 +288,7 @@ impl Registrar {
         let Ok(mut rr) = siphon_sip::registrar::RegisterRequest::from_message(&msg) else {
             return bad("Bad Request");
         };
-        rr.received = Some(received_uri(source, transport));
+        rr.received = received;
         rr.auth_user = auth_user.map(str::to_owned);
         match self.inner.register(SystemTime::now(), &rr) {
             Ok(out) => {
@@ -390,6 +433,15 @@ impl Auth {
             digest,
             users: store,
         }
+    }
+
+    /// Add or replace a user: `realm` `None` matches every realm (as `auth.users` in config).
+    pub fn add_user(&self, realm: Option<&str>, username: &str, password: &str) {
+        self.users.insert(
+            realm,
+            username,
+            siphon_sip::auth::Credential::Password(password.to_owned()),
+        );
     }
 
     /// `auth.generate_nonce`.

@@ -1,5 +1,9 @@
 """siphon SDK: test SIPhon-style routing scripts against the real siphon scripting engine."""
 
-from .testing import ReplyResult, RequestResult, SipTestHarness
+from .reply import Reply
+from .request import Request
+from .testing import NotSupported, ReplyResult, RequestResult, ScriptLoadError, SipTestHarness
+from .types import Action, Contact, SipUri
 
-__all__ = ["ReplyResult", "RequestResult", "SipTestHarness"]
+__all__ = ["Action", "Contact", "NotSupported", "Reply", "ReplyResult", "Request",
+           "RequestResult", "ScriptLoadError", "SipTestHarness", "SipUri"]
