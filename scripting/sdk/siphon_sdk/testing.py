@@ -125,7 +125,7 @@ def _actions(raw: dict) -> list:
     kind = d["kind"]
     if kind == "reply":
         out.append(Action(kind="reply", status_code=d.get("status"), reason=d.get("reason"),
-                          headers_set={n: v for n, v in d.get("headers") or []},
+                          headers_set=_first_values(d.get("headers")),
                           reliable=bool(d.get("reliable"))))
     elif kind == "relay":
         out.append(Action(kind="relay", next_hop=d.get("next_hop")))
@@ -136,6 +136,14 @@ def _actions(raw: dict) -> list:
         out.append(Action(kind="relay"))
     elif kind == "reject_reply":
         out.append(Action(kind="reject", status_code=d.get("status"), reason=d.get("reason")))
+    return out
+
+
+def _first_values(headers) -> dict:
+    """``{name: first value}`` (a challenge offers MD5 first, then SHA-256)."""
+    out: dict = {}
+    for n, v in headers or []:
+        out.setdefault(n, v)
     return out
 
 
@@ -554,7 +562,9 @@ class SipTestHarness:
         first = self._control.get(timeout=120)
         if first.get("type") != "ready":
             self._stop()
-            raise _load_error(first.get("message", str(first)))
+            with self._cond:
+                errors = [m["msg"] for m in self.logs if m["level"] == "error"]
+            raise _load_error("\n".join([first.get("message", str(first))] + errors))
         self.mode = first["mode"]
         self.python = first["python"]
         for s in list(self._seeds):
