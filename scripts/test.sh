@@ -59,8 +59,12 @@ done
 if [ -x scripting/run-tests.sh ]; then
     step "pytest: scripting on $PYO3_PYTHON"
     scripting/run-tests.sh "$PYO3_PYTHON"
+    step "pytest: upstream's harness API (tests/sdk_compat) and the examples' SDK tests on $PYO3_PYTHON"
+    scripting/run-tests.sh "$PYO3_PYTHON" ../tests/sdk_compat ../deploy/examples
     py311=$(command -v python3.11 || command -v python3)
     step "pytest: scripting on $py311 (degraded single-interpreter mode)"
     scripting/run-tests.sh "$py311"
+    step "pytest: tests/sdk_compat and the examples' SDK tests on $py311"
+    scripting/run-tests.sh "$py311" ../tests/sdk_compat ../deploy/examples
 fi
 say "all checks passed"
