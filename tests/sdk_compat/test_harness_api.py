@@ -179,8 +179,8 @@ def test_reset(harness):
     harness.load_source(INLINE)
     harness.registrar.add_contact("sip:alice@example.com", Contact(uri="sip:alice@192.0.2.5"))
     harness.reset()
-    assert harness.registrar.lookup("sip:alice@example.com") == []
     assert harness.log.messages == []
+    assert harness.registrar.lookup("sip:alice@example.com") == []
 
 
 def test_close_and_context_manager(script_file):
