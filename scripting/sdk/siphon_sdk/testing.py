@@ -2,7 +2,8 @@
 ``_siphon`` module, the embedded ``siphon`` package) through the ``siphon-script-driver``
 binary's JSON-lines protocol. No mocks: what passes here is what the node runs.
 
-The driver binary is found through ``$SIPHON_DRIVER`` (``scripting/run-tests.sh`` sets it).
+The driver binary is the one the wheel installed next to this Python, or ``$SIPHON_DRIVER``
+(``scripting/run-tests.sh`` sets it); see ``siphon_sdk._engine``.
 """
 
 import itertools
@@ -13,6 +14,8 @@ import subprocess
 import tempfile
 import threading
 import time
+
+from . import _engine
 
 _DEFAULT_TIMEOUT = 30.0
 
@@ -120,12 +123,13 @@ class SipTestHarness:
         cfg_path = os.path.join(self._tmp.name, "cfg.json")
         with open(cfg_path, "w") as f:
             json.dump(cfg, f)
-        driver = driver or os.environ.get("SIPHON_DRIVER", "siphon-script-driver")
+        driver = driver or _engine.driver_path()
         argv = [driver, "--script", script, "--cores", str(cores), "--config", cfg_path, "--reload", reload]
         if force_shared:
             argv.append("--force-shared")
         self.cores = cores
-        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+                                      env=_engine.driver_env())
         self._ids = itertools.count(1)
         self._actions = {}
         self._cond = threading.Condition()
@@ -141,6 +145,7 @@ class SipTestHarness:
             raise DriverError(first.get("message", str(first)))
         self.mode = first["mode"]
         self.python = first["python"]
+        _engine.announce_mode(self.mode, self.python)
 
     # -- plumbing --
     def _read(self):
