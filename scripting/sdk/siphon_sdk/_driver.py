@@ -57,7 +57,8 @@ class DriverProcess:
             self._stop()
             raise HarnessError(first.get("message", str(first)))
         self.mode = first["mode"]
-        _engine.announce_mode(self.mode, first.get("python"), stacklevel=4)
+        # user -> load_source/load_script -> _start -> _spawn -> announce_mode
+        _engine.announce_mode(self.mode, first.get("python"), stacklevel=5)
 
     def _stop(self):
         proc, self._proc = self._proc, None

@@ -104,6 +104,7 @@ class SipTestHarness:
     def __init__(self, script=None, source=None, cores=2, local_domains=None, auth_users=None,
                  auth_realm="example.com", script_config=None, reload="sighup", include_paths=None,
                  min_expires=None, driver=None, force_shared=False):
+        driver = driver or _engine.driver_path()
         self._tmp = tempfile.TemporaryDirectory(prefix="siphon-test-")
         if script is None:
             script = os.path.join(self._tmp.name, "app.py")
@@ -123,7 +124,6 @@ class SipTestHarness:
         cfg_path = os.path.join(self._tmp.name, "cfg.json")
         with open(cfg_path, "w") as f:
             json.dump(cfg, f)
-        driver = driver or _engine.driver_path()
         argv = [driver, "--script", script, "--cores", str(cores), "--config", cfg_path, "--reload", reload]
         if force_shared:
             argv.append("--force-shared")

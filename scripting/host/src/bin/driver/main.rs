@@ -193,7 +193,10 @@ fn version_line() -> String {
     // call before Py_Initialize; it returns a pointer to a static NUL-terminated string.
     let full = unsafe { std::ffi::CStr::from_ptr(pyo3_ffi::Py_GetVersion()) };
     let full = full.to_string_lossy();
-    let python = full.split_whitespace().next().unwrap_or(python_version());
+    let python = full
+        .split_whitespace()
+        .next()
+        .map_or_else(|| python_version().to_owned(), str::to_owned);
     let mode = if cfg!(Py_3_12) {
         "per-core: one own-GIL subinterpreter per core"
     } else {
