@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, set-up included, on a fresh Debian/Ubuntu machine:
 # formatting, clippy (-D warnings), every Rust test (unit, RFC 4475/5118 conformance,
-# loopback reactors, end-to-end with SIPp), the fuzz targets' build, and pytest against the
-# real embedded engine on Python 3.13 (own GIL per core) and 3.11 (degraded mode).
+# loopback reactors, end-to-end with SIPp), the fuzz targets' build, pytest against the
+# real embedded engine on Python 3.13 (own GIL per core) and 3.11 (degraded mode), and the
+# same again with the SDK installed from its wheel in fresh virtualenvs (plus mypy on the stubs).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$SIPHON_ROOT"
@@ -66,5 +67,11 @@ if [ -x scripting/run-tests.sh ]; then
     scripting/run-tests.sh "$py311"
     step "pytest: tests/sdk_compat and the examples' SDK tests on $py311"
     scripting/run-tests.sh "$py311" ../tests/sdk_compat ../deploy/examples
+    # The SDK as users get it: a wheel per Python, installed into a fresh virtualenv with
+    # nothing set; pytest (stubs/runtime sync, mypy over the stubs) runs there.
+    step "SDK wheel on $PYO3_PYTHON: build, fresh venv, pytest + mypy with the installed package"
+    scripting/sdk/check-wheel.sh "$PYO3_PYTHON"
+    step "SDK wheel on $py311: build, fresh venv, pytest + mypy with the installed package"
+    scripting/sdk/check-wheel.sh "$py311"
 fi
 say "all checks passed"

@@ -30,7 +30,8 @@ Differences that come from running the real engine, not a mock:
 - upstream's B2BUA, rtpengine, gateway, Diameter and other handles raise
   :class:`NotSupported` naming the namespace.
 
-The driver binary is found through ``$SIPHON_DRIVER`` (``scripting/run-tests.sh`` sets it).
+The driver binary is the one the wheel installed next to this Python, or ``$SIPHON_DRIVER``
+(``scripting/run-tests.sh`` sets it); see ``siphon_sdk._engine``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ from typing import Any, Optional
 from .reply import Reply
 from .request import Request
 from .types import Action, Contact, SipUri
+
+from . import _engine
 
 _DEFAULT_TIMEOUT = 30.0
 
@@ -513,7 +516,7 @@ class SipTestHarness:
             self._cfg["registrar"] = {"min_expires": min_expires}
         self._reload_mode = reload
         self._force_shared = force_shared
-        self._driver = driver or os.environ.get("SIPHON_DRIVER", "siphon-script-driver")
+        self._driver = driver or _engine.driver_path()
         self._proc = None
         self._reader = None
         self._ids = itertools.count(1)
@@ -556,7 +559,7 @@ class SipTestHarness:
             argv.append("--force-shared")
         self._control = queue.Queue()
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      text=True, bufsize=1)
+                                      text=True, bufsize=1, env=_engine.driver_env())
         self._reader = threading.Thread(target=self._read, args=(self._proc,), daemon=True)
         self._reader.start()
         first = self._control.get(timeout=120)
@@ -567,6 +570,7 @@ class SipTestHarness:
             raise _load_error("\n".join([first.get("message", str(first))] + errors))
         self.mode = first["mode"]
         self.python = first["python"]
+        _engine.announce_mode(self.mode, self.python)
         for s in list(self._seeds):
             self._state(s)
 

@@ -176,9 +176,13 @@ fn opts() -> anyhow::Result<Opts> {
             "--inline" => o.inline = true,
             "--bench" => o.bench = it.next(),
             "--events" => o.events = it.next().context("--events N")?.parse()?,
+            "--version" | "-V" => {
+                println!("{}", version_line());
+                std::process::exit(0);
+            }
             "--help" | "-h" => {
                 println!(
-                    "usage: siphon-script-driver --script app.py [--cores N] [--reload auto|sighup] [--config cfg.json] [--force-shared]\n       siphon-script-driver --bench trivial|async|headers [--cores N] [--events N] [--inline]"
+                    "usage: siphon-script-driver --version\n       siphon-script-driver --script app.py [--cores N] [--reload auto|sighup] [--config cfg.json] [--force-shared]\n       siphon-script-driver --bench trivial|async|headers [--cores N] [--events N] [--inline]"
                 );
                 std::process::exit(0);
             }
@@ -186,6 +190,28 @@ fn opts() -> anyhow::Result<Opts> {
         }
     }
     Ok(o)
+}
+
+/// `siphon-script-driver --version` (what `python -m siphon_sdk --version` shows): the engine's
+/// version, the Python it embeds as the loaded libpython reports it, and the interpreter mode.
+fn version_line() -> String {
+    // SAFETY: Py_GetVersion is one of the informative functions CPython documents as safe to
+    // call before Py_Initialize; it returns a pointer to a static NUL-terminated string.
+    let full = unsafe { std::ffi::CStr::from_ptr(pyo3_ffi::Py_GetVersion()) };
+    let full = full.to_string_lossy();
+    let python = full
+        .split_whitespace()
+        .next()
+        .map_or_else(|| python_version().to_owned(), str::to_owned);
+    let mode = if cfg!(Py_3_12) {
+        "per-core: one own-GIL subinterpreter per core"
+    } else {
+        "shared: degraded mode, every core shares one interpreter (Python < 3.12)"
+    };
+    format!(
+        "siphon engine {} (siphon-script-driver), embedded Python {python}, {mode}",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 fn config_from(o: &Opts, script: &str, out: Option<Out>) -> anyhow::Result<HostConfig> {
