@@ -500,6 +500,8 @@ class SipTestHarness:
                  reload: str = "sighup", include_paths: Optional[list] = None,
                  min_expires: Optional[int] = None, driver: Optional[str] = None,
                  force_shared: bool = False) -> None:
+        # Find the engine first: a missing driver raises before anything needs cleaning up.
+        self._driver = driver or _engine.driver_path()
         self._tmp = tempfile.TemporaryDirectory(prefix="siphon-test-")
         self._source_path = os.path.join(self._tmp.name, "app.py")
         self.local_domains = list(local_domains or ["example.com"])
@@ -516,7 +518,6 @@ class SipTestHarness:
             self._cfg["registrar"] = {"min_expires": min_expires}
         self._reload_mode = reload
         self._force_shared = force_shared
-        self._driver = driver or _engine.driver_path()
         self._proc = None
         self._reader = None
         self._ids = itertools.count(1)
