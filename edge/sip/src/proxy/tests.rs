@@ -50,7 +50,10 @@ fn config() -> ProxyConfig {
             },
         ],
         domains: vec!["proxy.example.com".into()],
-        transactions: Config::default(),
+        transactions: Config {
+            trying_delay: std::time::Duration::ZERO,
+            ..Config::default()
+        },
         hooks: Hooks::default(),
         udp_mtu: DEFAULT_UDP_MTU,
     }
@@ -181,7 +184,10 @@ fn invite_parts(branch: &str) -> RequestParts {
 }
 
 fn node(n: u8, net: &Net, answers: &[(u64, u16)]) -> TxnNode {
-    let mut node = TxnNode::new(n, TransactionLayer::new(Config::default()), net);
+    let mut node = TxnNode::new(n, TransactionLayer::new(Config {
+            trying_delay: std::time::Duration::ZERO,
+            ..Config::default()
+        }), net);
     node.answer.responses = answers.iter().map(|&(t, s)| (ms(t), s)).collect();
     node
 }

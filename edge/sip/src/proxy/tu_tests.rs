@@ -37,7 +37,10 @@ fn proxy(hooks: Hooks) -> Proxy {
             transport: Transport::Udp,
         }],
         domains: vec!["proxy.example.com".into()],
-        transactions: Config::default(),
+        transactions: Config {
+            trying_delay: std::time::Duration::ZERO,
+            ..Config::default()
+        },
         hooks,
         udp_mtu: DEFAULT_UDP_MTU,
     })
