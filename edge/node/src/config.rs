@@ -323,9 +323,10 @@ pub struct Transaction {
     pub timeout_secs: u64,
     /// INVITE client transaction timeout (Timer B / C), seconds.
     pub invite_timeout_secs: u64,
-    /// Send 100 Trying for INVITE.
+    /// Send 100 Trying for INVITE (RFC 3261 §16.2, §17.2.1).
     pub auto_emit_100_trying: bool,
-    /// Delay before the automatic 100 Trying.
+    /// How long the automatic 100 Trying waits: it is sent only if no provisional or final
+    /// response went out by then (§17.2.1's 200 ms); 0 sends it at once.
     pub auto_emit_100_trying_delay_ms: u64,
     /// RFC 3261 T1, ms (ours).
     pub t1_ms: u64,

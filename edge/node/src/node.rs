@@ -557,6 +557,7 @@ impl Node {
         txc.timers.t2 = Duration::from_millis(t.t2_ms);
         txc.timers.t4 = Duration::from_millis(t.t4_ms);
         txc.send_trying = t.auto_emit_100_trying;
+        txc.trying_delay = Duration::from_millis(t.auto_emit_100_trying_delay_ms);
         let dns = start_dns(l, &handle_cell, &metrics)?;
         let shared = Arc::new(Shared {
             host: host.handle(),
