@@ -21,7 +21,10 @@ use siphon_sip::{
 };
 
 fn corpus_root() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let root = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+    )
+    .join("tests/corpus");
     assert!(
         root.join("rfc4475/VERDICTS.tsv").is_file() && root.join("rfc5118/VERDICTS.tsv").is_file(),
         "conformance corpus missing at {}",
