@@ -49,6 +49,7 @@ env -u SIPHON_BIN cargo test -p siphon-bin --locked --features smpp --lib --test
 
 step "cargo test: HTTP extension (siphon-bin --features http, its own debug binary; curl)"
 env -u SIPHON_BIN cargo test -p siphon-bin --locked --features http --lib --test http_ext
+step "cargo test: deploy/examples on the binary with SIPp, smpplib, curl (--features smpp,http)"; env -u SIPHON_BIN cargo test -p siphon-bin --locked --features smpp,http --test sdk_examples
 
 step "fuzz targets build"
 for fz in edge/*/fuzz; do

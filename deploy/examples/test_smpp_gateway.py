@@ -1,7 +1,7 @@
 """smpp_gateway.py under the SDK's SmppTestHarness (the real engine). The outbound leg
 (submit_via through smpp_gateway.yaml's binds) needs SMSC binds; the harness answers them itself
-(``harness.smpp.set_response``), the release binary with a real SMSC is
-edge/node/tests/smpp_outbound.rs `gateway_example`."""
+(``harness.smpp.set_response``). The same outcomes on the release binary with smpplib and a
+real SMSC: edge/node/tests/sdk_examples.rs; receipts: smpp_outbound.rs `gateway_example`."""
 
 import os
 
