@@ -13,6 +13,7 @@ Starts the release `siphon` with the default `limits:` (README "Limits") and mea
 
 Usage: bench/hostile/hostile.py SIPHON_BIN [OUT.txt]   (raise `ulimit -n` first: hostile.sh)
 """
+import multiprocessing as mp
 import os
 import re
 import select
@@ -104,10 +105,11 @@ metrics: {{prometheus: {{listen: "127.0.0.1:{METRICS}"}}}}
     return p, int(kids[0]) if kids else p.pid
 
 
-def connect_many(n, port, per_source):
+def connect_many(n, port, per_source, first_source=0):
     socks = []
     for i in range(n):
-        src = f"127.0.{1 + i // per_source // 250}.{1 + (i // per_source) % 250}"
+        k = first_source + i // per_source
+        src = f"127.0.{1 + k // 250}.{1 + k % 250}"
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setblocking(False)
         s.bind((src, 0))
@@ -122,22 +124,46 @@ def connect_many(n, port, per_source):
 
 
 def count_closed(socks, wait):
-    """Sockets the server closed (EOF/reset) within `wait` seconds."""
+    """Sockets the server closed (EOF/reset) within `wait` seconds (poll: fds beyond 1024)."""
     deadline = time.time() + wait
     closed = set()
+    poll = select.poll()
+    by_fd = {s.fileno(): s for s in socks}
+    for fd in by_fd:
+        poll.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
     while time.time() < deadline and len(closed) < len(socks):
-        live = [s for s in socks if s.fileno() not in closed]
-        for chunk in range(0, len(live), 1000):
-            part = live[chunk:chunk + 1000]
-            r, _, _ = select.select(part, [], [], 0)
-            for s in r:
-                try:
-                    if s.recv(4096) == b"":
-                        closed.add(s.fileno())
-                except OSError:
-                    closed.add(s.fileno())
-        time.sleep(0.2)
+        for fd, _ in poll.poll(200):
+            try:
+                if by_fd[fd].recv(4096) == b"":
+                    closed.add(fd)
+                    poll.unregister(fd)
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed.add(fd)
+                poll.unregister(fd)
     return len(closed)
+
+
+def holder(n, first_source, port, q, done):
+    """A child that opens `n` connections (each process has its own descriptor limit), says
+    so, reports how many the node closed within 8 s, and keeps the rest open until `done`."""
+    socks = connect_many(n, port, 100, first_source)
+    q.put("up")
+    q.put(count_closed(socks, 8))
+    done.wait(60)
+
+
+def hold_many(n, port, halves=2):
+    """`n` connections from `halves` processes; returns (children, queue, done event)."""
+    q, done = mp.Queue(), mp.Event()
+    per = n // halves
+    kids = [mp.Process(target=holder, args=(per, h * per // 100, port, q, done)) for h in range(halves)]
+    for k in kids:
+        k.start()
+    for _ in kids:
+        q.get(timeout=120)
+    return kids, q, done
 
 
 def main():
@@ -151,15 +177,18 @@ def main():
         say(f"idle RSS: {idle} KiB")
 
         say("\n## 1. 20,000 idle TCP connections (200 sources x 100), default caps")
-        socks = connect_many(20_000, SIP, 100)
+        kids, q, done = hold_many(20_000, SIP)
         time.sleep(3)
-        closed = count_closed(socks, 5)
         r = rss_kib(pid)
-        say(f"connections_active={m('siphon_connections_active')} refused(total cap)={hits('connections')} "
-            f"refused(per source)={hits('connections_per_source')} closed by the node={closed}")
-        say(f"RSS {r} KiB, growth {r - idle} KiB = {(r - idle) * 1024 // max(1, m('siphon_connections_active'))} B per open connection")
-        for s in socks:
-            s.close()
+        active = m('siphon_connections_active')
+        say(f"connections_active={active} refused(total cap)={hits('connections')} "
+            f"refused(per source)={hits('connections_per_source')}")
+        closed = sum(q.get(timeout=60) for _ in kids)
+        say(f"closed by the node within 8 s of connecting: {closed}")
+        say(f"RSS {r} KiB, growth {r - idle} KiB = {(r - idle) * 1024 // max(1, active)} B per open connection")
+        done.set()
+        for k in kids:
+            k.join(30)
         time.sleep(3)
         say(f"after the client closed them: connections_active={m('siphon_connections_active')} RSS {rss_kib(pid)} KiB")
 
