@@ -582,6 +582,13 @@ pub struct Config {
     /// Ours: RFC 3263 name resolution (servers, timeouts, cache).
     #[serde(default)]
     pub dns: Dns,
+    /// Upstream's floods-and-scanners section (`rate_limit`, `failed_auth_ban`,
+    /// `scanner_block`, `trusted_cidrs`).
+    #[serde(default)]
+    pub security: crate::security::SecurityConfig,
+    /// Ours: caps on every table and connection count (README "Limits").
+    #[serde(default)]
+    pub limits: crate::limits::LimitsConfig,
     /// Upstream sections we accept and do not implement yet (each warned by name).
     #[serde(flatten)]
     pub upstream_only: BTreeMap<String, Value>,
@@ -590,7 +597,6 @@ pub struct Config {
 /// Top-level sections upstream SIPhon knows that this build does not implement.
 pub const UPSTREAM_ONLY_SECTIONS: &[&str] = &[
     "registrant",
-    "security",
     "nat",
     "session_timer",
     "dialog",
@@ -786,6 +792,11 @@ fn warn_unimplemented(loaded: &mut Loaded) {
         &["auth"],
         "`auth.http/diameter/aka_credentials` are not implemented yet and are ignored",
     );
+    note(
+        c.security.apiban.is_some() || c.security.firewall.is_some(),
+        &["security"],
+        "`security.apiban` and `security.firewall` are not implemented yet and are ignored",
+    );
     for (path, message) in found {
         let line = loaded.line_of(&path);
         loaded.warnings.push(Warning { line, message });
@@ -873,6 +884,12 @@ fn validate(l: &Loaded) -> Result<(), ConfigError> {
                 "`listen.tls` needs `tls.certificate` and `tls.private_key`",
             ));
         }
+    }
+    if let Err((key, m)) = crate::security::validate(&c.security) {
+        return Err(l.error_at(&["security", key], m));
+    }
+    if let Err((key, m)) = crate::limits::validate(&c.limits) {
+        return Err(l.error_at(&["limits", key], m));
     }
     let r = &c.registrar;
     if r.min_expires > r.max_expires {

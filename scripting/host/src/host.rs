@@ -103,7 +103,15 @@ pub struct HostConfig {
     pub log: LogSink,
     /// Optional doorbell after actions are pushed.
     pub doorbell: Option<Doorbell>,
+    /// Caps of the shared tables (`limits:`).
+    pub limits: crate::limits::HostLimits,
+    /// Told the outcome of every digest check with credentials (`security.failed_auth_ban`).
+    pub auth_observer: Option<AuthObserver>,
 }
+
+/// What a digest check with credentials in the request ended as, and where it came from:
+/// `(source, reliable transport, accepted)`.
+pub type AuthObserver = Arc<dyn Fn(std::net::SocketAddr, bool, bool) + Send + Sync>;
 
 impl std::fmt::Debug for HostConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -146,6 +154,8 @@ impl HostConfig {
             inline: false,
             log: Arc::new(|lvl, w, msg| eprintln!("[{} worker={w}] {msg}", lvl.as_str())),
             doorbell: None,
+            limits: crate::limits::HostLimits::default(),
+            auth_observer: None,
         }
     }
 }
@@ -227,6 +237,7 @@ pub(crate) struct Shared {
     pub(crate) auth: Auth,
     pub(crate) rate: RateLimiter,
     pub(crate) metrics: Metrics,
+    pub(crate) limit_hits: Arc<crate::limits::LimitHits>,
     pub(crate) stats: Stats,
     pub(crate) timers: Timers,
     pub(crate) log: LogSink,
@@ -375,15 +386,23 @@ pub(crate) struct Timers {
 }
 
 impl Timers {
-    pub(crate) fn schedule(&self, worker: usize, token: u64, after: Duration) {
+    /// Arm a timer; false (nothing armed) when `cap` timers are pending already.
+    pub(crate) fn schedule(&self, worker: usize, token: u64, after: Duration, cap: usize) -> bool {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        lock(&self.heap).push(std::cmp::Reverse((
-            Instant::now() + after,
-            seq,
-            worker,
-            token,
-        )));
+        {
+            let mut heap = lock(&self.heap);
+            if heap.len() >= cap {
+                return false;
+            }
+            heap.push(std::cmp::Reverse((
+                Instant::now() + after,
+                seq,
+                worker,
+                token,
+            )));
+        }
         self.cv.notify_one();
+        true
     }
 
     fn run(shared: &Shared) {
@@ -653,6 +672,40 @@ impl HostHandle {
         )
     }
 
+    /// `siphon_limit_hits_total{limit=...}` rows of the host's tables (see
+    /// [`Self::render_limits_gauges`] for their usage).
+    pub fn render_limits_rows(&self, o: &mut String) {
+        self.shared.limit_hits.render(o);
+    }
+
+    /// Usage gauges of the host's capped tables.
+    pub fn render_limits_gauges(&self, o: &mut String) {
+        use std::fmt::Write as _;
+        let s = &self.shared;
+        let (entries, bytes) = s.cache.usage();
+        let timers = lock(&s.timers.heap).len();
+        for (name, help, v) in [
+            (
+                "siphon_cache_entries",
+                "Entries in the script cache",
+                entries,
+            ),
+            (
+                "siphon_cache_bytes",
+                "Bytes held by the script cache",
+                bytes,
+            ),
+            (
+                "siphon_rate_limit_keys",
+                "Keys proxy.rate_limit remembers",
+                s.rate.len(),
+            ),
+            ("siphon_script_timers", "Pending script timers", timers),
+        ] {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+    }
+
     /// Value of a metric series (tests, admin API).
     pub fn metric_value(&self, name: &str, labels: &[&str]) -> Option<f64> {
         self.shared.metrics.value(name, labels)
@@ -775,7 +828,8 @@ impl Host {
                 ),
             );
         }
-        let metrics = Metrics::default();
+        let limit_hits = Arc::new(crate::limits::LimitHits::default());
+        let metrics = Metrics::bounded(cfg.limits.metric_series, Arc::clone(&limit_hits));
         metrics.declare(
             MetricKind::Counter,
             "siphon_script_reloads_total",
@@ -809,8 +863,17 @@ impl Host {
                 .collect(),
             generation: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
-            cache: Cache::new(cfg.cache_names.clone()),
-            registrar: Registrar::new(cfg.registrar.clone()),
+            cache: Cache::bounded(
+                cfg.cache_names.clone(),
+                cfg.limits.cache_entries,
+                cfg.limits.cache_bytes,
+                Arc::clone(&limit_hits),
+            ),
+            registrar: Registrar::bounded(
+                cfg.registrar.clone(),
+                cfg.limits,
+                Arc::clone(&limit_hits),
+            ),
             presence: crate::presence::Presence::new(cfg.presence),
             auth: Auth::new(
                 cfg.auth_realm.clone(),
@@ -821,9 +884,11 @@ impl Host {
                     .chain(&cfg.own_addresses)
                     .cloned()
                     .collect(),
+                cfg.limits.nonce_windows,
             ),
-            rate: RateLimiter::default(),
+            rate: RateLimiter::bounded(cfg.limits.rate_limit_keys, Arc::clone(&limit_hits)),
             metrics,
+            limit_hits,
             stats: Stats::default(),
             outbound: SegQueue::new(),
             next_token: AtomicU64::new(1),

@@ -41,12 +41,31 @@ enum CacheValue {
 struct CacheEntry {
     value: CacheValue,
     expires: Option<Instant>,
+    /// Write order: the smallest is evicted first at the cache's caps.
+    seq: u64,
+}
+
+impl CacheEntry {
+    /// Bytes charged against `limits.cache_max_bytes` (key, value, bookkeeping).
+    fn size(&self, key: &(String, String)) -> usize {
+        let v = match &self.value {
+            CacheValue::Str(s) => s.len(),
+            CacheValue::List(l) => l.iter().map(|i| i.len() + 24).sum(),
+        };
+        key.0.len() + key.1.len() + v + 64
+    }
 }
 
 /// The in-memory `cache` backend: named caches of string keys, shared by all cores.
 #[derive(Debug)]
 pub struct Cache {
     shards: Vec<Mutex<HashMap<(String, String), CacheEntry>>>,
+    /// Bytes held per shard (changed under that shard's lock).
+    bytes: Vec<std::sync::atomic::AtomicUsize>,
+    /// Caps per shard: (entries, bytes) from `limits.cache_max_*`.
+    cap: (usize, usize),
+    seq: std::sync::atomic::AtomicU64,
+    hits: Arc<crate::limits::LimitHits>,
     names: Vec<String>,
     /// Names made known after start by [`Cache::set_data`] (the SDK harness presets).
     added: Mutex<Vec<String>>,
@@ -55,8 +74,29 @@ pub struct Cache {
 impl Cache {
     /// A cache knowing `names` (`has_cache`); any name works for storage.
     pub fn new(names: Vec<String>) -> Self {
+        let l = crate::limits::HostLimits::default();
+        Self::bounded(names, l.cache_entries, l.cache_bytes, Arc::default())
+    }
+
+    /// A cache holding at most `entries` entries and `bytes` bytes over all names: past
+    /// either, the oldest writes are evicted (an eighth of a shard at a time) and counted.
+    pub fn bounded(
+        names: Vec<String>,
+        entries: usize,
+        bytes: usize,
+        hits: Arc<crate::limits::LimitHits>,
+    ) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            bytes: (0..SHARDS)
+                .map(|_| std::sync::atomic::AtomicUsize::new(0))
+                .collect(),
+            cap: (
+                entries.div_ceil(SHARDS).max(1),
+                bytes.div_ceil(SHARDS).max(1),
+            ),
+            seq: std::sync::atomic::AtomicU64::new(0),
+            hits,
             names,
             added: Mutex::new(Vec::new()),
         }
@@ -68,14 +108,62 @@ impl Cache {
         key: &str,
         f: impl FnOnce(&mut HashMap<(String, String), CacheEntry>, (String, String)) -> R,
     ) -> R {
-        let mut g = lock(&self.shards[shard_of(key)]);
+        use std::sync::atomic::Ordering::Relaxed;
+        let i = shard_of(key);
+        let mut g = lock(&self.shards[i]);
         let k = (name.to_owned(), key.to_owned());
+        let mut before = 0;
         if let Some(e) = g.get(&k) {
+            before = e.size(&k);
             if e.expires.is_some_and(|t| t <= Instant::now()) {
                 g.remove(&k);
             }
         }
-        f(&mut g, k)
+        let probe = k.clone();
+        let r = f(&mut g, k);
+        let after = g.get(&probe).map_or(0, |e| e.size(&probe));
+        let held = (self.bytes[i].load(Relaxed) + after).saturating_sub(before);
+        self.bytes[i].store(held, Relaxed);
+        if g.len() > self.cap.0 || held > self.cap.1 {
+            self.evict(i, &mut g);
+        }
+        r
+    }
+
+    /// Drop the oldest eighth of a shard (expired entries first) until it is within its caps.
+    fn evict(&self, i: usize, g: &mut HashMap<(String, String), CacheEntry>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = Instant::now();
+        let n0 = g.len();
+        g.retain(|_, e| e.expires.is_none_or(|t| t > now));
+        let mut held: usize = g.iter().map(|(k, e)| e.size(k)).sum();
+        while !g.is_empty() && (g.len() > self.cap.0 || held > self.cap.1) {
+            let n = (g.len() / 8).max(1);
+            for k in crate::limits::oldest(g, n, |e| e.seq) {
+                if let Some(e) = g.remove(&k) {
+                    held = held.saturating_sub(e.size(&k));
+                }
+            }
+        }
+        self.bytes[i].store(held, Relaxed);
+        self.hits
+            .cache_evicted
+            .fetch_add((n0 - g.len()) as u64, Relaxed);
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Entries and bytes held (all names).
+    pub fn usage(&self) -> (usize, usize) {
+        let entries = self.shards.iter().map(|s| lock(s).len()).sum();
+        let bytes = self
+            .bytes
+            .iter()
+            .map(|b| b.load(std::sync::atomic::Ordering::Relaxed))
+            .sum();
+        (entries, bytes)
     }
 
     /// `cache.has_cache(name)`.
@@ -86,8 +174,11 @@ impl Cache {
     /// Create or replace the named cache `name` with `data` (no TTL); `has(name)` is true
     /// afterwards. The SDK harness presets test data with it (`harness.cache.set_data`).
     pub fn set_data(&self, name: &str, data: &[(String, String)]) {
-        for shard in &self.shards {
-            lock(shard).retain(|(n, _), _| n != name);
+        for (i, shard) in self.shards.iter().enumerate() {
+            let mut g = lock(shard);
+            g.retain(|(n, _), _| n != name);
+            let held = g.iter().map(|(k, e)| e.size(k)).sum();
+            self.bytes[i].store(held, std::sync::atomic::Ordering::Relaxed);
         }
         {
             let mut added = lock(&self.added);
@@ -102,8 +193,9 @@ impl Cache {
 
     /// Drop every entry of every cache and forget the names [`Cache::set_data`] added.
     pub fn clear(&self) {
-        for shard in &self.shards {
+        for (i, shard) in self.shards.iter().enumerate() {
             lock(shard).clear();
+            self.bytes[i].store(0, std::sync::atomic::Ordering::Relaxed);
         }
         lock(&self.added).clear();
     }
@@ -121,12 +213,14 @@ impl Cache {
         let expires = ttl
             .filter(|t| *t > 0.0)
             .map(|t| Instant::now() + Duration::from_secs_f64(t));
+        let seq = self.next_seq();
         self.with(name, key, |m, k| {
             m.insert(
                 k,
                 CacheEntry {
                     value: CacheValue::Str(value.to_owned()),
                     expires,
+                    seq,
                 },
             );
         });
@@ -155,10 +249,12 @@ impl Cache {
 
     /// `cache.list_push`: returns the new length.
     pub fn list_push(&self, name: &str, key: &str, item: &str) -> usize {
+        let seq = self.next_seq();
         self.with(name, key, |m, k| {
             let e = m.entry(k).or_insert(CacheEntry {
                 value: CacheValue::List(Vec::new()),
                 expires: None,
+                seq,
             });
             if let CacheValue::Str(_) = e.value {
                 e.value = CacheValue::List(Vec::new());
@@ -219,6 +315,11 @@ pub enum SaveOutcome {
 /// store, given the wall clock here (the edge crate is sans-IO).
 pub struct Registrar {
     inner: siphon_sip::registrar::Registrar,
+    /// Node-wide caps (`limits.max_registrar_aors/bindings`) and the hit counter.
+    limits: crate::limits::HostLimits,
+    hits: Arc<crate::limits::LimitHits>,
+    /// Bindings counted at the last full count (at most once a second) and when.
+    counted: Mutex<(usize, Option<Instant>)>,
 }
 
 impl std::fmt::Debug for Registrar {
@@ -245,10 +346,68 @@ fn aor_of(uri: &str) -> Option<siphon_sip::registrar::Aor> {
 impl Registrar {
     /// An empty in-memory store with these limits.
     pub fn new(cfg: RegistrarConfig) -> Self {
+        Self::bounded(cfg, crate::limits::HostLimits::default(), Arc::default())
+    }
+
+    /// A store refusing new AoRs past `limits.registrar_aors` and new bindings past
+    /// `limits.registrar_bindings` (503 with `Retry-After`).
+    pub fn bounded(
+        cfg: RegistrarConfig,
+        limits: crate::limits::HostLimits,
+        hits: Arc<crate::limits::LimitHits>,
+    ) -> Self {
         let store = Arc::new(siphon_sip::registrar::MemoryLocationStore::new());
         Self {
             inner: siphon_sip::registrar::Registrar::new(cfg, store),
+            limits,
+            hits,
+            counted: Mutex::new((0, None)),
         }
+    }
+
+    /// Whether `rr` must be refused at a node-wide cap: a new AoR past `registrar_aors`, or
+    /// a contact not bound yet past `registrar_bindings` (refreshes and removals pass).
+    fn over_cap(&self, rr: &siphon_sip::registrar::RegisterRequest) -> bool {
+        use siphon_sip::registrar::ContactEntry;
+        let adds: Vec<&str> = rr
+            .contacts
+            .iter()
+            .filter_map(|c| match c {
+                ContactEntry::Binding(b) if b.expires.or(rr.expires) != Some(0) => {
+                    Some(b.uri.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        if adds.is_empty() {
+            return false;
+        }
+        let store = self.inner.store();
+        let existing = store.get(&rr.aor).unwrap_or_default();
+        let l = self.limits;
+        if existing.is_empty()
+            && l.registrar_aors > 0
+            && store.aor_count().unwrap_or(0) >= l.registrar_aors
+        {
+            return true;
+        }
+        if l.registrar_bindings == 0 || adds.iter().all(|u| existing.iter().any(|b| b.uri == *u)) {
+            return false;
+        }
+        // Counting every binding is O(AoRs): do it at most once a second and charge each
+        // admitted REGISTER its new contacts meanwhile (an upper bound until the next count).
+        let mut g = lock(&self.counted);
+        let now = Instant::now();
+        if g.1
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            *g = (store.binding_count().unwrap_or(0), Some(now));
+        }
+        if g.0 + adds.len() > l.registrar_bindings {
+            return true;
+        }
+        g.0 += adds.len();
+        false
     }
 
     /// Process a REGISTER (`registrar.save`) that came from `source` over `transport`
@@ -290,6 +449,19 @@ impl Registrar {
         };
         rr.received = received;
         rr.auth_user = auth_user.map(str::to_owned);
+        if self.over_cap(&rr) {
+            self.hits
+                .registrar
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return SaveOutcome::Reject {
+                status: 503,
+                reason: "Service Unavailable",
+                headers: vec![(
+                    "Retry-After".into(),
+                    self.limits.retry_after_secs.to_string(),
+                )],
+            };
+        }
         match self.inner.register(SystemTime::now(), &rr) {
             Ok(out) => {
                 let path = req
@@ -403,6 +575,9 @@ pub enum DigestCheck {
         reason: &'static str,
         /// `WWW-Authenticate`/`Proxy-Authenticate` values.
         headers: Vec<(String, String)>,
+        /// Credentials were present and wrong (not absent, not merely stale): a failed
+        /// authentication for `security.failed_auth_ban`.
+        failed: bool,
     },
 }
 
@@ -415,6 +590,7 @@ impl Auth {
         users: HashMap<String, String>,
         uri_check: siphon_sip::auth::DigestUriCheck,
         local_hosts: Vec<String>,
+        nc_capacity: usize,
     ) -> Self {
         let store = siphon_sip::auth::MemoryUserStore::new();
         for (u, p) in users {
@@ -427,6 +603,7 @@ impl Auth {
         let mut config = siphon_sip::auth::DigestConfig::new(&realm);
         config.uri_check = uri_check;
         config.local_hosts = local_hosts;
+        config.nc_capacity = nc_capacity.max(1);
         let digest = siphon_sip::auth::DigestAuth::new(config, secret.as_bytes(), now as u64);
         Self {
             realm,
@@ -489,7 +666,8 @@ impl Auth {
             &self.users,
         ) {
             Ok(ok) => DigestCheck::Ok(ok.username),
-            Err((_, ch)) => DigestCheck::Challenge {
+            Err((e, ch)) => DigestCheck::Challenge {
+                failed: e.is_failure(),
                 status: ch.status,
                 reason: ch.reason,
                 headers: ch
@@ -503,22 +681,68 @@ impl Auth {
 }
 
 /// Sliding-window counters for `proxy.rate_limit(request, window, max)`, keyed by source IP.
-#[derive(Debug, Default)]
+/// At most `cap` keys (`limits.rate_limit_keys`): past it the least recently used eighth is
+/// evicted (counted), so spoofed sources cannot grow it.
+#[derive(Debug)]
 pub struct RateLimiter {
-    map: Mutex<HashMap<String, (Instant, u32)>>,
+    map: Mutex<HashMap<String, (Instant, u32, Instant)>>,
+    cap: usize,
+    hits: Arc<crate::limits::LimitHits>,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        Self::bounded(
+            crate::limits::HostLimits::default().rate_limit_keys,
+            Arc::default(),
+        )
+    }
 }
 
 impl RateLimiter {
+    /// A limiter remembering at most `cap` keys.
+    pub fn bounded(cap: usize, hits: Arc<crate::limits::LimitHits>) -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+            cap: cap.max(1),
+            hits,
+        }
+    }
+
     /// Count one request for `key`; false once `max` is exceeded within `window`.
     pub fn allow(&self, key: &str, window: Duration, max: u32) -> bool {
         let now = Instant::now();
         let mut m = lock(&self.map);
-        let e = m.entry(key.to_owned()).or_insert((now, 0));
+        if m.len() >= self.cap && !m.contains_key(key) {
+            let n = (self.cap / 8).max(1);
+            let epoch = now.checked_sub(Duration::from_secs(1 << 20)).unwrap_or(now);
+            for k in crate::limits::oldest(&m, n, |e| {
+                u64::try_from(e.2.saturating_duration_since(epoch).as_micros()).unwrap_or(u64::MAX)
+            }) {
+                m.remove(&k);
+            }
+            self.hits
+                .rate_limit_evicted
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        let e = m.entry(key.to_owned()).or_insert((now, 0, now));
         if now.duration_since(e.0) >= window {
-            *e = (now, 0);
+            e.0 = now;
+            e.1 = 0;
         }
         e.1 += 1;
+        e.2 = now;
         e.1 <= max
+    }
+
+    /// Keys remembered.
+    pub fn len(&self) -> usize {
+        lock(&self.map).len()
+    }
+
+    /// Whether no key is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -544,9 +768,22 @@ struct Family {
 }
 
 /// The `metrics` namespace registry (user metrics plus the engine's own), Prometheus text out.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     families: Mutex<BTreeMap<String, Family>>,
+    /// Label sets per family (`limits.max_metric_series`); updates of new ones past it are
+    /// dropped and counted.
+    series_cap: usize,
+    hits: Arc<crate::limits::LimitHits>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::bounded(
+            crate::limits::HostLimits::default().metric_series,
+            Arc::default(),
+        )
+    }
 }
 
 /// Default histogram buckets (Prometheus client defaults).
@@ -555,6 +792,15 @@ const DEFAULT_BUCKETS: [f64; 11] = [
 ];
 
 impl Metrics {
+    /// A registry keeping at most `series_cap` label sets per family.
+    pub fn bounded(series_cap: usize, hits: Arc<crate::limits::LimitHits>) -> Self {
+        Self {
+            families: Mutex::new(BTreeMap::new()),
+            series_cap: series_cap.max(1),
+            hits,
+        }
+    }
+
     /// Declare (or re-adopt on reload) a metric family.
     pub fn declare(
         &self,
@@ -581,6 +827,12 @@ impl Metrics {
             return false;
         };
         let nb = fam.buckets.len();
+        if fam.series.len() >= self.series_cap && !fam.series.contains_key(&label_values) {
+            self.hits
+                .metric_series
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return false;
+        }
         let s = fam
             .series
             .entry(label_values)
