@@ -58,12 +58,30 @@ stop_sut() {
     pids=()
 }
 
-# load LABEL PORT WINDOW BINDS COUNT → one "LABEL {json}" line in OUT
+# CPU time (clock ticks, user + system, all threads) of the system under test so far.
+sut_ticks() {
+    local t=0 p
+    for p in "${pids[@]}"; do
+        [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$t"
+}
+
+# load LABEL PORT WINDOW BINDS COUNT → one "LABEL {json}" line in OUT, with the SUT's CPU
+# time over the run ("sut_cpu_ms", warm-up and bind included) and per answered submit
+# ("sut_us_per_ok"): on a shared host that cost holds when the wall-clock rate does not.
 load() {
-    local label=$1 port=$2 window=$3 binds=$4 count=$5 line rc=0
+    local label=$1 port=$2 window=$3 binds=$4 count=$5 line rc=0 t0 t1 ok cpu_ms
+    t0=$(sut_ticks)
     line=$(taskset -c "$LOAD_CPU" timeout "$RUN_TIMEOUT" "$SMPP_BENCH" load \
         --target "127.0.0.1:$port" --window "$window" --binds "$binds" --count "$count") || rc=$?
+    t1=$(sut_ticks)
     [ -n "$line" ] || line="{\"binds\":$binds,\"window\":$window,\"count\":$count,\"failed\":$rc}"
+    cpu_ms=$(((t1 - t0) * 1000 / $(getconf CLK_TCK)))
+    ok=$(echo "$line" | grep -o '"ok":[0-9]*' | cut -d: -f2)
+    if [ -n "$ok" ] && [ "$ok" -gt 0 ]; then
+        line="${line%\}},\"sut_cpu_ms\":$cpu_ms,\"sut_us_per_ok\":$(awk -v c="$cpu_ms" -v n="$ok" 'BEGIN{printf "%.2f", c * 1000 / n}')}"
+    fi
     echo "$label $line" | tee -a "$OUT"
 }
 

@@ -178,3 +178,87 @@ def test_unknown_session_raises_key_error_at_the_await():
         assert r.command_status == "ESME_RSYSERR" and r.script_error
         texts = "\n".join(m for _l, m in h.log.messages)
         assert "called" in texts and "KeyError" in texts
+
+
+# The reactor sends submit_sm/deliver_sm fields in one order (edge/node/src/smpp/mod.rs), which
+# siphon.smpp._dispatch unpacks by position; these keyword orders reproduce it, so the tests
+# below drive that fast path (any other order takes the generic path by name).
+def _in_reactor_order(**over):
+    f = dict(service_type="svc", source_addr_ton=2, source_addr_npi=3, source_addr="15550100",
+             dest_addr_ton=4, dest_addr_npi=5, destination_addr="15550199", esm_class=0,
+             protocol_id=6, priority_flag=1, registered_delivery=1, data_coding=8,
+             short_message=b"hello")
+    f.update(over)
+    return f
+
+
+FAST = r'''
+import asyncio
+from siphon import smpp, log
+
+@smpp.on_pdu("submit_sm")
+async def submit(pdu, session):
+    d = pdu.destination_addr
+    log.info(f"pdu {pdu.command} {pdu.service_type} {pdu.source_addr_ton}/{pdu.source_addr_npi}"
+             f" {pdu.source_addr} {pdu.dest_addr_ton}/{pdu.dest_addr_npi} {d} {pdu.esm_class}"
+             f" {pdu.protocol_id} {pdu.priority_flag} {pdu.registered_delivery}"
+             f" {pdu.data_coding} {pdu.short_message!r} {pdu.sm_length} {pdu.message_id!r}"
+             f" {pdu.destinations} {pdu.body!r} {session.kind} {session.system_id}")
+    if d == "raise":
+        raise ValueError("first step")
+    if d == "sleep":
+        await asyncio.sleep(0)
+        return pdu.reply(message_id="slept")
+    if d == "sleep-raise":
+        await asyncio.sleep(0)
+        raise ValueError("after suspending")
+    if d == "timeout":
+        async with asyncio.timeout(0.01):
+            await asyncio.sleep(5)
+    if d == "status":
+        return pdu.reply(command_status="ESME_RTHROTTLED", message_id="ignored")
+    return pdu.reply(message_id="fast")
+
+@smpp.on_pdu("deliver_sm")
+def deliver(pdu, session):
+    log.info(f"dlr {pdu.is_dlr} {pdu.receipt and pdu.receipt['stat']}")
+    if pdu.source_addr == "raise":
+        raise KeyError("sync")
+'''
+
+
+def test_fast_path_pdu_fields_and_outcomes():
+    with SmppTestHarness() as h:
+        h.load_source(FAST)
+        r = h.submit_sm(**_in_reactor_order())
+        assert (r.command_status, r.message_id) == ("ESME_ROK", "fast")
+        texts = "\n".join(m for _l, m in h.log.messages)
+        assert ("pdu submit_sm svc 2/3 15550100 4/5 15550199 0 6 1 1 8 b'hello' 5 '' [] "
+                "b'hello' esme esme1") in texts
+        # The generic path (fields by name, another order) sees the same PDU.
+        h.log.messages.clear()
+        f = _in_reactor_order()
+        r = h.submit_sm(**dict(reversed(list(f.items()))))
+        assert r.message_id == "fast"
+        assert "svc 2/3 15550100 4/5 15550199 0 6 1 1 8 b'hello' 5" in h.log.messages[0][1]
+        # Raised in the first step, after suspending, by asyncio.timeout; a suspension that
+        # completes; an error status (its message_id dropped).
+        r = h.submit_sm(**_in_reactor_order(destination_addr="raise"))
+        assert r.command_status == "ESME_RSYSERR" and r.script_error
+        assert h.submit_sm(**_in_reactor_order(destination_addr="sleep")).message_id == "slept"
+        r = h.submit_sm(**_in_reactor_order(destination_addr="sleep-raise"))
+        assert r.command_status == "ESME_RSYSERR" and r.script_error
+        r = h.submit_sm(**_in_reactor_order(destination_addr="timeout"))
+        assert r.command_status == "ESME_RSYSERR" and r.script_error
+        r = h.submit_sm(**_in_reactor_order(destination_addr="status"))
+        assert (r.command_status, r.message_id) == ("ESME_RTHROTTLED", "")
+        texts = "\n".join(m for _l, m in h.log.messages)
+        for what in ("ValueError: first step", "ValueError: after suspending", "TimeoutError"):
+            assert what in texts, texts
+        # deliver_sm takes the same path with a sync handler.
+        text = b"id:1 sub:001 dlvrd:001 submit date:2101010000 done date:2101010000 stat:DELIVRD"
+        r = h.deliver_sm(**_in_reactor_order(esm_class=4, short_message=text))
+        assert r.command_status == "ESME_ROK"
+        assert "dlr True DELIVRD" in "\n".join(m for _l, m in h.log.messages)
+        r = h.deliver_sm(**_in_reactor_order(source_addr="raise"))
+        assert r.command_status == "ESME_RSYSERR" and r.script_error

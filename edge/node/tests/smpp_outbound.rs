@@ -757,46 +757,8 @@ fn pipelining_window_64_many_runs_nothing_lost() {
 #[test]
 fn smpp34_server_as_the_smsc() {
     let port = free_port();
-    let mut child = Child(
-        std::process::Command::new("python3")
-            .arg(format!(
-                "{}/tests/smpp/smpp34_smsc.py",
-                std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR")
-            ))
-            .arg(port.to_string())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3 with PyPI smpp34"),
-    );
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    if let Some(mut out) = child.0.stdout.take() {
-        let seen = std::sync::Arc::clone(&seen);
-        std::thread::spawn(move || {
-            let mut b = [0u8; 4096];
-            while let Ok(n) = out.read(&mut b) {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut s) = seen.lock() {
-                    s.push_str(&String::from_utf8_lossy(&b[..n]));
-                }
-            }
-        });
-    }
-    let text = || seen.lock().map(|s| s.clone()).unwrap_or_default();
-    let wait_out = |what: &str| {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !text().contains(what) {
-            assert!(
-                Instant::now() < deadline,
-                "smpp34 SMSC: `{what}` not seen:\n{}",
-                text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-    wait_out("listening");
+    let smsc = Smpp34::start(port, &[]);
+    let wait_out = |what: &str| smsc.wait_out(what);
     let binds =
         format!("  - {{name: up, host: 127.0.0.1, port: {port}, system_id: gw, password: pw}}\n");
     let (node, addr) = start_binds("smpp-out-smpp34", &binds, &[]);
@@ -815,4 +777,120 @@ fn smpp34_server_as_the_smsc() {
     let r = e.call("reject34", b"x", 0);
     assert_eq!(r.status, CommandStatus::ESME_RSUBMITFAIL, "{}", node.log());
     wait_for(&node, "via soft nack ESME_RSUBMITFAIL", 1, 5);
+}
+
+/// PyPI smpp34's `Server` driven by tests/smpp/smpp34_smsc.py; its stdout is collected.
+struct Smpp34 {
+    _child: Child,
+    seen: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Smpp34 {
+    /// `smpp34_smsc.py PORT EXTRA...`; returns once it listens.
+    fn start(port: u16, extra: &[&std::ffi::OsStr]) -> Smpp34 {
+        let mut child = Child(
+            std::process::Command::new("python3")
+                .arg(format!(
+                    "{}/tests/smpp/smpp34_smsc.py",
+                    std::env::var("CARGO_MANIFEST_DIR")
+                        .expect("cargo test sets CARGO_MANIFEST_DIR")
+                ))
+                .arg(port.to_string())
+                .args(extra)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::inherit())
+                .spawn()
+                .expect("python3 with PyPI smpp34"),
+        );
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(mut out) = child.0.stdout.take() {
+            let seen = std::sync::Arc::clone(&seen);
+            std::thread::spawn(move || {
+                let mut b = [0u8; 4096];
+                while let Ok(n) = out.read(&mut b) {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Ok(mut s) = seen.lock() {
+                        s.push_str(&String::from_utf8_lossy(&b[..n]));
+                    }
+                }
+            });
+        }
+        let s = Smpp34 {
+            _child: child,
+            seen,
+        };
+        s.wait_out("listening");
+        s
+    }
+
+    fn text(&self) -> String {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn wait_out(&self, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.text().contains(what) {
+            assert!(
+                Instant::now() < deadline,
+                "smpp34 SMSC: `{what}` not seen:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// PyPI smpp34's own `Server` as the SMSC over TLS, with data_sm both ways (issue 13): the
+/// Server stays the SMSC for bind, submit_sm and deliver_sm; tests/smpp/smpp34_smsc.py
+/// serves it through Python's `ssl` (a certificate for IP 127.0.0.1 from a test CA; our bind
+/// trusts that CA alone, `tls: {ca_path}`) and adds data_sm, encoded and decoded with
+/// smpp34's own PDU classes, which the Server lacks. Over that one TLS bind: submit_via gets
+/// smpp34's id, its receipt and MO deliver_sm reach the script, a data_sm from the ESME
+/// (300 octets in message_payload) goes out by data_via and its data_sm_resp id comes back,
+/// and the SMSC's data_sm (300 octets) reaches `@smpp.on_pdu("data_sm")` and is answered.
+#[test]
+fn smpp34_server_over_tls_with_data_sm_both_ways() {
+    let dir = common::scratch("smpp-out-smpp34-tls-certs");
+    make_ca(&dir, "ca", true);
+    let port = free_port();
+    let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
+    let smsc = Smpp34::start(port, &["--tls".as_ref(), cert.as_os_str(), key.as_os_str()]);
+    let ca = std::fs::read_to_string(dir.join("ca.pem")).expect("ca");
+    let binds = format!(
+        "  - {{name: up, host: 127.0.0.1, port: {port}, system_id: gw, password: pw, tls: {{ca_path: ca.pem}}}}\n"
+    );
+    let (node, addr) = start_binds("smpp-out-smpp34-tls", &binds, &[("ca.pem", &ca)]);
+    wait_for(&node, "session bound kind=bind system_id=up", 1, 15);
+    smsc.wait_out("bound gw");
+    let mut e = Esme::bind(addr);
+
+    // submit_via over TLS: smpp34's id back, then its receipt and an MO over the bind.
+    let r = e.call("15550199", b"hello tls", 1);
+    assert_eq!(r.status, CommandStatus::ESME_ROK, "{}", node.log());
+    assert_eq!(r.message_id, "s34-1");
+    smsc.wait_out("submit 15550199 hello tls s34-1");
+    wait_for(&node, "DLR via bind:up id=s34-1 stat=DELIVRD", 1, 10);
+    wait_for(&node, "MO via bind:up body=mo from smpp34", 1, 10);
+    smsc.wait_out("dlr resp 0");
+    smsc.wait_out("mo resp 0");
+
+    // data_sm ESME -> siphon -> data_via -> smpp34 (spec §6 #1/#2: 300 octets of payload).
+    let body = vec![b'd'; 300];
+    let t = [Tlv::new(TlvTag::MESSAGE_PAYLOAD, &body)];
+    let seq = e.send(Body::DataSm(DataSm {
+        source_addr: b"15550100",
+        destination_addr: b"15550199",
+        tlvs: siphon_smpp::List::Items(&t),
+        ..DataSm::default()
+    }));
+    let r = e.recv().expect("data_sm_resp");
+    assert_eq!((r.seq, r.command), (seq, CommandId::DataSmResp));
+    assert_eq!(r.status, CommandStatus::ESME_ROK, "{}", node.log());
+    assert_eq!(r.message_id, "d34-1", "data_via returns smpp34's id");
+    smsc.wait_out("data_sm 15550100 15550199 len=300 d34-1");
+    // ... and smpp34's data_sm back over the bind to @smpp.on_pdu, answered by the script.
+    wait_for(&node, "data_sm from up len=300", 1, 10);
+    smsc.wait_out("data_sm resp 0 dmo");
 }

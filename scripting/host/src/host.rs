@@ -488,8 +488,22 @@ impl HostHandle {
             return Err(Box::new(ev));
         };
         lane.smpp_in.push(ev).map_err(Box::new)?;
-        self.shared.wake(self.shared.lane_worker[core]);
+        // Inline placement: the submitter is this lane's own reactor (its SMPP sessions), whose
+        // next loop turn drives the interpreter before it sleeps; a doorbell per PDU would only
+        // add a message to itself. Events queued after the interpreter's turn in a loop turn
+        // need [`HostHandle::wake_smpp`].
+        if !self.shared.cfg.inline {
+            self.shared.wake(self.shared.lane_worker[core]);
+        }
         Ok(())
+    }
+
+    /// Wake core `core`'s interpreter for SMPP events queued since its last turn (one doorbell
+    /// for many events; with worker threads `submit_smpp` has rung it already).
+    pub fn wake_smpp(&self, core: usize) {
+        if let Some(w) = self.shared.lane_worker.get(core) {
+            self.shared.wake(*w);
+        }
     }
 
     /// Take one SMPP answer or send for `core`.

@@ -312,14 +312,14 @@ pub(crate) fn take_error_text() -> String {
 
 /// Take the current exception (a new reference) and clear the indicator.
 #[cfg(Py_3_12)]
-fn fetch_exception() -> Option<Owned> {
+pub(crate) fn fetch_exception() -> Option<Owned> {
     // SAFETY: GIL held; returns a new reference or NULL, and clears the error indicator.
     unsafe { Owned::from_new(ffi::PyErr_GetRaisedException()) }
 }
 
 /// Take the current exception (a new reference) and clear the indicator (3.11 API).
 #[cfg(not(Py_3_12))]
-fn fetch_exception() -> Option<Owned> {
+pub(crate) fn fetch_exception() -> Option<Owned> {
     let (mut t, mut v, mut tb) = (
         std::ptr::null_mut(),
         std::ptr::null_mut(),

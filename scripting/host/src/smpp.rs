@@ -11,7 +11,9 @@
 //! TLVs cross as their wire octets (tag, length, value, repeated); the Python layer reads and
 //! writes that form, and the reactor validates it before it goes on the wire.
 
-use crate::py::{Args, PyErrSpec, PyResult, Ret};
+use pyo3_ffi as ffi;
+
+use crate::py::{Args, Owned, PyErrSpec, PyResult, Ret, new_str};
 use crate::worker::with_ctx;
 
 /// One unit of SMPP work for a script worker.
@@ -147,32 +149,134 @@ impl SmppOut {
     }
 }
 
-/// The event as plain Python data: `(id, core, kind, command, session_id, system_id,
-/// client_addr, [(name, value)])`.
-pub(crate) fn event_to_ret(ev: SmppEvent) -> Ret {
-    let fields = ev
-        .fields
-        .into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                SmppValue::Int(i) => Ret::Int(i),
-                SmppValue::Str(s) => Ret::Str(s),
-                SmppValue::Bytes(b) => Ret::Bytes(b),
-                SmppValue::List(l) => Ret::List(l.into_iter().map(Ret::Str).collect()),
-            };
-            Ret::Tuple(vec![Ret::Str(k.to_owned()), v])
-        })
-        .collect();
-    Ret::Tuple(vec![
-        Ret::Int(i64::try_from(ev.id).unwrap_or(i64::MAX)),
-        Ret::Int(i64::try_from(ev.core).unwrap_or(0)),
-        Ret::Str(ev.kind.to_owned()),
-        Ret::Str(ev.command.to_owned()),
-        Ret::Str(ev.session_id),
-        Ret::Str(ev.system_id),
-        Ret::Str(ev.client_addr),
-        Ret::List(fields),
-    ])
+/// Interned Python strs for the `&'static str` names and commands of SMPP events, per
+/// interpreter (kept in its engine and dropped before the interpreter ends): an open-addressed
+/// table keyed by the text's address, so a name costs a pointer compare and an INCREF per
+/// event instead of a Rust allocation and a new str.
+pub(crate) struct NameCache {
+    slots: Vec<Option<(usize, usize, Owned)>>,
+}
+
+impl NameCache {
+    /// A power of two, well above the ~40 distinct names and commands.
+    const SLOTS: usize = 256;
+    /// Slots probed from the home slot before an entry is overwritten.
+    const PROBE: usize = 8;
+
+    pub(crate) fn new() -> Self {
+        Self {
+            slots: (0..Self::SLOTS).map(|_| None).collect(),
+        }
+    }
+
+    /// A new reference to the interned str of `s` (NULL with an exception set on failure).
+    fn get(&mut self, s: &'static str) -> *mut ffi::PyObject {
+        let key = (s.as_ptr() as usize, s.len());
+        let home = (((key.0 ^ key.1) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as usize;
+        let mut i = home % Self::SLOTS;
+        for k in 0..Self::PROBE {
+            let j = (home + k) % Self::SLOTS;
+            match self.slots.get(j) {
+                Some(Some((p, n, o))) if (*p, *n) == key => {
+                    // SAFETY: GIL held (module invariant); `o` is a live str of this
+                    // interpreter.
+                    return unsafe { ffi::Py_NewRef(o.as_ptr()) };
+                }
+                Some(None) => {
+                    i = j;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let Ok(c) = std::ffi::CString::new(s) else {
+            return new_str(s);
+        };
+        // SAFETY: GIL held; returns a new reference (interned) or NULL with an exception set.
+        let o = unsafe { ffi::PyUnicode_InternFromString(c.as_ptr()) };
+        // SAFETY: `o` is a new reference or NULL; the cache keeps its own reference.
+        if let Some(keep) = unsafe { Owned::from_new(ffi::Py_XNewRef(o)) }
+            && let Some(slot) = self.slots.get_mut(i)
+        {
+            *slot = Some((key.0, key.1, keep));
+        }
+        o
+    }
+}
+
+fn value_to_py(v: SmppValue) -> *mut ffi::PyObject {
+    match v {
+        // SAFETY: GIL held; small ints come from CPython's cache.
+        SmppValue::Int(i) => unsafe { ffi::PyLong_FromLongLong(i) },
+        SmppValue::Str(s) => new_str(&s),
+        // SAFETY: GIL held; pointer/length describe `b`, copied into a new bytes object.
+        SmppValue::Bytes(b) => unsafe {
+            ffi::PyBytes_FromStringAndSize(b.as_ptr().cast(), b.len() as ffi::Py_ssize_t)
+        },
+        SmppValue::List(l) => Ret::List(l.into_iter().map(Ret::Str).collect()).into_py(),
+    }
+}
+
+/// A tuple of `items` (new references, NULL allowed: the tuple is then released and NULL
+/// returned with the exception set).
+fn tuple(items: impl ExactSizeIterator<Item = *mut ffi::PyObject>) -> *mut ffi::PyObject {
+    // SAFETY: GIL held; PyTuple_New returns a new tuple or NULL; PyTuple_SetItem steals
+    // each item reference (every slot is filled before the tuple is used).
+    unsafe {
+        let t = ffi::PyTuple_New(items.len() as ffi::Py_ssize_t);
+        if t.is_null() {
+            for o in items.filter(|o| !o.is_null()) {
+                ffi::Py_DecRef(o);
+            }
+            return t;
+        }
+        let mut failed = false;
+        for (i, o) in items.enumerate() {
+            if o.is_null() {
+                failed = true;
+                // Leave the slot NULL: tupledealloc skips NULL items.
+                continue;
+            }
+            ffi::PyTuple_SetItem(t, i as ffi::Py_ssize_t, o);
+        }
+        if failed {
+            ffi::Py_DecRef(t);
+            return std::ptr::null_mut();
+        }
+        t
+    }
+}
+
+/// The event as the Python layer reads it (`siphon.smpp._dispatch`): `(id, core, kind,
+/// command, session_id, system_id, client_addr, session_kind, names, values)`, where
+/// `session_kind` is `"bind"` or `"esme"` (the `session_kind` field, taken out of the fields)
+/// and `names`/`values` are the other fields in order, as two tuples. A new reference or
+/// NULL with an exception set.
+pub(crate) fn event_to_py(ev: SmppEvent, names: &mut NameCache) -> *mut ffi::PyObject {
+    let mut kind = "esme";
+    let mut fields = ev.fields;
+    if let Some(i) = fields.iter().position(|(k, _)| *k == "session_kind") {
+        if let (_, SmppValue::Str(k)) = fields.remove(i) {
+            kind = if k == "bind" { "bind" } else { "esme" };
+        }
+    }
+    let n = tuple(fields.iter().map(|(k, _)| names.get(k)));
+    let v = tuple(fields.into_iter().map(|(_, v)| value_to_py(v)));
+    let head = [
+        // SAFETY: GIL held; new references or NULL (handled by `tuple`).
+        unsafe { ffi::PyLong_FromUnsignedLongLong(ev.id) },
+        // SAFETY: as above.
+        unsafe { ffi::PyLong_FromSize_t(ev.core) },
+        names.get(ev.kind),
+        names.get(ev.command),
+        new_str(&ev.session_id),
+        new_str(&ev.system_id),
+        new_str(&ev.client_addr),
+        names.get(kind),
+        n,
+        v,
+    ];
+    tuple(head.into_iter())
 }
 
 /// Handles of SMPP events in the worker: their low 32 bits are all ones, never a SIP slot.

@@ -236,12 +236,15 @@ struct Engine {
     load: Owned,
     fire_timer: Owned,
     suspend: Owned,
-    enter_first_step: Owned,
-    leave_first_step: Owned,
+    /// `_engine._FirstStep`, `asyncio.tasks._enter_task`/`_leave_task` and `_engine._loop`:
+    /// a handler's first step runs with a fresh `_FirstStep` as the loop's current task.
+    first_step: Owned,
+    enter_task: Owned,
+    leave_task: Owned,
+    event_loop: Owned,
     run_loop_once: Owned,
     complete_request: Owned,
     registrar_event: Owned,
-    smpp_dispatch: Owned,
     smpp_complete: Owned,
     http_complete: Owned,
     http_dispatch: Owned,
@@ -250,6 +253,11 @@ struct Engine {
     shutdown: Owned,
     kinds: [Owned; 5],
     methods: Vec<(String, Owned)>,
+    /// `siphon.smpp`'s `_dispatch`, `_finish` and `_fail`, resolved at the first SMPP event
+    /// (the module exists only with the `smpp` feature).
+    smpp_fns: Option<[Owned; 3]>,
+    /// Interned names and commands of SMPP events.
+    smpp_names: crate::smpp::NameCache,
 }
 
 fn call(f: &Owned, args: &[*mut ffi::PyObject]) -> Option<Owned> {
@@ -389,12 +397,13 @@ fn bootstrap() -> Result<Engine, String> {
             load: getattr(e, "load")?,
             fire_timer: getattr(e, "fire_timer")?,
             suspend: getattr(e, "suspend")?,
-            enter_first_step: getattr(e, "enter_first_step")?,
-            leave_first_step: getattr(e, "leave_first_step")?,
+            first_step: getattr(e, "_FirstStep")?,
+            enter_task: getattr(e, "_enter_task")?,
+            leave_task: getattr(e, "_leave_task")?,
+            event_loop: getattr(e, "_loop")?,
             run_loop_once: getattr(e, "run_loop_once")?,
             complete_request: getattr(e, "complete_request")?,
             registrar_event: getattr(e, "registrar_event")?,
-            smpp_dispatch: getattr(e, "smpp_dispatch")?,
             smpp_complete: getattr(e, "smpp_complete")?,
             http_complete: getattr(e, "http_complete")?,
             http_dispatch: getattr(e, "http_dispatch")?,
@@ -409,6 +418,8 @@ fn bootstrap() -> Result<Engine, String> {
                 kind("register_reply")?,
             ],
             methods: Vec::new(),
+            smpp_fns: None,
+            smpp_names: crate::smpp::NameCache::new(),
         })
     }
 }
@@ -930,29 +941,82 @@ fn dispatch(shared: &Shared, worker: usize, engine: &mut Engine, ev: Event) {
             c.complete(h)
         });
     } else {
-        step(shared, worker, engine, h, &r);
+        step(shared, worker, engine, h, &r, None);
     }
     shared.stats.events.fetch_add(1, Ordering::Relaxed);
 }
 
+/// `siphon.smpp`'s entry points in this interpreter (imported at the first SMPP event).
+fn smpp_fns(engine: &mut Engine) -> Result<&[Owned; 3], String> {
+    if engine.smpp_fns.is_none() {
+        // SAFETY: GIL held; returns a new reference or NULL with an exception set.
+        let m = unsafe { Owned::from_new(ffi::PyImport_ImportModule(c"siphon.smpp".as_ptr())) }
+            .ok_or_else(|| format!("import siphon.smpp: {}", take_error_text()))?;
+        let get = |n: &str| getattr(m.as_ptr(), n);
+        engine.smpp_fns = Some([get("_dispatch")?, get("_finish")?, get("_fail")?]);
+    }
+    engine
+        .smpp_fns
+        .as_ref()
+        .ok_or_else(|| "siphon.smpp not loaded".to_owned())
+}
+
 /// Run the `siphon.smpp` handlers for one SMPP event. The Python layer answers through
 /// `_siphon.smpp_answer` (at once, or when an async handler finishes) and never raises here.
+/// It returns None (answered), a coroutine to step (session hooks, binds), or `(coro, pdu)`:
+/// an `on_pdu` handler's own coroutine, stepped here with no wrapper, whose return value goes
+/// to `siphon.smpp._finish(pdu, value)` (or its exception to `_fail(pdu, exc)`).
 fn dispatch_smpp(shared: &Shared, worker: usize, engine: &mut Engine, ev: crate::smpp::SmppEvent) {
     let h = crate::smpp::handle(ev.id);
-    // SAFETY: GIL held; into_py returns a new reference or NULL.
-    let Some(arg) = (unsafe { Owned::from_new(crate::smpp::event_to_ret(ev).into_py()) }) else {
+    let dispatch = match smpp_fns(engine) {
+        Ok(f) => f[0].as_ptr(),
+        Err(e) => {
+            (shared.log)(LogLevel::Error, worker, &format!("smpp event: {e}"));
+            return;
+        }
+    };
+    // SAFETY: event_to_py returns a new reference or NULL.
+    let Some(arg) =
+        (unsafe { Owned::from_new(crate::smpp::event_to_py(ev, &mut engine.smpp_names)) })
+    else {
         let text = take_error_text();
         (shared.log)(LogLevel::Error, worker, &format!("smpp event: {text}"));
         return;
     };
-    let Some(r) = call(&engine.smpp_dispatch, &[arg.as_ptr()]) else {
+    let args = [arg.as_ptr()];
+    // SAFETY: GIL held; `dispatch` is kept alive by the engine for the whole call; `args` are
+    // valid; returns a new reference or NULL with an exception set.
+    let r = unsafe {
+        Owned::from_new(ffi::PyObject_Vectorcall(
+            dispatch,
+            args.as_ptr(),
+            1,
+            std::ptr::null_mut(),
+        ))
+    };
+    let Some(r) = r else {
         let text = take_error_text();
         (shared.log)(LogLevel::Error, worker, &format!("smpp dispatch: {text}"));
         return;
     };
-    // SAFETY: GIL held; comparing with the None singleton.
-    if unsafe { r.as_ptr() != ffi::Py_None() } {
-        step(shared, worker, engine, h, &r);
+    let p = r.as_ptr();
+    // SAFETY: GIL held; type checks and borrowed tuple items of a valid object; the items are
+    // taken as new references before `r` can be released.
+    let raw = unsafe {
+        if p == ffi::Py_None() {
+            None
+        } else if ffi::PyTuple_CheckExact(p) != 0 && ffi::PyTuple_Size(p) == 2 {
+            let coro = Owned::from_new(ffi::Py_NewRef(ffi::PyTuple_GetItem(p, 0)));
+            let ctx = Owned::from_new(ffi::Py_NewRef(ffi::PyTuple_GetItem(p, 1)));
+            Some(coro.zip(ctx))
+        } else {
+            Some(None)
+        }
+    };
+    match raw {
+        None => {}
+        Some(Some((coro, ctx))) => step(shared, worker, engine, h, &coro, Some(&ctx)),
+        Some(None) => step(shared, worker, engine, h, &r, None),
     }
     shared.stats.events.fetch_add(1, Ordering::Relaxed);
 }
@@ -960,8 +1024,26 @@ fn dispatch_smpp(shared: &Shared, worker: usize, engine: &mut Engine, ev: crate:
 /// Step a handler coroutine once; only a suspended one goes to the asyncio loop. The step
 /// runs with a stand-in current task (`_engine._FirstStep`) so that asyncio.timeout, wait_for
 /// and TaskGroup work before the handler's first suspension.
-fn step(shared: &Shared, worker: usize, engine: &Engine, h: u64, coro: &Owned) {
-    let Some(first) = call(&engine.enter_first_step, &[]) else {
+///
+/// With `ctx` (an SMPP `on_pdu` handler's own coroutine): its return value goes to
+/// `siphon.smpp._finish(ctx, value)`, an exception to `_fail(ctx, exc)`, and a suspended one
+/// to [`suspend`](Engine::suspend) with `ctx`, which does the same when it ends.
+fn step(
+    shared: &Shared,
+    worker: usize,
+    engine: &Engine,
+    h: u64,
+    coro: &Owned,
+    ctx: Option<&Owned>,
+) {
+    let first = call(&engine.first_step, &[]).and_then(|first| {
+        call(
+            &engine.enter_task,
+            &[engine.event_loop.as_ptr(), first.as_ptr()],
+        )
+        .map(|_| first)
+    });
+    let Some(first) = first else {
         let text = take_error_text();
         let _ = with_ctx(|c| {
             c.script_error(h, &text)?;
@@ -975,18 +1057,32 @@ fn step(shared: &Shared, worker: usize, engine: &Engine, h: u64, coro: &Owned) {
     let st = unsafe { ffi::PyIter_Send(coro.as_ptr(), ffi::Py_None(), &mut out) };
     // SAFETY: `out` is NULL or a new reference owned from here.
     let out = unsafe { Owned::from_new(out) };
-    // Take a handler error before calling back into Python.
-    let error = matches!(st, ffi::PySendResult::PYGEN_ERROR).then(take_error_text);
-    if call(&engine.leave_first_step, &[first.as_ptr()]).is_none() {
+    // Take a handler error before calling back into Python (as text, or as the exception
+    // object for `_fail`, which logs its traceback).
+    let failed = matches!(st, ffi::PySendResult::PYGEN_ERROR);
+    let (error, exc) = match (failed, ctx) {
+        (false, _) => (None, None),
+        (true, None) => (Some(take_error_text()), None),
+        (true, Some(_)) => (None, crate::py::fetch_exception()),
+    };
+    if call(
+        &engine.leave_task,
+        &[engine.event_loop.as_ptr(), first.as_ptr()],
+    )
+    .is_none()
+    {
         let text = take_error_text();
         (shared.log)(
             LogLevel::Error,
             worker,
-            &format!("leave_first_step: {text}"),
+            &format!("leaving the first step: {text}"),
         );
     }
     match st {
         ffi::PySendResult::PYGEN_RETURN => {
+            if let Some(ctx) = ctx {
+                smpp_end(shared, worker, engine, 1, ctx, out.as_ref());
+            }
             let _ = with_ctx(|c| c.complete(h));
         }
         ffi::PySendResult::PYGEN_NEXT => {
@@ -996,9 +1092,17 @@ fn step(shared: &Shared, worker: usize, engine: &Engine, h: u64, coro: &Owned) {
                 c.async_inflight += 1;
                 Ok(())
             });
+            // SAFETY: GIL held; reading the None singleton.
+            let ctx = ctx.map_or_else(|| unsafe { ffi::Py_None() }, Owned::as_ptr);
             if call(
                 &engine.suspend,
-                &[coro.as_ptr(), y.as_ptr(), hobj.as_ptr(), first.as_ptr()],
+                &[
+                    coro.as_ptr(),
+                    y.as_ptr(),
+                    hobj.as_ptr(),
+                    first.as_ptr(),
+                    ctx,
+                ],
             )
             .is_none()
             {
@@ -1011,6 +1115,11 @@ fn step(shared: &Shared, worker: usize, engine: &Engine, h: u64, coro: &Owned) {
                 });
             }
         }
+        ffi::PySendResult::PYGEN_ERROR if ctx.is_some() => {
+            if let Some(ctx) = ctx {
+                smpp_end(shared, worker, engine, 2, ctx, exc.as_ref());
+            }
+        }
         ffi::PySendResult::PYGEN_ERROR => {
             let text = error.unwrap_or_default();
             let _ = with_ctx(|c| {
@@ -1018,5 +1127,27 @@ fn step(shared: &Shared, worker: usize, engine: &Engine, h: u64, coro: &Owned) {
                 c.complete(h)
             });
         }
+    }
+}
+
+/// An SMPP `on_pdu` coroutine ended in its first step: `siphon.smpp._finish(ctx, value)`
+/// (`which` 1) or `_fail(ctx, exc)` (`which` 2). They answer the PDU and never raise; an
+/// error here is only logged.
+fn smpp_end(
+    shared: &Shared,
+    worker: usize,
+    engine: &Engine,
+    which: usize,
+    ctx: &Owned,
+    value: Option<&Owned>,
+) {
+    let Some(f) = engine.smpp_fns.as_ref().and_then(|f| f.get(which)) else {
+        return;
+    };
+    // SAFETY: GIL held; reading the None singleton.
+    let v = value.map_or_else(|| unsafe { ffi::Py_None() }, Owned::as_ptr);
+    if call(f, &[ctx.as_ptr(), v]).is_none() {
+        let text = take_error_text();
+        (shared.log)(LogLevel::Error, worker, &format!("smpp answer: {text}"));
     }
 }

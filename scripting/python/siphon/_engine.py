@@ -190,18 +190,29 @@ def _trampoline(coro, y):
         except BaseException as e:
             try:
                 y = coro.throw(e)
-            except StopIteration:
-                return
+            except StopIteration as stop:
+                return stop.value
         else:
             try:
                 y = coro.send(v)
-            except StopIteration:
-                return
+            except StopIteration as stop:
+                return stop.value
 
 
-async def _resume(coro, y, h):
+async def _resume(coro, y, h, ctx=None):
     try:
-        await _trampoline(coro, y)
+        if ctx is None:
+            await _trampoline(coro, y)
+            return
+        # An SMPP on_pdu handler's own coroutine (``siphon.smpp._dispatch``): its value or
+        # its exception answers the PDU.
+        from . import smpp
+        try:
+            r = await _trampoline(coro, y)
+        except BaseException as e:
+            smpp._fail(ctx, e)
+        else:
+            smpp._finish(ctx, r)
     finally:
         _siphon.done(h)
 
@@ -212,11 +223,10 @@ class _FirstStep:
     wait_for and TaskGroup ask for the current task and later cancel/uncancel it: until the
     handler suspends this stands in, then it forwards to the Task that drives the rest."""
 
-    __slots__ = ("task", "_cancels")
-
-    def __init__(self):
-        self.task = None
-        self._cancels = 0
+    # Class defaults and no __init__: Rust creates one per handler step without running any
+    # Python code (an instance dict appears only if the handler cancels or suspends).
+    task = None
+    _cancels = 0
 
     def cancel(self, msg=None):
         if self.task is not None:
@@ -251,18 +261,8 @@ _enter_task = asyncio.tasks._enter_task
 _leave_task = asyncio.tasks._leave_task
 
 
-def enter_first_step():
-    step = _FirstStep()
-    _enter_task(_loop, step)
-    return step
-
-
-def leave_first_step(step):
-    _leave_task(_loop, step)
-
-
-def suspend(coro, y, h, step=None):
-    task = _loop.create_task(_resume(coro, y, h))
+def suspend(coro, y, h, step=None, ctx=None):
+    task = _loop.create_task(_resume(coro, y, h, ctx))
     if step is not None:
         step.task = task
         for _ in range(step._cancels):
@@ -469,11 +469,7 @@ def complete_request(token, snapshot):
 
 # ---- SMPP (feature `smpp`): events from the reactors' SMPP sessions ------------------------
 
-def smpp_dispatch(ev):
-    """One SMPP event (a tuple, see scripting/host/src/smpp.rs); answers through
-    ``_siphon.smpp_answer``. Returns None, or a coroutine for Rust to step."""
-    from . import smpp
-    return smpp._dispatch(ev)
+# SMPP events go straight to ``siphon.smpp._dispatch`` (Rust imports it at the first one).
 
 
 def smpp_complete(token, status, message_id):

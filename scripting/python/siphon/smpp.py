@@ -18,10 +18,14 @@ import inspect
 import json
 import struct
 import traceback
+import types
 
 import _siphon
 
 from . import _engine
+
+_new = object.__new__
+_CoroutineType = types.CoroutineType
 
 __all__ = [
     "on_bind", "on_pdu", "on_session",
@@ -306,6 +310,14 @@ class Pdu:
     """An inbound PDU. Read ``body`` for the text (message_payload if present, else
     short_message); ``tlvs`` maps tag -> value octets; ``tlv(name|tag)`` reads one."""
 
+    # Slots: a PDU is built for every request on the hot path (see ``_dispatch``); ``__dict__``
+    # stays for scripts that tag a PDU with their own attributes.
+    __slots__ = ("_core", "_id", "_session", "command", "message_id", "service_type",
+                 "source_addr_ton", "source_addr_npi", "source_addr", "dest_addr_ton",
+                 "dest_addr_npi", "destination_addr", "esm_class", "protocol_id",
+                 "priority_flag", "registered_delivery", "data_coding", "short_message",
+                 "destinations", "_raw_tlvs", "_tlvs", "__dict__")
+
     _INT_FIELDS = ("source_addr_ton", "source_addr_npi", "dest_addr_ton", "dest_addr_npi",
                    "esm_class", "protocol_id", "priority_flag", "registered_delivery",
                    "data_coding")
@@ -314,7 +326,6 @@ class Pdu:
         self._core = core
         self._id = ev_id
         self._session = session
-        self._answered = False
         self.command = command
         self.message_id = fields.get("message_id", "")
         self.service_type = fields.get("service_type", "")
@@ -323,10 +334,13 @@ class Pdu:
         for k in self._INT_FIELDS:
             setattr(self, k, fields.get(k, 0))
         self.short_message = fields.get("short_message", b"")
-        self.sm_length = len(self.short_message)
         self.destinations = list(fields.get("destinations", ()))
         self._raw_tlvs = fields.get("tlvs", b"")
         self._tlvs = None
+
+    @property
+    def sm_length(self):
+        return len(self.short_message)
 
     @property
     def tlvs(self):
@@ -384,12 +398,22 @@ class Pdu:
         return _parse_receipt(self.body, self.tlvs)
 
     def reply(self, *, command_status="ESME_ROK", message_id=None, tlvs=None):
-        _status_code(command_status)
-        if tlvs is not None and self.command != "data_sm":
-            raise ValueError("reply(tlvs=...) is only allowed on data_sm")
+        if command_status != "ESME_ROK":
+            _status_code(command_status)
         if tlvs is not None:
+            if self.command != "data_sm":
+                raise ValueError("reply(tlvs=...) is only allowed on data_sm")
             _encode_tlvs(tlvs)
-        return PduReply(command_status=command_status, message_id=message_id, tlvs=tlvs)
+        # PduReply(...) without its keyword parsing: one per answered PDU.
+        r = _new(PduReply)
+        r.command_status = command_status
+        r.message_id = message_id
+        r.tlvs = tlvs
+        r.message_state = None
+        r.final_date = ""
+        r.error_code = 0
+        r._query = False
+        return r
 
     def reply_query(self, *, message_state, message_id=None, final_date="", error_code=0):
         return PduReply(command_status="ESME_ROK",
@@ -558,11 +582,85 @@ def _answer_pdu(core, ev_id, command, pdu, result):
     _answer(core, ev_id, status, result.message_id or "" if status == 0 else "", tlvs)
 
 
+# The fields the reactor sends, in this order, for submit_sm from an ESME and deliver_sm
+# from an SMSC (edge/node/src/smpp/mod.rs `request`): ``_dispatch`` unpacks them by position.
+# Any other layout (other commands, test drivers) takes the generic path by name.
+_SM_NAMES = ("service_type", "source_addr_ton", "source_addr_npi", "source_addr",
+             "dest_addr_ton", "dest_addr_npi", "destination_addr", "esm_class", "protocol_id",
+             "priority_flag", "registered_delivery", "data_coding", "short_message", "tlvs")
+
+# Session objects by session_id: one per bound session, shared by its PDUs; dropped when it
+# unbinds (bounded in case an "unbound" never comes).
+_sessions = {}
+_SESSIONS_MAX = 100_000
+
+
+def _session(kind, session_id, system_id, client_addr, fresh=False):
+    s = None if fresh else _sessions.get(session_id)
+    if s is None:
+        s = Session(kind, session_id, system_id, client_addr)
+        if len(_sessions) >= _SESSIONS_MAX:
+            _sessions.clear()
+        _sessions[session_id] = s
+    return s
+
+
+def _pdu_handler(command):
+    """``(fn, is_async)`` of the first ``on_pdu(command)`` handler, cached in the engine's
+    resolution table (cleared whenever the registry changes: registration, reload)."""
+    key = ("smpp.on_pdu", command)
+    r = _engine._resolved.get(key)
+    if r is None:
+        r = _engine._resolved[key] = _first("smpp.on_pdu", command)
+    return r
+
+
 def _dispatch(ev):
-    ev_id, core, kind, command, session_id, system_id, client_addr, fields = ev
-    fields = dict(fields)
-    session = Session(fields.pop("session_kind", "esme"), session_id, system_id, client_addr)
+    """One SMPP event from the reactor (scripting/host/src/smpp.rs ``event_to_py``). Returns
+    None (answered), a coroutine for Rust to step, or ``(coro, pdu)``: an ``on_pdu``
+    handler's own coroutine, which Rust steps and ends with ``_finish(pdu, value)`` or
+    ``_fail(pdu, exc)`` (no wrapper coroutine, no closures: this is the per-PDU path)."""
+    ev_id, core, kind, command, session_id, system_id, client_addr, skind, names, values = ev
+    if kind == "pdu" and names == _SM_NAMES:
+        session = _sessions.get(session_id)
+        if session is None:
+            session = _session(skind, session_id, system_id, client_addr)
+        fn = _pdu_handler(command)[0]
+        pdu = _new(Pdu)
+        pdu._core = core
+        pdu._id = ev_id
+        pdu._session = session
+        pdu.command = command
+        (pdu.service_type, pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr,
+         pdu.dest_addr_ton, pdu.dest_addr_npi, pdu.destination_addr, pdu.esm_class,
+         pdu.protocol_id, pdu.priority_flag, pdu.registered_delivery, pdu.data_coding,
+         pdu.short_message, pdu._raw_tlvs) = values
+        pdu.message_id = ""
+        pdu.destinations = []
+        pdu._tlvs = None
+        if fn is None:
+            _siphon.smpp_answer(core, ev_id, _DEFAULTS[command][0], "", b"", -1, "", 0, False)
+            return None
+        try:
+            r = fn(pdu, session)
+        except BaseException as e:
+            _fail(pdu, e)
+            return None
+        if type(r) is _CoroutineType:
+            return (r, pdu)
+        if r is not None and type(r) is not PduReply and inspect.isawaitable(r):
+            return _finish_async(r, lambda v: _finish(pdu, v),
+                                 lambda: _fail(pdu, None, logged=True),
+                                 f"smpp.on_pdu({command})")
+        _finish(pdu, r)
+        return None
+    fields = dict(zip(names, values))
     if kind == "session":
+        if command == "unbound":
+            session = _sessions.pop(session_id, None) or Session(skind, session_id, system_id,
+                                                                 client_addr)
+        else:
+            session = _session(skind, session_id, system_id, client_addr, fresh=True)
         # The answer only says the hooks are done (the reactor has nothing to send for it).
         return _run_session(command, session, lambda: _answer(core, ev_id, 0))
     if kind == "bind":
@@ -576,6 +674,7 @@ def _dispatch(ev):
         return _call(fn, is_async, (bind,), lambda r: _answer_bind(core, ev_id, r),
                      lambda: _answer(core, ev_id, 0x0D, error=True), "smpp.on_bind")
     # a PDU
+    session = _session(skind, session_id, system_id, client_addr)
     if command == "alert_notification":
         fn, is_async = _first("smpp.on_pdu", command)
         if fn is None:
@@ -587,7 +686,7 @@ def _dispatch(ev):
                      "smpp.on_pdu(alert_notification)")
     pdu = Pdu(core, ev_id, command, fields, session)
     none_status, raised_status = _DEFAULTS.get(command, (0x08, 0x08))
-    fn, is_async = _first("smpp.on_pdu", command)
+    fn, is_async = _pdu_handler(command)
     if fn is None:
         if command == "query_sm" and none_status == 0:
             _answer(core, ev_id, 0, pdu.message_id, query=(0, "", 0))
@@ -602,6 +701,31 @@ def _dispatch(ev):
         _answer(core, ev_id, raised_status, "",
                 query=(0, "", 0) if command == "query_sm" else None, error=True)
     return _call(fn, is_async, (pdu, session), done, failed, f"smpp.on_pdu({command})")
+
+
+def _finish(pdu, r):
+    """An ``on_pdu`` handler returned ``r``: answer its PDU (dispatch table)."""
+    try:
+        if (type(r) is PduReply and r.command_status == "ESME_ROK" and r.tlvs is None
+                and pdu.command != "query_sm"):
+            _siphon.smpp_answer(pdu._core, pdu._id, 0, r.message_id or "", b"", -1, "", 0, False)
+        else:
+            _answer_pdu(pdu._core, pdu._id, pdu.command, pdu, r)
+    except BaseException as e:
+        _fail(pdu, e)
+
+
+def _fail(pdu, exc, logged=False):
+    """An ``on_pdu`` handler raised ``exc``: log it, answer with the command's status."""
+    command = pdu.command
+    if not logged:
+        tb = "".join(traceback.format_exception(exc)) if exc is not None else "unknown error\n"
+        _log(_ERROR, f"smpp.on_pdu({command}) raised:\n{tb}")
+    try:
+        _answer(pdu._core, pdu._id, _DEFAULTS.get(command, (0x08, 0x08))[1], "",
+                query=(0, "", 0) if command == "query_sm" else None, error=True)
+    except BaseException:
+        _log(_ERROR, traceback.format_exc())
 
 
 def _answer_bind(core, ev_id, r):

@@ -71,7 +71,8 @@ const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-/// One command's dispatch-duration histogram.
+/// One command's dispatch-duration histogram; each bucket counts only the durations that
+/// fall in it (one atomic add per sample), and the cumulative `le` series is summed at render.
 #[derive(Debug, Default)]
 struct Histogram {
     buckets: [AtomicU64; BUCKETS.len()],
@@ -159,10 +160,14 @@ impl SmppMetrics {
             c.dispatch_errors.fetch_add(1, Ordering::Relaxed);
         }
         let secs = took.as_secs_f64();
-        for (b, le) in c.duration.buckets.iter().zip(BUCKETS) {
-            if secs <= le {
-                b.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some((b, _)) = c
+            .duration
+            .buckets
+            .iter()
+            .zip(BUCKETS)
+            .find(|(_, le)| secs <= *le)
+        {
+            b.fetch_add(1, Ordering::Relaxed);
         }
         c.duration.count.fetch_add(1, Ordering::Relaxed);
         c.duration.sum_us.fetch_add(
@@ -234,11 +239,12 @@ impl SmppMetrics {
         );
         for (name, c) in COMMANDS.iter().zip(&self.by_command) {
             let h = &c.duration;
+            let mut cumulative = 0;
             for (b, le) in h.buckets.iter().zip(BUCKETS) {
+                cumulative += g(b);
                 let _ = writeln!(
                     out,
-                    "siphon_smpp_dispatch_duration_seconds_bucket{{command=\"{name}\",le=\"{le}\"}} {}",
-                    g(b)
+                    "siphon_smpp_dispatch_duration_seconds_bucket{{command=\"{name}\",le=\"{le}\"}} {cumulative}"
                 );
             }
             let n = g(&h.count);
@@ -598,7 +604,7 @@ impl SmppCore {
                 .send_response(now, sequence, CommandStatus::ESME_RTHROTTLED, &body);
             return;
         }
-        let mut fields: Vec<(&'static str, SmppValue)> = Vec::new();
+        let mut fields: Vec<(&'static str, SmppValue)> = Vec::with_capacity(16);
         let int = |v: u8| SmppValue::Int(i64::from(v));
         let s = |v: &[u8]| SmppValue::Str(text(v));
         let tl = |t: &Tlvs<'_>| {
@@ -786,6 +792,16 @@ impl SmppCore {
 
     /// Answers and sends from the script (drained every loop turn).
     pub fn turn(&mut self, cx: &mut Cx<'_, crate::engine::Msg>) {
+        // This runs after the interpreter's turn: events queued from here ("bound", PDUs held
+        // behind a bind) need a doorbell, or an inline interpreter could sleep on them.
+        let first_id = self.next_id;
+        self.turn_inner(cx);
+        if self.next_id != first_id {
+            self.host.wake_smpp(self.core);
+        }
+    }
+
+    fn turn_inner(&mut self, cx: &mut Cx<'_, crate::engine::Msg>) {
         if !self.binds_started {
             self.start_binds(cx);
         }
