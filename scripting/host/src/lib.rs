@@ -19,6 +19,7 @@ mod py;
 mod reload;
 pub mod shared;
 pub mod smpp;
+pub mod state;
 mod worker;
 
 pub use event::{
