@@ -334,7 +334,7 @@ fn state_backend(l: &Loaded) -> siphon_script::state::RegistrarBackend {
             let mut s = RedisSettings::new(&rc.url);
             s.key_prefix = rc.key_prefix.clone();
             s.ttl_slack_secs = rc.ttl_slack_secs;
-            s.read_timeout = std::time::Duration::from_millis(rc.read_timeout_ms.max(1));
+            s.read_timeout = Duration::from_millis(rc.read_timeout_ms.max(1));
             s.queue_cap = rc.queue_cap;
             B::Redis(s)
         }
@@ -350,9 +350,9 @@ fn cache_specs(c: &config::Config) -> Vec<siphon_script::state::CacheSpec> {
         .map(|e| siphon_script::state::CacheSpec {
             name: e.name.clone(),
             url: e.url.clone(),
-            local_ttl: e.local_ttl_secs.map(std::time::Duration::from_secs),
+            local_ttl: e.local_ttl_secs.map(Duration::from_secs),
             local_max_entries: e.local_max_entries.unwrap_or(10_000),
-            read_timeout: std::time::Duration::from_millis(e.read_timeout_ms.max(1)),
+            read_timeout: Duration::from_millis(e.read_timeout_ms.max(1)),
             queue_cap: e.queue_cap,
         })
         .collect()
@@ -411,7 +411,7 @@ impl Node {
             hc.cache_names.push("default".into());
         }
         hc.auth_nonce_secret = c.auth.nonce_secret.clone();
-        hc.auth_nonce_ttl = Some(std::time::Duration::from_secs(c.auth.nonce_ttl_secs.max(1)));
+        hc.auth_nonce_ttl = Some(Duration::from_secs(c.auth.nonce_ttl_secs.max(1)));
         if let Some(doc) = &c.script_config {
             hc.script_config = serde_json::to_value(doc).unwrap_or_default();
         }
