@@ -41,7 +41,7 @@ PIDS=()
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	wait 2>/dev/null
-	rm -rf "$WORK"
+	[[ -n ${KEEP:-} ]] && say "kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -64,9 +64,10 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
 	--dir "$WORK" >/dev/null 2>&1 &
 PIDS+=($!)
 
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 pss_kb() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
 
-run_one() { # backend round -> "regs_per_s pss_kb failed"
+run_one() { # backend round -> "wall_regs_per_s pss_kb ok failed regs_per_cpu_s"
 	local backend=$1 round=$2 dir="$WORK/$1-$2" port
 	mkdir -p "$dir"
 	port=$(free_port)
@@ -74,7 +75,7 @@ run_one() { # backend round -> "regs_per_s pss_kb failed"
 	case $backend in
 	memory) reg="  backend: memory" ;;
 	local) reg=$'  backend: local\n  local:\n    path: '"$dir/registrar.redb" ;;
-	redis) reg=$'  backend: redis\n  redis:\n    url: "redis://127.0.0.1:'"$redis_port"'/"\n    key_prefix: "bench'"$round"':"' ;;
+	redis) reg=$'  backend: redis\n  redis:\n    url: "redis://127.0.0.1:'"$redis_port"$'/"\n    key_prefix: "bench'"$round"':"' ;;
 	esac
 	cat >"$dir/siphon.yaml" <<EOF
 listen:
@@ -109,12 +110,14 @@ except OSError:
 PY
 		sleep 0.1
 	done
-	local t0 t1
+	local t0 t1 c0 c1
+	c0=$(cpu_ticks "$pid")
 	t0=$(date +%s.%N)
 	(cd "$dir" && timeout -k 2 300 taskset -c 1 sipp -sf "$REPO_ROOT/bench/sipp/register_auth.xml" \
 		-inf "$WORK/users.csv" -t u1 -i 127.0.0.1 -m "$COUNT" -l "$CONC" -r 100000 \
 		-nostdin -trace_stat -stf "$dir/stat.csv" -fd 1 "127.0.0.1:$port" >"$dir/sipp.log" 2>&1)
 	t1=$(date +%s.%N)
+	c1=$(cpu_ticks "$pid")
 	local pss counts
 	pss=$(pss_kb "$pid")
 	counts=$(python3 - "$dir/stat.csv" <<'PY'
@@ -130,37 +133,45 @@ PY
 	local ok=${counts% *} failed=${counts#* }
 	kill "$pid" 2>/dev/null
 	wait "$pid" 2>/dev/null
-	python3 -c "print(f'{$ok/($t1-$t0):.0f} $pss $ok $failed')"
+	local hz
+	hz=$(getconf CLK_TCK)
+	# wall rate, PSS, ok, failed, flows per siphon CPU-second (its one-core capacity)
+	python3 -c "print(f'{$ok/($t1-$t0):.0f} $pss $ok $failed {$ok/max(($c1-$c0)/$hz, 1e-9):.0f}')"
 }
 
 declare -A results
 for ((r = 1; r <= ROUNDS; r++)); do
-	for b in memory local redis; do
+	for b in ${BACKENDS:-memory local redis}; do
 		line=$(run_one "$b" "$r")
-		say "round $r $b: regs/s pss_kb ok failed = $line"
+		say "round $r $b: wall/s pss_kb ok failed cpu-capacity/s = $line"
 		results[$b]+="$line"$'\n'
 	done
 done
 
 report() {
-	echo "# bench/sip/state.sh: REGISTER/s with digest (401 + 200 flows), one siphon core (CPU 0, inline script),"
-	echo "# SIPp on CPU 1, $COUNT distinct AoRs, $CONC flows in flight, $ROUNDS interleaved rounds; medians."
+	echo "# bench/sip/state.sh: REGISTER with digest (REGISTER, 401, REGISTER, 200 flows), one siphon core"
+	echo "# (CPU 0, inline script), SIPp on CPU 1, $COUNT distinct AoRs, $CONC flows in flight,"
+	echo "# $ROUNDS interleaved rounds; medians. cpu-capacity = flows / siphon CPU seconds (utime+stime"
+	echo "# of the process over the run): the REGISTER/s one saturated core would do. wall = flows / SIPp"
+	echo "# wall time (bounded by SIPp on the other core on this 2-vCPU VM). PSS after the run."
 	echo "# $(uname -srm); $(nproc) CPUs; $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null)"
-	printf '%-8s %10s %10s %12s %s\n' backend "regs/s" "vs memory" "PSS MiB" "rounds (regs/s)"
+	printf '%-8s %14s %10s %10s %9s %8s  %s\n' backend "cpu-capacity/s" "vs memory" "wall/s" "PSS MiB" failed "rounds (cpu-capacity/s)"
 	local mem_rate=""
-	for b in memory local redis; do
+	for b in ${BACKENDS:-memory local redis}; do
 		python3 - "$b" "${results[$b]}" "$mem_rate" <<'PY'
 import statistics, sys
 b, text, mem = sys.argv[1], sys.argv[2], sys.argv[3]
 rows = [l.split() for l in text.strip().splitlines() if l.strip()]
-rates = [float(r[0]) for r in rows]
+cap = [float(r[4]) for r in rows]
+wall = [float(r[0]) for r in rows]
 pss = [float(r[1]) / 1024 for r in rows]
-med = statistics.median(rates)
+failed = sum(int(r[3]) for r in rows)
+med = statistics.median(cap)
 rel = f"{med / float(mem) * 100:.0f} %" if mem else "100 %"
-print(f"{b:<8} {med:10.0f} {rel:>10} {statistics.median(pss):12.1f} {' '.join(f'{x:.0f}' for x in rates)}")
+print(f"{b:<8} {med:14.0f} {rel:>10} {statistics.median(wall):10.0f} {statistics.median(pss):9.1f} {failed:8d}  {' '.join(f'{x:.0f}' for x in cap)}")
 PY
 		if [[ $b == memory ]]; then
-			mem_rate=$(python3 -c "import statistics,sys; print(statistics.median(float(l.split()[0]) for l in sys.argv[1].strip().splitlines()))" "${results[$b]}")
+			mem_rate=$(python3 -c "import statistics,sys; print(statistics.median(float(l.split()[4]) for l in sys.argv[1].strip().splitlines()))" "${results[$b]}")
 		fi
 	done
 }
