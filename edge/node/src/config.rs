@@ -212,7 +212,9 @@ pub enum RegistrarBackend {
     /// In-memory, shared by all cores.
     #[default]
     Memory,
-    /// Upstream backend, not implemented yet: warned, memory used.
+    /// Ours: an embedded crash-safe file (`registrar.local.path`); survives restarts.
+    Local,
+    /// Shared by nodes through Redis (`registrar.redis`).
     Redis,
     /// Upstream backend, not implemented yet: warned, memory used.
     Postgres,
@@ -236,8 +238,10 @@ pub struct Registrar {
     pub max_contacts: u32,
     /// The authenticated user must match the AOR.
     pub enforce_auth_aor_match: bool,
-    /// Upstream sub-blocks, not implemented: warned.
-    pub redis: Option<Value>,
+    /// `backend: local` settings.
+    pub local: Option<RegistrarLocal>,
+    /// `backend: redis` settings.
+    pub redis: Option<RegistrarRedis>,
     /// See `redis`.
     pub postgres: Option<Value>,
     /// See `redis`.
@@ -254,11 +258,82 @@ impl Default for Registrar {
             min_expires: 0,
             max_contacts: 0,
             enforce_auth_aor_match: false,
+            local: None,
             redis: None,
             postgres: None,
             liveness: None,
         }
     }
+}
+
+/// `registrar.local:` (ours).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrarLocal {
+    /// The database file (created with its directory when missing).
+    pub path: PathBuf,
+}
+
+/// `registrar.redis:` (upstream's keys plus our timeouts and queue cap).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrarRedis {
+    /// `redis://host:port[/db]`.
+    pub url: String,
+    /// Prefix of the AoR keys.
+    #[serde(default = "default_reg_prefix")]
+    pub key_prefix: String,
+    /// Seconds a key outlives its longest binding.
+    #[serde(default = "default_ttl_slack")]
+    pub ttl_slack_secs: u64,
+    /// Upstream sharding keys: accepted, warned, not used.
+    #[serde(default)]
+    pub urls: Option<Value>,
+    /// See `urls`.
+    #[serde(default)]
+    pub shard_count: Option<Value>,
+    /// Ours: longest a lookup waits for Redis before answering from the local copy.
+    #[serde(default = "default_read_timeout_ms")]
+    pub read_timeout_ms: u64,
+    /// Ours: writes kept while Redis is unreachable (oldest dropped and counted beyond).
+    #[serde(default = "default_queue_cap")]
+    pub queue_cap: usize,
+}
+
+fn default_reg_prefix() -> String {
+    "siphon:reg:".into()
+}
+fn default_ttl_slack() -> u64 {
+    30
+}
+fn default_read_timeout_ms() -> u64 {
+    50
+}
+fn default_queue_cap() -> usize {
+    100_000
+}
+
+/// One `cache:` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheEntry {
+    /// The name scripts use.
+    pub name: String,
+    /// `redis://...`: shared by nodes; absent: this process only.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// How long a value read from Redis is served locally without asking again.
+    #[serde(default)]
+    pub local_ttl_secs: Option<u64>,
+    /// Most values kept locally.
+    #[serde(default)]
+    pub local_max_entries: Option<usize>,
+    /// Ours: longest a read waits for Redis.
+    #[serde(default = "default_read_timeout_ms")]
+    pub read_timeout_ms: u64,
+    /// Ours: writes kept while Redis is unreachable.
+    #[serde(default = "default_queue_cap")]
+    pub queue_cap: usize,
 }
 
 /// `auth:`.
@@ -570,9 +645,10 @@ pub struct Config {
     /// Extension name → its config file.
     #[serde(default)]
     pub extensions: BTreeMap<String, PathBuf>,
-    /// Named caches (`{name, url, local_ttl_secs, local_max_entries}`); in-memory when no URL.
+    /// Named caches (`{name, url, local_ttl_secs, local_max_entries}`); in-memory when no URL,
+    /// on Redis too when it has one.
     #[serde(default)]
-    pub cache: Option<Value>,
+    pub cache: Option<Vec<CacheEntry>>,
     /// Free-form document read by the `config` script namespace.
     #[serde(default)]
     pub script_config: Option<Value>,
@@ -770,17 +846,23 @@ fn warn_unimplemented(loaded: &mut Loaded) {
     note(
         matches!(
             c.registrar.backend,
-            RegistrarBackend::Redis | RegistrarBackend::Postgres | RegistrarBackend::Python
+            RegistrarBackend::Postgres | RegistrarBackend::Python
         ),
         &["registrar", "backend"],
-        "only the `memory` registrar backend is implemented; using memory",
+        "the `postgres` and `python` registrar backends are not implemented; using memory",
     );
     note(
-        c.registrar.redis.is_some()
-            || c.registrar.postgres.is_some()
-            || c.registrar.liveness.is_some(),
+        c.registrar.postgres.is_some() || c.registrar.liveness.is_some(),
         &["registrar"],
-        "`registrar.redis/postgres/liveness` are not implemented yet and are ignored",
+        "`registrar.postgres/liveness` are not implemented yet and are ignored",
+    );
+    note(
+        c.registrar
+            .redis
+            .as_ref()
+            .is_some_and(|r| r.urls.is_some() || r.shard_count.is_some()),
+        &["registrar", "redis"],
+        "`registrar.redis.urls/shard_count` (sharding) are not implemented; `url` is used",
     );
     note(
         c.auth.backend != "static",
@@ -826,6 +908,9 @@ fn resolve_paths(c: &mut Config, base: &Path) {
     };
     fix(&mut c.script.path);
     c.script.include_paths.iter_mut().for_each(fix);
+    if let Some(l) = c.registrar.local.as_mut() {
+        fix(&mut l.path);
+    }
     if let Some(t) = c.tls.as_mut() {
         for p in [
             &mut t.certificate,
@@ -892,6 +977,18 @@ fn validate(l: &Loaded) -> Result<(), ConfigError> {
         return Err(l.error_at(&["limits", key], m));
     }
     let r = &c.registrar;
+    if r.backend == RegistrarBackend::Local && r.local.is_none() {
+        return Err(l.error_at(
+            &["registrar", "backend"],
+            "`registrar.backend: local` needs `registrar.local.path`",
+        ));
+    }
+    if r.backend == RegistrarBackend::Redis && r.redis.is_none() {
+        return Err(l.error_at(
+            &["registrar", "backend"],
+            "`registrar.backend: redis` needs `registrar.redis.url`",
+        ));
+    }
     if r.min_expires > r.max_expires {
         return Err(l.error_at(
             &["registrar", "min_expires"],

@@ -381,6 +381,43 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// `registrar.backend` as the host takes it (`registrar.local.path` is already resolved
+/// against the config file's directory).
+fn state_backend(l: &Loaded) -> siphon_script::state::RegistrarBackend {
+    use siphon_script::state::{RedisSettings, RegistrarBackend as B};
+    let r = &l.config.registrar;
+    match (r.backend, &r.local, &r.redis) {
+        (config::RegistrarBackend::Local, Some(local), _) => B::Local {
+            path: local.path.clone(),
+        },
+        (config::RegistrarBackend::Redis, _, Some(rc)) => {
+            let mut s = RedisSettings::new(&rc.url);
+            s.key_prefix = rc.key_prefix.clone();
+            s.ttl_slack_secs = rc.ttl_slack_secs;
+            s.read_timeout = Duration::from_millis(rc.read_timeout_ms.max(1));
+            s.queue_cap = rc.queue_cap;
+            B::Redis(s)
+        }
+        _ => B::Memory,
+    }
+}
+
+/// `cache:` entries as the host takes them.
+fn cache_specs(c: &config::Config) -> Vec<siphon_script::state::CacheSpec> {
+    c.cache
+        .iter()
+        .flatten()
+        .map(|e| siphon_script::state::CacheSpec {
+            name: e.name.clone(),
+            url: e.url.clone(),
+            local_ttl: e.local_ttl_secs.map(Duration::from_secs),
+            local_max_entries: e.local_max_entries.unwrap_or(10_000),
+            read_timeout: Duration::from_millis(e.read_timeout_ms.max(1)),
+            queue_cap: e.queue_cap,
+        })
+        .collect()
+}
+
 impl Node {
     /// Start everything the config describes.
     pub fn start(l: &Loaded) -> Result<Self, StartError> {
@@ -427,6 +464,14 @@ impl Node {
         hc.registrar.min_expires = c.registrar.min_expires;
         hc.registrar.max_contacts = c.registrar.max_contacts as usize;
         hc.registrar.enforce_auth_aor_match = c.registrar.enforce_auth_aor_match;
+        hc.registrar_backend = state_backend(l);
+        hc.caches = cache_specs(c);
+        hc.cache_names = hc.caches.iter().map(|s| s.name.clone()).collect();
+        if hc.cache_names.is_empty() {
+            hc.cache_names.push("default".into());
+        }
+        hc.auth_nonce_secret = c.auth.nonce_secret.clone();
+        hc.auth_nonce_ttl = Some(Duration::from_secs(c.auth.nonce_ttl_secs.max(1)));
         if let Some(doc) = &c.script_config {
             hc.script_config = serde_json::to_value(doc).unwrap_or_default();
         }

@@ -74,6 +74,14 @@ pub struct HostConfig {
     pub own_addresses: Vec<String>,
     /// `registrar:` limits.
     pub registrar: RegistrarConfig,
+    /// `registrar.backend` and its settings (issue 18).
+    pub registrar_backend: crate::state::RegistrarBackend,
+    /// `cache:` entries; one with a URL is kept on Redis too.
+    pub caches: Vec<crate::state::CacheSpec>,
+    /// `auth.nonce_secret` (random per start when `None`).
+    pub auth_nonce_secret: Option<String>,
+    /// `auth.nonce_ttl_secs` (the digest default, 300 s, when `None`).
+    pub auth_nonce_ttl: Option<Duration>,
     /// Limits of the presence store (`presence` namespace).
     pub presence: crate::presence::PresenceLimits,
     /// Names from `cache:` (in-memory here).
@@ -140,6 +148,10 @@ impl HostConfig {
             auth_uri_check: siphon_sip::auth::DigestUriCheck::Relaxed,
             own_addresses: Vec::new(),
             registrar: RegistrarConfig::default(),
+            registrar_backend: crate::state::RegistrarBackend::Memory,
+            caches: Vec::new(),
+            auth_nonce_secret: None,
+            auth_nonce_ttl: None,
             presence: crate::presence::PresenceLimits::default(),
             cache_names: vec!["default".into()],
             script_config: serde_json::Value::Object(serde_json::Map::new()),
@@ -175,6 +187,9 @@ pub enum HostError {
         /// What went wrong (compile error, import error, interpreter creation).
         reason: String,
     },
+    /// The registrar store or a Redis link could not be set up (bad file, bad URL).
+    #[error("state backend: {0}")]
+    Store(String),
     /// The script file cannot be read.
     #[error("cannot read script {path}: {source}")]
     Script {
@@ -212,6 +227,8 @@ pub(crate) struct WorkerShared {
     pub(crate) busy_ns: AtomicU64,
     /// Events and timer callbacks handled.
     pub(crate) events: AtomicU64,
+    /// Lowest commit ticket among the 200 OKs this worker holds (`u64::MAX`: none).
+    pub(crate) held_min: AtomicU64,
 }
 
 /// Engine counters.
@@ -674,7 +691,15 @@ impl HostHandle {
     /// (`siphon_script_executions_total`, `siphon_script_errors_total`) are not in it: the
     /// node exports those itself; read them with [`HostHandle::counters`].
     pub fn render_metrics(&self) -> String {
-        self.shared.metrics.render()
+        let mut out = self.shared.metrics.render();
+        let mut state = String::new();
+        self.shared.registrar.render_metrics(&mut state);
+        self.shared.cache.render_metrics(&mut state);
+        if !state.is_empty() {
+            out.push_str(crate::state::STATS_HEADER);
+            out.push_str(&state);
+        }
+        out
     }
 
     /// (events dispatched, script exceptions) since start.
@@ -843,6 +868,44 @@ impl Host {
             );
         }
         let limit_hits = Arc::new(crate::limits::LimitHits::default());
+        let state_log: crate::state::StateLog = {
+            let log = Arc::clone(&log);
+            Arc::new(move |err, msg: &str| {
+                log(if err { LogLevel::Error } else { LogLevel::Info }, 0, msg);
+            })
+        };
+        let (registrar, loaded) = Registrar::open(
+            cfg.registrar.clone(),
+            &cfg.registrar_backend,
+            Arc::clone(&state_log),
+            cfg.limits,
+            Arc::clone(&limit_hits),
+        )
+        .map_err(HostError::Store)?;
+        if cfg.registrar_backend != crate::state::RegistrarBackend::Memory {
+            log(
+                LogLevel::Info,
+                0,
+                &format!("registrar store open: {loaded} bindings loaded"),
+            );
+        }
+        let cache = if cfg.caches.is_empty() {
+            Cache::bounded(
+                cfg.cache_names.clone(),
+                cfg.limits.cache_entries,
+                cfg.limits.cache_bytes,
+                Arc::clone(&limit_hits),
+            )
+        } else {
+            Cache::from_specs(
+                &cfg.caches,
+                state_log,
+                cfg.limits.cache_entries,
+                cfg.limits.cache_bytes,
+                Arc::clone(&limit_hits),
+            )
+            .map_err(|e| HostError::Store(e.to_string()))?
+        };
         let metrics = Metrics::bounded(cfg.limits.metric_series, Arc::clone(&limit_hits));
         metrics.declare(
             MetricKind::Counter,
@@ -870,6 +933,7 @@ impl Host {
                     last_reload_ok: AtomicBool::new(true),
                     busy_ns: AtomicU64::new(0),
                     events: AtomicU64::new(0),
+                    held_min: AtomicU64::new(u64::MAX),
                 })
                 .collect(),
             lane_worker: (0..cfg.cores)
@@ -877,19 +941,10 @@ impl Host {
                 .collect(),
             generation: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
-            cache: Cache::bounded(
-                cfg.cache_names.clone(),
-                cfg.limits.cache_entries,
-                cfg.limits.cache_bytes,
-                Arc::clone(&limit_hits),
-            ),
-            registrar: Registrar::bounded(
-                cfg.registrar.clone(),
-                cfg.limits,
-                Arc::clone(&limit_hits),
-            ),
+            cache,
+            registrar,
             presence: crate::presence::Presence::new(cfg.presence),
-            auth: Auth::new(
+            auth: Auth::with_nonces(
                 cfg.auth_realm.clone(),
                 cfg.auth_users.clone(),
                 cfg.auth_uri_check,
@@ -899,6 +954,8 @@ impl Host {
                     .cloned()
                     .collect(),
                 cfg.limits.nonce_windows,
+                cfg.auth_nonce_secret.as_deref(),
+                cfg.auth_nonce_ttl,
             ),
             rate: RateLimiter::bounded(cfg.limits.rate_limit_keys, Arc::clone(&limit_hits)),
             metrics,
@@ -921,6 +978,19 @@ impl Host {
         shared
             .presence
             .set_contact(&notifier_contact(&shared.cfg.local_addrs));
+        if let Some(commits) = shared.registrar.commits() {
+            // A batch committed: wake the workers holding 200 OKs it covers.
+            let weak = Arc::downgrade(&shared);
+            commits.set_waker(Box::new(move |done| {
+                if let Some(s) = weak.upgrade() {
+                    for (w, ws) in s.workers.iter().enumerate() {
+                        if ws.held_min.load(Ordering::Acquire) <= done {
+                            s.wake(w);
+                        }
+                    }
+                }
+            }));
+        }
         crate::native::prepare();
         // SAFETY: first and only initialisation in this process (STARTED guard); the inittab
         // entry is appended before Py_InitializeEx as CPython requires. Afterwards the main
@@ -1030,6 +1100,9 @@ impl Host {
         for t in self.threads.drain(..).chain(self.aux.drain(..)) {
             let _ = t.join();
         }
+        // Flush what the registrar store has pending, stop the Redis writers.
+        self.shared.registrar.close();
+        self.shared.cache.close();
     }
 
     /// Stop the workers (each ends its own interpreter), then finalise Python where that is

@@ -20,6 +20,7 @@ mod py;
 mod reload;
 pub mod shared;
 pub mod smpp;
+pub mod state;
 mod worker;
 
 pub use event::{

@@ -519,6 +519,8 @@ fn reg_save(a: &Args<'_>) -> PyResult<Ret> {
                 events,
                 headers,
             } => {
+                // Durable/shared backend: the 200 waits for the write (worker.rs holds it).
+                s.durable = shared.registrar.commits().map(|c| c.ticket());
                 s.act.disposition = Disposition::Reply {
                     status: 200,
                     reason: "OK".into(),

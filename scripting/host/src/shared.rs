@@ -41,6 +41,8 @@ enum CacheValue {
 struct CacheEntry {
     value: CacheValue,
     expires: Option<Instant>,
+    /// When this node last wrote it or read it from Redis (`local_ttl_secs` counts from here).
+    at: Instant,
     /// Write order: the smallest is evicted first at the cache's caps.
     seq: u64,
 }
@@ -56,7 +58,17 @@ impl CacheEntry {
     }
 }
 
-/// The in-memory `cache` backend: named caches of string keys, shared by all cores.
+/// A named cache on Redis (`cache: [{name, url, local_ttl_secs}]`): writes go through the
+/// link's queue; reads ask Redis with a short timeout unless the local copy is fresh or a
+/// write of ours is still queued, and fall back to the local copy while Redis is down.
+#[derive(Debug)]
+struct Remote {
+    link: Arc<crate::state::redis::RedisLink>,
+    local_ttl: Option<Duration>,
+}
+
+/// The `cache` backend: named caches of string keys, shared by all cores, each kept in this
+/// process and, when its entry has a `url:`, on Redis too (shared by nodes).
 #[derive(Debug)]
 pub struct Cache {
     shards: Vec<Mutex<HashMap<(String, String), CacheEntry>>>,
@@ -69,6 +81,7 @@ pub struct Cache {
     names: Vec<String>,
     /// Names made known after start by [`Cache::set_data`] (the SDK harness presets).
     added: Mutex<Vec<String>>,
+    remote: HashMap<String, Remote>,
 }
 
 impl Cache {
@@ -99,7 +112,84 @@ impl Cache {
             hits,
             names,
             added: Mutex::new(Vec::new()),
+            remote: HashMap::new(),
         }
+    }
+
+    /// Caches from `cache:` entries; those with a URL get a Redis link (a Redis that is down
+    /// at start is not an error: the node serves local state and replays writes later).
+    pub fn from_specs(
+        specs: &[crate::state::CacheSpec],
+        log: crate::state::StateLog,
+        entries: usize,
+        bytes: usize,
+        hits: Arc<crate::limits::LimitHits>,
+    ) -> Result<Self, crate::state::redis::RedisSetupError> {
+        let mut c = Self::bounded(
+            specs.iter().map(|s| s.name.clone()).collect(),
+            entries,
+            bytes,
+            hits,
+        );
+        for s in specs {
+            if let Some(url) = &s.url {
+                let link = crate::state::redis::RedisLink::start(
+                    url,
+                    "cache",
+                    s.read_timeout,
+                    s.queue_cap,
+                    Arc::clone(&log),
+                )?;
+                c.remote.insert(
+                    s.name.clone(),
+                    Remote {
+                        link,
+                        local_ttl: s.local_ttl,
+                    },
+                );
+            }
+        }
+        Ok(c)
+    }
+
+    /// `siphon_state_*{backend="cache:NAME"}` lines for each Redis-backed cache.
+    pub fn render_metrics(&self, out: &mut String) {
+        for (name, r) in &self.remote {
+            r.link.stats().render(&format!("cache:{name}"), out);
+        }
+    }
+
+    /// Stop the Redis writers.
+    pub fn close(&self) {
+        for r in self.remote.values() {
+            r.link.close();
+        }
+    }
+
+    fn remote_read<T: redis::FromRedisValue>(&self, name: &str, key: &str, cmd: &str) -> Option<T> {
+        let r = self.remote.get(name)?;
+        let mut c = redis::cmd(cmd);
+        c.arg(key);
+        r.link.read(key, &c)
+    }
+
+    fn remote_write(&self, name: &str, key: &str, cmd: redis::Cmd) {
+        if let Some(r) = self.remote.get(name) {
+            r.link.enqueue(key.to_owned(), vec![cmd]);
+        }
+    }
+
+    /// A local copy fresh enough to answer without asking Redis.
+    fn local_fresh(&self, name: &str, key: &str) -> bool {
+        let Some(r) = self.remote.get(name) else {
+            return true;
+        };
+        let Some(ttl) = r.local_ttl else {
+            return false;
+        };
+        self.with(name, key, |m, k| {
+            m.get(&k).is_some_and(|e| e.at.elapsed() < ttl)
+        })
     }
 
     fn with<R>(
@@ -202,6 +292,29 @@ impl Cache {
 
     /// `cache.fetch`.
     pub fn fetch(&self, name: &str, key: &str) -> Option<String> {
+        if !self.local_fresh(name, key) {
+            // Ask Redis: `Some(v)` is its answer (a miss included); `None` = cannot tell now.
+            if let Some(v) = self.remote_read::<Option<String>>(name, key, "GET") {
+                let seq = self.next_seq();
+                self.with(name, key, |m, k| match &v {
+                    Some(s) => {
+                        m.insert(
+                            k,
+                            CacheEntry {
+                                value: CacheValue::Str(s.clone()),
+                                expires: None,
+                                at: Instant::now(),
+                                seq,
+                            },
+                        );
+                    }
+                    None => {
+                        m.remove(&k);
+                    }
+                });
+                return v;
+            }
+        }
         self.with(name, key, |m, k| match m.get(&k).map(|e| &e.value) {
             Some(CacheValue::Str(s)) => Some(s.clone()),
             _ => None,
@@ -210,9 +323,8 @@ impl Cache {
 
     /// `cache.store` with an optional TTL in seconds.
     pub fn store(&self, name: &str, key: &str, value: &str, ttl: Option<f64>) {
-        let expires = ttl
-            .filter(|t| *t > 0.0)
-            .map(|t| Instant::now() + Duration::from_secs_f64(t));
+        let ttl = ttl.filter(|t| *t > 0.0);
+        let expires = ttl.map(|t| Instant::now() + Duration::from_secs_f64(t));
         let seq = self.next_seq();
         self.with(name, key, |m, k| {
             m.insert(
@@ -221,40 +333,69 @@ impl Cache {
                     value: CacheValue::Str(value.to_owned()),
                     expires,
                     seq,
+                    at: Instant::now(),
                 },
             );
         });
+        let mut c = redis::cmd("SET");
+        c.arg(key).arg(value);
+        if let Some(t) = ttl {
+            c.arg("PX").arg(((t * 1000.0) as u64).max(1));
+        }
+        self.remote_write(name, key, c);
     }
 
     /// `cache.delete`.
     pub fn delete(&self, name: &str, key: &str) -> bool {
-        self.with(name, key, |m, k| m.remove(&k).is_some())
+        let remote = self
+            .remote_read::<bool>(name, key, "EXISTS")
+            .unwrap_or(false);
+        let local = self.with(name, key, |m, k| m.remove(&k).is_some());
+        let mut c = redis::cmd("DEL");
+        c.arg(key);
+        self.remote_write(name, key, c);
+        local || remote
     }
 
     /// `cache.exists`.
     pub fn exists(&self, name: &str, key: &str) -> bool {
+        if let Some(v) = self.remote_read::<bool>(name, key, "EXISTS") {
+            return v;
+        }
         self.with(name, key, |m, k| m.contains_key(&k))
     }
 
     /// `cache.expire(name, key, ttl)`.
     pub fn expire(&self, name: &str, key: &str, ttl: f64) -> bool {
-        self.with(name, key, |m, k| match m.get_mut(&k) {
+        let remote = self
+            .remote_read::<bool>(name, key, "EXISTS")
+            .unwrap_or(false);
+        let local = self.with(name, key, |m, k| match m.get_mut(&k) {
             Some(e) => {
                 e.expires = Some(Instant::now() + Duration::from_secs_f64(ttl.max(0.0)));
                 true
             }
             None => false,
-        })
+        });
+        let mut c = redis::cmd("PEXPIRE");
+        c.arg(key).arg(((ttl.max(0.0) * 1000.0) as u64).max(1));
+        self.remote_write(name, key, c);
+        local || remote
     }
 
-    /// `cache.list_push`: returns the new length.
+    /// `cache.list_push`: returns the new length (of this node's copy for a Redis cache:
+    /// the RPUSH is queued, not awaited).
     pub fn list_push(&self, name: &str, key: &str, item: &str) -> usize {
         let seq = self.next_seq();
+        let mut c = redis::cmd("RPUSH");
+        c.arg(key).arg(item);
+        self.remote_write(name, key, c);
         self.with(name, key, |m, k| {
-            let e = m.entry(k).or_insert(CacheEntry {
+            let e = m.entry(k).or_insert_with(|| CacheEntry {
                 value: CacheValue::List(Vec::new()),
                 expires: None,
                 seq,
+                at: Instant::now(),
             });
             if let CacheValue::Str(_) = e.value {
                 e.value = CacheValue::List(Vec::new());
@@ -269,16 +410,38 @@ impl Cache {
         })
     }
 
-    /// `cache.list_pop_all`.
+    /// `cache.list_pop_all`. On Redis: LRANGE + DEL in one transaction, so items pushed by
+    /// any node are taken exactly once; while Redis cannot answer, this node's copy.
     pub fn list_pop_all(&self, name: &str, key: &str) -> Vec<String> {
-        self.with(name, key, |m, k| match m.remove(&k).map(|e| e.value) {
+        let local = self.with(name, key, |m, k| match m.remove(&k).map(|e| e.value) {
             Some(CacheValue::List(l)) => l,
             _ => Vec::new(),
-        })
+        });
+        if let Some(r) = self.remote.get(name) {
+            let mut p = redis::pipe();
+            p.atomic()
+                .cmd("LRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .cmd("DEL")
+                .arg(key)
+                .ignore();
+            if let Some((items,)) = r.link.read_with::<(Vec<String>,)>(key, |c| p.query(c)) {
+                return items;
+            }
+            let mut c = redis::cmd("DEL");
+            c.arg(key);
+            r.link.enqueue(key.to_owned(), vec![c]);
+        }
+        local
     }
 
     /// `cache.list_len`.
     pub fn list_len(&self, name: &str, key: &str) -> usize {
+        if let Some(n) = self.remote_read::<usize>(name, key, "LLEN") {
+            return n;
+        }
         self.with(name, key, |m, k| match m.get(&k).map(|e| &e.value) {
             Some(CacheValue::List(l)) => l.len(),
             _ => 0,
@@ -320,6 +483,12 @@ pub struct Registrar {
     hits: Arc<crate::limits::LimitHits>,
     /// Bindings counted at the last full count (at most once a second) and when.
     counted: Mutex<(usize, Option<Instant>)>,
+    /// Writes of a durable or shared backend; `None` for memory.
+    commits: Option<Arc<crate::state::CommitLog>>,
+    /// Backend label and counters for `/metrics`.
+    stats: Option<(&'static str, Arc<crate::state::BackendStats>)>,
+    /// Stops the backend's writer (flushing what the local store has pending).
+    closer: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Registrar {
@@ -362,6 +531,68 @@ impl Registrar {
             limits,
             hits,
             counted: Mutex::new((0, None)),
+            commits: None,
+            stats: None,
+            closer: None,
+        }
+    }
+
+    /// The registrar on `backend`: for `local`, the file is opened and what has not expired
+    /// is loaded before this returns; for `redis`, a snapshot is loaded when Redis answers.
+    /// Returns the registrar and the number of bindings loaded.
+    pub fn open(
+        cfg: RegistrarConfig,
+        backend: &crate::state::RegistrarBackend,
+        log: crate::state::StateLog,
+        limits: crate::limits::HostLimits,
+        hits: Arc<crate::limits::LimitHits>,
+    ) -> Result<(Self, usize), String> {
+        use crate::state::RegistrarBackend as B;
+        let mut r = Self::bounded(cfg.clone(), limits, hits);
+        match backend {
+            B::Memory => Ok((r, 0)),
+            B::Local { path } => {
+                let (store, n) =
+                    crate::state::local::LocalLocationStore::open(path, SystemTime::now(), log)
+                        .map_err(|e| e.to_string())?;
+                let store = Arc::new(store);
+                let closer = Arc::clone(&store);
+                r.commits = Some(Arc::clone(store.commits()));
+                r.stats = Some(("local", Arc::clone(store.stats())));
+                r.closer = Some(Box::new(move || closer.close()));
+                r.inner = siphon_sip::registrar::Registrar::new(cfg, store);
+                Ok((r, n))
+            }
+            B::Redis(settings) => {
+                let (store, n) = crate::state::redis::RedisLocationStore::open(settings, log)
+                    .map_err(|e| e.to_string())?;
+                let store = Arc::new(store);
+                let link = Arc::clone(store.link());
+                r.commits = Some(Arc::clone(link.commits()));
+                r.stats = Some(("redis", Arc::clone(link.stats())));
+                r.closer = Some(Box::new(move || link.close()));
+                r.inner = siphon_sip::registrar::Registrar::new(cfg, store);
+                Ok((r, n))
+            }
+        }
+    }
+
+    /// The commit log a REGISTER's 200 OK waits on (`None`: memory, nothing to wait for).
+    pub fn commits(&self) -> Option<&Arc<crate::state::CommitLog>> {
+        self.commits.as_ref()
+    }
+
+    /// `siphon_state_*{backend=...}` lines for a durable or shared backend.
+    pub fn render_metrics(&self, out: &mut String) {
+        if let Some((label, st)) = &self.stats {
+            st.render(label, out);
+        }
+    }
+
+    /// Flush and stop the backend's writer (shutdown).
+    pub fn close(&self) {
+        if let Some(c) = &self.closer {
+            c();
         }
     }
 
@@ -592,6 +823,29 @@ impl Auth {
         local_hosts: Vec<String>,
         nc_capacity: usize,
     ) -> Self {
+        Self::with_nonces(
+            realm,
+            users,
+            uri_check,
+            local_hosts,
+            nc_capacity,
+            None,
+            None,
+        )
+    }
+
+    /// [`Auth::new`] with `auth.nonce_secret` (nodes sharing it, and this node after a
+    /// restart, accept each other's challenges; a random per-process secret when `None`) and
+    /// `auth.nonce_ttl_secs`.
+    pub fn with_nonces(
+        realm: String,
+        users: HashMap<String, String>,
+        uri_check: siphon_sip::auth::DigestUriCheck,
+        local_hosts: Vec<String>,
+        nc_capacity: usize,
+        nonce_secret: Option<&str>,
+        nonce_ttl: Option<Duration>,
+    ) -> Self {
         let store = siphon_sip::auth::MemoryUserStore::new();
         for (u, p) in users {
             store.insert(None, &u, siphon_sip::auth::Credential::Password(p));
@@ -599,8 +853,12 @@ impl Auth {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let secret = format!("{now:x}.{}", std::process::id());
+        let secret =
+            nonce_secret.map_or_else(|| format!("{now:x}.{}", std::process::id()), str::to_owned);
         let mut config = siphon_sip::auth::DigestConfig::new(&realm);
+        if let Some(ttl) = nonce_ttl {
+            config.nonce_ttl = ttl;
+        }
         config.uri_check = uri_check;
         config.local_hosts = local_hosts;
         config.nc_capacity = nc_capacity.max(1);

@@ -67,6 +67,9 @@ pub(crate) struct Slot {
     pub(crate) pending_to_tag: Option<String>,
     /// The presence compositor/notifier answered this request; a later `reply()` keeps it.
     pub(crate) presence_verdict: bool,
+    /// `registrar.save` changed bindings on a durable or shared backend: the actions (its
+    /// 200 OK) wait until the registrar's commit log reaches this ticket.
+    pub(crate) durable: Option<u64>,
 }
 
 impl Slot {
@@ -109,6 +112,8 @@ pub(crate) struct WorkerCtx {
     bells: Vec<bool>,
     /// Inbound HTTP requests being handled here, by id.
     pub(crate) http_responders: std::collections::HashMap<u64, crate::http::Responder>,
+    /// Finished events whose replies wait for their registrar write (ticket order).
+    held: std::collections::VecDeque<(u64, Actions)>,
 }
 
 thread_local! {
@@ -148,6 +153,7 @@ impl WorkerCtx {
             pending_reply_body: None,
             pending_to_tag: None,
             presence_verdict: false,
+            durable: None,
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -214,6 +220,7 @@ impl WorkerCtx {
             mut act,
             req_dirty,
             reply_dirty,
+            durable,
             ..
         } = slot;
         if req_dirty {
@@ -222,11 +229,53 @@ impl WorkerCtx {
         if reply_dirty {
             act.reply = ev.reply;
         }
+        if let Some(t) = durable {
+            let done = self
+                .shared
+                .registrar
+                .commits()
+                .map_or(u64::MAX, |c| c.done());
+            if t > done {
+                // Hold the 200 OK until the write is durable; the writer wakes this worker.
+                let me = &self.shared.workers[self.worker];
+                me.held_min.fetch_min(t, Ordering::AcqRel);
+                self.held.push_back((t, act));
+                return Ok(());
+            }
+        }
         let core = self.shared.push_actions(act);
         if let Some(b) = self.bells.get_mut(core) {
             *b = true;
         }
         Ok(())
+    }
+
+    /// Push the held actions whose registrar writes are now durable; returns how many.
+    fn release_held(&mut self) -> usize {
+        if self.held.is_empty() {
+            return 0;
+        }
+        let done = self
+            .shared
+            .registrar
+            .commits()
+            .map_or(u64::MAX, |c| c.done());
+        let mut n = 0;
+        // Tickets are taken in order on this worker, so the queue is sorted.
+        while self.held.front().is_some_and(|(t, _)| *t <= done) {
+            if let Some((_, act)) = self.held.pop_front() {
+                let core = self.shared.push_actions(act);
+                if let Some(b) = self.bells.get_mut(core) {
+                    *b = true;
+                }
+                n += 1;
+            }
+        }
+        let next = self.held.front().map_or(u64::MAX, |(t, _)| *t);
+        self.shared.workers[self.worker]
+            .held_min
+            .store(next, Ordering::Release);
+        n
     }
 }
 
@@ -554,6 +603,7 @@ impl WorkerCore {
                 async_inflight: 0,
                 bells: vec![false; shared.lanes.len()],
                 http_responders: std::collections::HashMap::new(),
+                held: std::collections::VecDeque::new(),
             });
         });
         let path = shared.cfg.script_path.to_string_lossy().into_owned();
@@ -595,6 +645,7 @@ impl WorkerCore {
         }
         let mut did = 0usize;
         let batch_start = if account { thread_cpu_ns() } else { 0 };
+        did += with_ctx(|c| Ok(c.release_held())).unwrap_or(0);
         while let Some(c) = me.control.pop() {
             let ok = match c {
                 Control::Timer(token) => {
@@ -827,7 +878,9 @@ fn thread_cpu_ns() -> u64 {
 }
 
 fn has_work(shared: &Shared, worker: usize, lanes: &[usize]) -> bool {
-    !shared.workers[worker].control.is_empty()
+    let held = shared.workers[worker].held_min.load(Ordering::Acquire);
+    (held != u64::MAX && shared.registrar.commits().is_some_and(|c| c.done() >= held))
+        || !shared.workers[worker].control.is_empty()
         || lanes
             .iter()
             .any(|l| !shared.lanes[*l].inbound.is_empty() || !shared.lanes[*l].smpp_in.is_empty())
