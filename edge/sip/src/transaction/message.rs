@@ -442,8 +442,14 @@ impl TxResponse {
             call_id: request.0.call_id.to_string(),
             cseq: request.0.cseq,
             cseq_method: request.0.method.to_string(),
-            // §12.1.1: the UAS copies Record-Route into the response.
-            record_routes: strings(&request.0.record_routes),
+            // §12.1.1: the UAS copies Record-Route into a response that establishes a
+            // dialog (101-299); a 100 or an error carries none (it would only make a
+            // spoofed request's answer bigger).
+            record_routes: if (101..300).contains(&status) {
+                strings(&request.0.record_routes)
+            } else {
+                Vec::new()
+            },
             ..ResponseParts::default()
         })
     }

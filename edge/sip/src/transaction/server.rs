@@ -28,6 +28,10 @@ pub(crate) struct ServerTxn {
     pub(crate) state: State,
     reliable: bool,
     accepted_state: bool,
+    /// Whether a provisional response went out. Until then the client is in Calling and
+    /// retransmits the INVITE itself (Timer A), and each retransmission gets the final
+    /// response again, so Timer G is not needed; see [`Self::on_send`].
+    sent_provisional: bool,
     interval: Duration,
     pub(crate) timers: TimerTable,
     config: TimerConfig,
@@ -51,6 +55,7 @@ impl ServerTxn {
             },
             reliable,
             accepted_state,
+            sent_provisional: false,
             interval: config.t1,
             timers: TimerTable::default(),
             config,
@@ -94,6 +99,7 @@ impl ServerTxn {
         match self.state {
             State::Trying | State::Proceeding if provisional => {
                 self.state = State::Proceeding;
+                self.sent_provisional = true;
                 Ok(())
             }
             State::Proceeding if self.invite && status < 300 => {
@@ -113,7 +119,13 @@ impl ServerTxn {
             State::Accepted if (200..300).contains(&status) => Ok(()),
             State::Proceeding if self.invite => {
                 self.state = State::Completed;
-                if !self.reliable {
+                // §17.2.1 Timer G covers a lost final response once the client stopped
+                // retransmitting (it got a provisional: §17.1.1.2, Proceeding). A client that
+                // got none is still in Calling and resends the INVITE on Timer A; every
+                // retransmission gets this response again (`on_request` → ResendLast), so
+                // nothing is lost without G, and a spoofed INVITE answered at once is
+                // answered once, not ten times over 32 s (amplification, bench/hostile).
+                if !self.reliable && self.sent_provisional {
                     self.timers.set(Timer::TimerG, now + self.config.t1);
                 }
                 self.timers

@@ -217,6 +217,30 @@ fn invite_non2xx_ack_generated_absorbed_and_timers_d_g_i() {
     assert!(String::from_utf8_lossy(ack.bytes()).contains("CSeq: 314159 ACK\r\n"));
 }
 
+/// A final response sent before any provisional (the default 200 ms 100 Trying had not gone
+/// out) is not retransmitted by Timer G: the client is still in Calling and drives the
+/// retransmissions itself (a resent INVITE gets the response again). Here the ACK is lost and
+/// nothing more is sent until Timer H ends the transaction. A spoofed INVITE thus gets one
+/// answer, not eleven.
+#[test]
+fn invite_final_before_any_provisional_has_no_timer_g() {
+    let mut net = Net::new(1);
+    let mut uac = TxnNode::new(1, layer(), &net);
+    let mut uas = TxnNode::new(2, TransactionLayer::new(Config::default()), &net);
+    uas.answer.responses = vec![(ms(100), 404)];
+    net.drop_rules.push(Box::new(|s| s.label() == "ACK"));
+    uac.layer
+        .send_request(net.now, udp(2), request("INVITE", "z9hG4bKg0"))
+        .unwrap();
+    net.run(&mut [&mut uac, &mut uas], secs(60.0));
+    assert!(net.times("100", addr(2)).is_empty());
+    assert_eq!(net.times("404", addr(2)), [ms(110)]);
+    assert_eq!(
+        labels(&uas),
+        ["Request INVITE", "Timeout TimerH", "Terminated"]
+    );
+}
+
 #[test]
 fn invite_server_timer_g_capped_and_timer_h_times_out() {
     let mut net = Net::new(1);
