@@ -1484,7 +1484,7 @@ async def screen(request):
         };
         let id = common::header(&m, "Call-ID").first().map(|s| s.to_string());
         if let Some(id) = id {
-            answered.entry(id).or_insert(status(&m));
+            answered.entry(id).or_insert_with(|| status(&m));
         }
     }
     assert!(answered.values().all(|s| *s == Some(486)), "{answered:?}");
