@@ -12,6 +12,7 @@ any other packet with the proxy's port (--proxy-port) is on the UAC side.
 Figures (milliseconds; count, p50, p90, p99, max):
   invite_200      INVITE in from the caller -> 200 (INVITE) out to the caller (end to end,
                   includes the callee's own answer time)
+  invite_180      INVITE in from the caller -> 180 out to the caller
   proxy_transit   (INVITE out to callee - INVITE in) + (200 out to caller - 200 in from callee):
                   time spent inside the proxy on the two messages that matter
   register        first REGISTER in -> final 200 out (the whole digest exchange)
@@ -160,12 +161,15 @@ def analyse(path, proxy_port, uas_port):
             key = (side, "in" if inbound else "out", method, "req", cseq.group(1).decode())
         c.setdefault(key, ts)  # first occurrence (retransmissions ignored)
 
-    inv200, transit, reg, reg_server = [], [], [], []
+    inv200, inv180, transit, reg, reg_server = [], [], [], [], []
     for c in calls.values():
         t_inv_in = next((t for k, t in c.items() if k[:4] == ("uac", "in", "INVITE", "req")), None)
         t_inv_out = next((t for k, t in c.items() if k[:4] == ("uas", "out", "INVITE", "req")), None)
         t_200_in = next((t for k, t in c.items() if k[:4] == ("uas", "in", "INVITE", "200")), None)
         t_200_out = next((t for k, t in c.items() if k[:4] == ("uac", "out", "INVITE", "200")), None)
+        t_180_out = next((t for k, t in c.items() if k[:4] == ("uac", "out", "INVITE", "180")), None)
+        if t_inv_in is not None and t_180_out is not None:
+            inv180.append(t_180_out - t_inv_in)
         if t_inv_in is not None and t_200_out is not None:
             inv200.append(t_200_out - t_inv_in)
             if t_inv_out is not None and t_200_in is not None:
@@ -181,6 +185,7 @@ def analyse(path, proxy_port, uas_port):
                     reg_server.append((t401 - r1[1]) + (t200 - r2[1]))
     return {
         "invite_200": stats(inv200),
+        "invite_180": stats(inv180),
         "proxy_transit": stats(transit),
         "register": stats(reg),
         "register_server": stats(reg_server),

@@ -292,6 +292,7 @@ struct Engine {
     leave_task: Owned,
     event_loop: Owned,
     run_loop_once: Owned,
+    loop_ready: Owned,
     complete_request: Owned,
     registrar_event: Owned,
     smpp_complete: Owned,
@@ -451,6 +452,7 @@ fn bootstrap() -> Result<Engine, String> {
             leave_task: getattr(e, "_leave_task")?,
             event_loop: getattr(e, "_loop")?,
             run_loop_once: getattr(e, "run_loop_once")?,
+            loop_ready: getattr(e, "loop_ready")?,
             complete_request: getattr(e, "complete_request")?,
             registrar_event: getattr(e, "registrar_event")?,
             smpp_complete: getattr(e, "smpp_complete")?,
@@ -727,6 +729,7 @@ impl WorkerCore {
             self.loop_busy = true;
             did += 1;
         }
+        let before_events = did;
         for &lane in &self.lanes {
             let ring = &shared.lanes[lane].inbound;
             for _ in 0..BATCH {
@@ -740,6 +743,19 @@ impl WorkerCore {
                 dispatch_smpp(shared, worker, engine, ev);
                 did += 1;
             }
+        }
+        // A handler that finished without suspending may still have scheduled work on the
+        // loop (a fire-and-forget `asyncio.create_task`): it needs a turn too.
+        if !self.loop_busy && did > before_events {
+            self.loop_busy = match call(&engine.loop_ready, &[]) {
+                // SAFETY: GIL held; `r` is a valid object (the bool `loop_ready` returns).
+                Some(r) => (unsafe { ffi::PyObject_IsTrue(r.as_ptr()) }) != 0,
+                None => {
+                    // Not expected; a spare turn is harmless.
+                    let _ = take_error_text();
+                    true
+                }
+            };
         }
         if self.loop_busy || with_ctx(|c| Ok(c.async_inflight)).unwrap_or(0) > 0 {
             match call(&engine.run_loop_once, &[]) {

@@ -285,6 +285,12 @@ def run_loop_once():
     return -1.0
 
 
+def loop_ready():
+    """Whether the loop has callbacks ready (a task a handler created without suspending):
+    the worker then gives it a turn after the batch."""
+    return bool(_loop._ready)
+
+
 async def _guard(coro, what):
     try:
         await coro

@@ -152,10 +152,16 @@ class Client:
     ``http.yaml`` (the other arguments are then ignored, as upstream); without a name it is an
     inline client built from the arguments (pools are cached by their parameters)."""
 
-    __slots__ = ("name", "base_url", "_spec")
+    __slots__ = ("name", "base_url", "verify", "cert", "timeout_ms", "http2_prior_knowledge",
+                 "_spec")
 
     def __init__(self, name=None, base_url=None, verify=None, cert=None, timeout_ms=None,
                  http2_prior_knowledge=False):
+        # The constructor's arguments, readable as upstream's SDK mock keeps them.
+        self.verify = verify
+        self.cert = cert
+        self.timeout_ms = timeout_ms
+        self.http2_prior_knowledge = http2_prior_knowledge
         if name is not None:
             name = str(name)
             # ``any_client_name``: the SDK harness answers every name (as upstream's mock).

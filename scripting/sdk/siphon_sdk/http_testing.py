@@ -110,6 +110,9 @@ class MockHttp:
         self._default = None
         self._handler = None
 
+    # Upstream's mock namespace calls it ``clear()``.
+    clear = reset
+
     def _answer(self, call):
         with self._lock:
             self.sent_requests.append(call)

@@ -9,8 +9,10 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,6 +22,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use siphon_script::{HostHandle, HttpAnswer, HttpInbound, RouteDef};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use super::HttpMetrics;
 use super::config::{ClientAuth, HttpConfig, ServerConfig};
@@ -297,25 +300,29 @@ async fn accept_loop(
             b.http1()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .max_buf_size(64 * 1024)
-                .header_read_timeout(Duration::from_secs(10));
+                .header_read_timeout(HEADER_TIMEOUT);
             b.http2()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .max_concurrent_streams(256);
             let r = match tls {
-                Some(acc) => {
-                    match tokio::time::timeout(Duration::from_secs(10), acc.accept(stream)).await {
-                        Ok(Ok(s)) => {
-                            let conn = b.serve_connection(TokioIo::new(s), svc).into_owned();
-                            graceful.watch(conn).await
-                        }
-                        _ => {
-                            ctx.metrics.conn_errors.fetch_add(1, Ordering::Relaxed);
+                Some(acc) => match tokio::time::timeout(HEADER_TIMEOUT, acc.accept(stream)).await {
+                    Ok(Ok(s)) => {
+                        let Some(io) = sniffed(s, &ctx).await else {
                             return;
-                        }
+                        };
+                        let conn = b.serve_connection(TokioIo::new(io), svc).into_owned();
+                        graceful.watch(conn).await
                     }
-                }
+                    _ => {
+                        ctx.metrics.conn_errors.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                },
                 None => {
-                    let conn = b.serve_connection(TokioIo::new(stream), svc).into_owned();
+                    let Some(io) = sniffed(stream, &ctx).await else {
+                        return;
+                    };
+                    let conn = b.serve_connection(TokioIo::new(io), svc).into_owned();
                     graceful.watch(conn).await
                 }
             };
@@ -327,6 +334,104 @@ async fn accept_loop(
     drop(l);
     if let Ok(g) = Arc::try_unwrap(graceful) {
         let _ = tokio::time::timeout(Duration::from_secs(30), g.shutdown()).await;
+    }
+}
+
+/// How long a client has to send its request head, and before that the bytes that tell
+/// HTTP/1.1 from the HTTP/2 preface; and how long a TLS handshake may take.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The HTTP/2 client connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Read the first bytes of a connection until they tell HTTP/1.1 from HTTP/2: the whole
+/// 24-byte preface, or the first byte that departs from it. hyper-util's auto builder does the
+/// same sniff with no deadline (its HTTP/1.1 header timeout starts only after it), so a client
+/// that sends nothing, or part of the preface, and stalls would hold the connection for ever;
+/// here it has [`HEADER_TIMEOUT`], then the connection is closed and counted in
+/// `siphon_http_connection_errors_total`. `None`: closed (a peer that left before sending a
+/// byte is not counted). The bytes read are replayed to hyper, which sniffs them again.
+async fn sniffed<I>(mut io: I, ctx: &Ctx) -> Option<Prefixed<I>>
+where
+    I: AsyncRead + Unpin,
+{
+    let read = async {
+        let mut head = Vec::with_capacity(H2_PREFACE.len());
+        let mut buf = [0u8; 24];
+        while head.len() < H2_PREFACE.len() {
+            let n = io.read(&mut buf[..H2_PREFACE.len() - head.len()]).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+            if !H2_PREFACE.starts_with(&head) {
+                break;
+            }
+        }
+        Ok::<_, std::io::Error>(head)
+    };
+    match tokio::time::timeout(HEADER_TIMEOUT, read).await {
+        Ok(Ok(head)) if head.is_empty() => None,
+        Ok(Ok(head)) => Some(Prefixed {
+            head: Bytes::from(head),
+            io,
+        }),
+        Ok(Err(_)) | Err(_) => {
+            ctx.metrics.conn_errors.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+/// A connection with the bytes [`sniffed`] already read put back in front.
+struct Prefixed<I> {
+    head: Bytes,
+    io: I,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Prefixed<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.head.is_empty() {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        }
+        let n = this.head.len().min(buf.remaining());
+        buf.put_slice(&this.head.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
