@@ -424,7 +424,7 @@ impl Engine {
         let dest = if status == 400 {
             source
         } else {
-            stateless_destination(tx.vias().first().map_or("", |v| v), source)
+            stateless_destination(tx.top_via().unwrap_or(""), source)
         };
         self.send(cx, dest, resp.bytes().clone());
     }

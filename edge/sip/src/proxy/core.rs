@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use super::branch::{Branch, branch_loop_hash, loop_hash, owner_core, stateless_branch};
 use super::relay::{BranchEdits, relay_request};
 use super::route::{
-    Interface, is_local, next_hop_uri, preprocess_routes, stamp_received, strict_next_hop,
-    via_destination,
+    Interface, is_local, is_our_record_route, next_hop_uri, preprocess_routes, stamp_received,
+    strict_next_hop, via_destination,
 };
 use super::select::{best_branch_response, upstream_form};
 use crate::transaction::{
@@ -337,16 +337,11 @@ impl Proxy {
         request: TxRequest,
     ) {
         let stamped = request
-            .vias()
-            .first()
+            .top_via()
             .map(|top| stamp_received(top, source.addr))
-            .filter(|v| request.vias().first().is_some_and(|top| **top != **v));
+            .filter(|v| request.top_via() != Some(v.as_str()));
         let request = match stamped {
-            Some(top) => {
-                let mut parts = request.parts();
-                parts.vias[0] = top;
-                request.with_parts(parts)
-            }
+            Some(top) => request.with_top_via(top),
             None => request,
         };
         self.txns.handle_request(now, source, request);
@@ -378,6 +373,31 @@ impl Proxy {
             self.on_prack_timer(now, ctx, at);
         }
         self.drain_transactions(now, 0);
+        self.release_idle();
+    }
+
+    /// Once no context is left, give back the capacity a load peak left in the maps (the
+    /// Timer C and PRACK deadlines left are stale then: their contexts are gone).
+    fn release_idle(&mut self) {
+        self.txns.release_idle();
+        if !self.contexts.is_empty() || !self.branch_of.is_empty() {
+            return;
+        }
+        self.timer_c = BinaryHeap::new();
+        self.prack_timers = BinaryHeap::new();
+        if self.contexts.capacity() > 64 {
+            self.contexts = HashMap::new();
+            self.branch_of = HashMap::new();
+            self.held.shrink_to_fit();
+            self.prack.shrink_to_fit();
+            self.uac.shrink_to_fit();
+        }
+        if self.events.is_empty() && self.events.capacity() > 64 {
+            self.events = VecDeque::new();
+        }
+        if self.transmits.is_empty() && self.transmits.capacity() > 64 {
+            self.transmits = VecDeque::new();
+        }
     }
 
     /// §16.8: Timer C fired. A branch with a provisional is CANCELled; either way the branch
@@ -774,7 +794,7 @@ impl Proxy {
         // The received bytes plus edits (Route processing already done on the parts).
         if let Some(msg) = request.message() {
             let edits = BranchEdits {
-                top_via: request.vias().first().map(|v| &**v),
+                top_via: request.top_via(),
                 interfaces: &self.config.interfaces,
                 domains: &self.config.domains,
                 uri,
@@ -900,11 +920,7 @@ impl Proxy {
                     }
                 }
                 Event::Ack { request, source } => {
-                    let mut parts = request.parts();
-                    let (routes, uri) = (parts.routes.len(), parts.uri.clone());
-                    preprocess_routes(&mut parts, &self.config.interfaces, &self.config.domains);
-                    let routed = parts.routes.len() != routes || parts.uri != uri;
-                    let request = request.with_parts(parts);
+                    let (request, routed) = self.preprocess(request);
                     self.events.push_back(ProxyEvent::Stateless {
                         request,
                         source,
@@ -958,6 +974,23 @@ impl Proxy {
         }
     }
 
+    /// §16.4 on a received request: pop the Route values naming us (no copy: the view skips
+    /// them); the strict-route fix-up (rare) rewrites the parts. Returns the request and
+    /// whether it was routed to us.
+    fn preprocess(&self, request: TxRequest) -> (TxRequest, bool) {
+        let (ifs, domains) = (&self.config.interfaces, &self.config.domains);
+        if is_our_record_route(request.uri(), ifs) && request.route_values().next().is_some() {
+            let mut parts = request.parts();
+            preprocess_routes(&mut parts, ifs, domains);
+            return (request.with_parts(parts), true);
+        }
+        let popped = request
+            .route_values()
+            .take_while(|r| is_local(r, ifs, domains))
+            .count();
+        (request.with_popped_routes(popped), popped > 0)
+    }
+
     fn on_new_request(
         &mut self,
         now: Instant,
@@ -968,7 +1001,7 @@ impl Proxy {
     ) {
         let hash = loop_hash(&request);
         // §16.3 item 4: a Via of ours carrying this request's hash means a loop.
-        let looped = request.vias().iter().any(|v| {
+        let looped = request.via_values().any(|v| {
             self.is_ours(v)
                 && crate::transaction::header_param(v, "branch")
                     .and_then(branch_loop_hash)
@@ -990,9 +1023,7 @@ impl Proxy {
             );
             return;
         }
-        let mut parts = request.parts();
-        preprocess_routes(&mut parts, &self.config.interfaces, &self.config.domains);
-        let request = request.with_parts(parts);
+        let (request, _) = self.preprocess(request);
         let ctx = ContextId(key);
         self.contexts.insert(
             ctx,
@@ -1161,7 +1192,7 @@ impl Proxy {
         // The received bytes plus this branch's edits, written once (no re-encode).
         let relayed = c.request.message().and_then(|msg| {
             let edits = BranchEdits {
-                top_via: c.request.vias().first().map(|v| &**v),
+                top_via: c.request.top_via(),
                 interfaces: ifs,
                 domains: &self.config.domains,
                 uri: target.uri.as_deref(),
@@ -1545,14 +1576,14 @@ impl Proxy {
     /// §16.7 / §18.1.2: a response with no client transaction (a retransmitted 2xx): pop our
     /// Via and send it to the next one.
     fn forward_stray(&mut self, response: &TxResponse) {
-        let Some(top) = response.vias().first() else {
+        let Some(top) = response.top_via() else {
             return;
         };
         if !self.is_ours(top) || response.branch().and_then(owner_core).is_none() {
             return;
         }
         let upstream = response.without_top_via();
-        let Some(dest) = upstream.vias().first().and_then(|v| via_destination(v)) else {
+        let Some(dest) = upstream.top_via().and_then(via_destination) else {
             return;
         };
         self.transmits.push_back(Transmit {

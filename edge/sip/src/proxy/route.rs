@@ -150,9 +150,9 @@ pub fn preprocess_routes(parts: &mut RequestParts, interfaces: &[Interface], dom
 /// caller's job.
 pub fn next_hop_uri(request: &crate::transaction::TxRequest) -> &str {
     request
-        .routes()
-        .first()
-        .map_or_else(|| request.uri(), |r| strip_angle(r))
+        .route_values()
+        .next()
+        .map_or_else(|| request.uri(), strip_angle)
 }
 
 /// §16.6 item 6 on a forwarded copy: if the top Route is a strict router (no `lr`), the

@@ -3,7 +3,9 @@
 //! header values are split at top-level commas (RFC 3261 §7.3.1) so that one Via/Route line
 //! holding several values yields several entries. Compact header names come out in long form.
 
-use super::message::{RequestParts, ResponseParts, TxRequest, TxResponse};
+use std::sync::OnceLock;
+
+use super::message::{RequestView, ResponseView, Sp, TxRequest, TxResponse, ViaSpans};
 use crate::syntax::split_commas;
 use crate::{HeaderError, HeaderName, Message, ParseError};
 
@@ -28,76 +30,75 @@ pub enum FromMessageError {
     Header(#[from] HeaderError),
 }
 
-#[derive(Default)]
+/// Where the fields every transaction message needs are (the last From/To/Call-ID line, as
+/// a header list read in order would keep), checked to be text.
 struct Common {
-    vias: Vec<String>,
-    routes: Vec<String>,
-    record_routes: Vec<String>,
+    top_via: Sp,
+    from: Sp,
+    to: Sp,
+    call_id: Sp,
     max_forwards: Option<u32>,
-    headers: Vec<(String, String)>,
-    from: Option<String>,
-    to: Option<String>,
-    call_id: Option<String>,
-}
-
-fn split_into(out: &mut Vec<String>, value: &str) {
-    for r in split_commas(value.as_bytes()) {
-        if let Some(v) = value.get(r)
-            && !v.is_empty()
-        {
-            out.push(v.to_string());
-        }
-    }
 }
 
 fn common(msg: &Message) -> Result<Common, FromMessageError> {
-    let mut c = Common::default();
+    let base = msg.as_bytes();
+    let (mut top_via, mut from, mut to, mut call_id) = (None, None, None, None);
+    let mut max_forwards = None;
     for f in msg.headers() {
         let v = f.value_str().ok_or(FromMessageError::NotText(f.name))?;
         match f.name {
-            HeaderName::Via => split_into(&mut c.vias, v),
-            HeaderName::Route => split_into(&mut c.routes, v),
-            HeaderName::RecordRoute => split_into(&mut c.record_routes, v),
-            HeaderName::MaxForwards => c.max_forwards = msg.max_forwards()?.map(u32::from),
-            HeaderName::From => c.from = Some(v.to_string()),
-            HeaderName::To => c.to = Some(v.to_string()),
-            HeaderName::CallId => c.call_id = Some(v.to_string()),
-            HeaderName::CSeq | HeaderName::ContentLength => {}
-            HeaderName::Other => c.headers.push((f.name_str().to_string(), v.to_string())),
-            name => c.headers.push((name.as_str().to_string(), v.to_string())),
+            HeaderName::Via if top_via.is_none() => {
+                top_via = split_commas(v.as_bytes())
+                    .filter_map(|r| v.get(r))
+                    .find(|v| !v.is_empty())
+                    .map(|t| Sp::of(base, t.as_bytes()));
+            }
+            HeaderName::MaxForwards => max_forwards = msg.max_forwards()?.map(u32::from),
+            HeaderName::From => from = Some(Sp::of(base, f.value)),
+            HeaderName::To => to = Some(Sp::of(base, f.value)),
+            HeaderName::CallId => call_id = Some(Sp::of(base, f.value)),
+            _ => {}
         }
     }
-    if c.vias.is_empty() {
-        return Err(FromMessageError::Missing(HeaderName::Via));
-    }
-    Ok(c)
+    Ok(Common {
+        top_via: top_via.ok_or(FromMessageError::Missing(HeaderName::Via))?,
+        from: from.ok_or(FromMessageError::Missing(HeaderName::From))?,
+        to: to.ok_or(FromMessageError::Missing(HeaderName::To))?,
+        call_id: call_id.ok_or(FromMessageError::Missing(HeaderName::CallId))?,
+        max_forwards,
+    })
+}
+
+fn text(base: &[u8], sp: Sp) -> &str {
+    base.get(sp.0 as usize..sp.1 as usize)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .unwrap_or("")
 }
 
 impl TryFrom<&Message> for TxRequest {
     type Error = FromMessageError;
 
     fn try_from(msg: &Message) -> Result<Self, Self::Error> {
+        let base = msg.as_bytes();
         let method = msg.method_str().ok_or(FromMessageError::NotARequest)?;
         let uri = msg.request_uri_str().ok_or(FromMessageError::NotARequest)?;
         let cseq = msg.cseq()?.seq;
         let c = common(msg)?;
-        let parts = RequestParts {
-            method: method.to_string(),
-            uri: uri.to_string(),
-            vias: c.vias,
-            routes: c.routes,
-            record_routes: c.record_routes,
-            max_forwards: c.max_forwards,
-            headers: c.headers,
-            body: msg.body().to_vec(),
-            from: c.from.ok_or(FromMessageError::Missing(HeaderName::From))?,
-            to: c.to.ok_or(FromMessageError::Missing(HeaderName::To))?,
-            call_id: c
-                .call_id
-                .ok_or(FromMessageError::Missing(HeaderName::CallId))?,
+        Ok(Self::from_view(RequestView {
+            method: Sp::of(base, method.as_bytes()),
+            uri: Sp::of(base, uri.as_bytes()),
+            from: c.from,
+            to: c.to,
+            call_id: c.call_id,
+            top_via: c.top_via,
+            stamped: None,
+            top: ViaSpans::of_str(text(base, c.top_via)),
             cseq,
-        };
-        Ok(Self::from_message_parts(parts, msg))
+            max_forwards: c.max_forwards,
+            popped: 0,
+            lists: OnceLock::new(),
+            msg: msg.clone(),
+        }))
     }
 }
 
@@ -105,25 +106,24 @@ impl TryFrom<&Message> for TxResponse {
     type Error = FromMessageError;
 
     fn try_from(msg: &Message) -> Result<Self, Self::Error> {
+        let base = msg.as_bytes();
         let status = msg.status().ok_or(FromMessageError::NotAResponse)?;
         let cseq = msg.cseq()?;
         let c = common(msg)?;
-        let parts = ResponseParts {
+        let reason = msg.reason().unwrap_or("");
+        Ok(Self::from_view(ResponseView {
             status: status.0,
-            reason: msg.reason().unwrap_or("").to_string(),
-            vias: c.vias,
-            record_routes: c.record_routes,
-            headers: c.headers,
-            body: msg.body().to_vec(),
-            from: c.from.ok_or(FromMessageError::Missing(HeaderName::From))?,
-            to: c.to.ok_or(FromMessageError::Missing(HeaderName::To))?,
-            call_id: c
-                .call_id
-                .ok_or(FromMessageError::Missing(HeaderName::CallId))?,
+            reason: Sp::of(base, reason.as_bytes()),
+            from: c.from,
+            to: c.to,
+            call_id: c.call_id,
+            top_via: c.top_via,
+            top: ViaSpans::of_str(text(base, c.top_via)),
             cseq: cseq.seq,
-            cseq_method: cseq.method_str.to_string(),
-        };
-        Ok(Self::from_message_parts(parts, msg))
+            cseq_method: Sp::of(base, cseq.method_str.as_bytes()),
+            lists: OnceLock::new(),
+            msg: msg.clone(),
+        }))
     }
 }
 

@@ -75,7 +75,7 @@ impl<'a> MatchKey<'a> {
                 method,
             },
             _ => {
-                let via = req.vias().first().map_or("", |v| &**v);
+                let via = req.top_via().unwrap_or("");
                 let top_via = if via.contains(char::is_whitespace) {
                     Cow::Owned(via.split_whitespace().collect())
                 } else {
@@ -250,6 +250,11 @@ impl KeyIndex {
 
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Give back the capacity beyond what the live keys need.
+    pub(crate) fn shrink(&mut self) {
+        self.map.shrink_to_fit();
     }
 }
 

@@ -6,12 +6,13 @@
 //! The full message model (parser, serializer) lives in the message modules; this is the
 //! compact projection the transaction table keys on, so that the table never reparses.
 
-use std::sync::Arc;
+use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
-use crate::Message;
-use std::fmt::Write as _;
+use crate::syntax::split_commas;
+use crate::{HeaderName, Message};
 
 /// RFC 3261 §8.1.1.7: the magic cookie that marks an RFC 3261 branch.
 pub const MAGIC_COOKIE: &str = "z9hG4bK";
@@ -43,10 +44,30 @@ impl MethodKind {
 
 /// A request as the transaction layer sees it. Cloning is a reference-count increment: the
 /// table keeps a copy for retransmission and hands others to the transport and the TU.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TxRequest(Arc<RequestData>);
+///
+/// A request read from the message layer ([`TryFrom<&Message>`]) is that message plus byte
+/// ranges of what matching needs: no header is copied. The header lists ([`Self::vias`],
+/// [`Self::routes`], [`Self::header_values`], [`Self::parts`]) are copied out only when
+/// asked, once. A request built from [`RequestParts`] owns its parts.
+#[derive(Debug, Clone)]
+pub struct TxRequest(Arc<RequestRepr>);
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
+enum RequestRepr {
+    Parts(RequestData),
+    View(RequestView),
+}
+
+impl PartialEq for TxRequest {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+            || (self.bytes() == other.bytes() && self.parts() == other.parts())
+    }
+}
+
+impl Eq for TxRequest {}
+
+#[derive(Debug)]
 struct RequestData {
     top: ViaSpans,
     method: Box<str>,
@@ -65,41 +86,122 @@ struct RequestData {
     bytes: Bytes,
     /// The parsed view of `bytes` when it came from the message layer (received, or written
     /// by the [`crate::Editor`]): the proxy edits it instead of re-encoding the parts.
-    view: View,
+    view: Option<Message>,
 }
 
-/// The message-layer view of a transaction message, if it has one. Equality is the bytes'.
-#[derive(Debug, Clone, Default)]
-struct View(Option<Message>);
+/// A byte range of a message's bytes (UTF-8 checked when the view was made).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Sp(pub(crate) u32, pub(crate) u32);
 
-impl PartialEq for View {
-    fn eq(&self, _: &Self) -> bool {
-        true
+impl Sp {
+    /// The range of `sub`, a subslice of `base`.
+    pub(crate) fn of(base: &[u8], sub: &[u8]) -> Self {
+        let start = (sub.as_ptr() as usize).saturating_sub(base.as_ptr() as usize);
+        Self(start as u32, (start + sub.len()) as u32)
+    }
+
+    fn get(self, m: &Message) -> &str {
+        m.as_bytes()
+            .get(self.0 as usize..self.1 as usize)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
     }
 }
 
-impl Eq for View {}
+/// The header lists of a viewed message, copied out on first use.
+#[derive(Debug, Default)]
+pub(crate) struct Lists {
+    pub(crate) vias: Vec<Box<str>>,
+    pub(crate) routes: Vec<Box<str>>,
+    pub(crate) record_routes: Vec<Box<str>>,
+    pub(crate) headers: Vec<(Box<str>, Box<str>)>,
+}
 
-/// A response as the transaction layer sees it (cheap to clone, like [`TxRequest`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TxResponse(Arc<ResponseData>);
+/// A received (or edited) request: its message and where its matching fields are.
+#[derive(Debug)]
+pub(crate) struct RequestView {
+    pub(crate) msg: Message,
+    pub(crate) method: Sp,
+    pub(crate) uri: Sp,
+    pub(crate) from: Sp,
+    pub(crate) to: Sp,
+    pub(crate) call_id: Sp,
+    /// The first Via value.
+    pub(crate) top_via: Sp,
+    /// The top Via with `received`/`rport` stamped by the proxy (§18.2.1), when it differs.
+    pub(crate) stamped: Option<Box<str>>,
+    /// Branch and sent-by within the current top Via (`stamped` or `top_via`).
+    pub(crate) top: ViaSpans,
+    pub(crate) cseq: u32,
+    pub(crate) max_forwards: Option<u32>,
+    /// Route values popped by the proxy's §16.4 processing (they name us).
+    pub(crate) popped: u16,
+    pub(crate) lists: OnceLock<Box<Lists>>,
+}
 
-#[derive(Debug, PartialEq, Eq)]
-struct ResponseData {
-    top: ViaSpans,
-    status: u16,
-    reason: Box<str>,
-    vias: Vec<Box<str>>,
-    record_routes: Vec<Box<str>>,
-    headers: Vec<(Box<str>, Box<str>)>,
-    body: Box<[u8]>,
-    from: Box<str>,
-    to: Box<str>,
-    call_id: Box<str>,
-    cseq: u32,
-    cseq_method: Box<str>,
-    bytes: Bytes,
-    view: View,
+impl RequestView {
+    fn top_via(&self) -> &str {
+        match &self.stamped {
+            Some(v) => v,
+            None => self.top_via.get(&self.msg),
+        }
+    }
+
+    fn lists(&self) -> &Lists {
+        self.lists.get_or_init(|| {
+            let mut l = lists_of(&self.msg);
+            if let (Some(s), Some(top)) = (&self.stamped, l.vias.first_mut()) {
+                *top = s.clone();
+            }
+            let popped = usize::from(self.popped).min(l.routes.len());
+            l.routes.drain(..popped);
+            Box::new(l)
+        })
+    }
+}
+
+/// Copy the header lists out of a message (values split at top-level commas, §7.3.1).
+pub(crate) fn lists_of(msg: &Message) -> Lists {
+    let mut l = Lists::default();
+    for f in msg.headers() {
+        let Some(v) = f.value_str() else {
+            continue;
+        };
+        match f.name {
+            HeaderName::Via => split_into(&mut l.vias, v),
+            HeaderName::Route => split_into(&mut l.routes, v),
+            HeaderName::RecordRoute => split_into(&mut l.record_routes, v),
+            HeaderName::MaxForwards
+            | HeaderName::From
+            | HeaderName::To
+            | HeaderName::CallId
+            | HeaderName::CSeq
+            | HeaderName::ContentLength => {}
+            HeaderName::Other => l.headers.push((f.name_str().into(), v.into())),
+            name => l.headers.push((name.as_str().into(), v.into())),
+        }
+    }
+    l
+}
+
+fn split_into(out: &mut Vec<Box<str>>, value: &str) {
+    for r in split_commas(value.as_bytes()) {
+        if let Some(v) = value.get(r)
+            && !v.is_empty()
+        {
+            out.push(v.into());
+        }
+    }
+}
+
+/// The non-empty top-level values of every `name` line of `msg`, in order.
+fn values_of(msg: &Message, name: HeaderName) -> impl Iterator<Item = &str> + '_ {
+    msg.headers_named(name).flat_map(|f| {
+        let v = f.value_str().unwrap_or("");
+        split_commas(v.as_bytes())
+            .filter_map(move |r| v.get(r))
+            .filter(|v| !v.is_empty())
+    })
 }
 
 /// Header field values a request is built from (raw text, as on the wire).
@@ -136,124 +238,261 @@ impl TxRequest {
     pub fn build(parts: RequestParts) -> Self {
         let mut data = RequestData::new(parts, Bytes::new());
         data.bytes = Bytes::from(data.encode());
-        Self(Arc::new(data))
+        Self(Arc::new(RequestRepr::Parts(data)))
     }
 
     /// A request from its parts and its serialized form as received or produced by the
     /// serializer (the bytes are not checked against the parts).
     pub fn from_parts(parts: RequestParts, bytes: Bytes) -> Self {
-        Self(Arc::new(RequestData::new(parts, bytes)))
+        Self(Arc::new(RequestRepr::Parts(RequestData::new(parts, bytes))))
     }
 
-    /// A request from its parts and the message they were read from (bytes and view shared).
-    pub(crate) fn from_message_parts(parts: RequestParts, msg: &Message) -> Self {
-        let mut data = RequestData::new(parts, msg.bytes().clone());
-        data.view = View(Some(msg.clone()));
-        Self(Arc::new(data))
+    /// A request viewing a message (see [`TryFrom<&Message>`]).
+    pub(crate) fn from_view(view: RequestView) -> Self {
+        Self(Arc::new(RequestRepr::View(view)))
     }
 
     /// These parts (processed by the proxy core) over this request's bytes and view.
     pub(crate) fn with_parts(&self, parts: RequestParts) -> Self {
-        let mut data = RequestData::new(parts, self.0.bytes.clone());
-        data.view = self.0.view.clone();
-        Self(Arc::new(data))
+        let mut data = RequestData::new(parts, self.bytes().clone());
+        data.view = self.message().cloned();
+        Self(Arc::new(RequestRepr::Parts(data)))
+    }
+
+    /// This request with its top Via replaced by `stamped` (the proxy's `received`/`rport`,
+    /// §18.2.1); the bytes stay the received ones, the relayed copy writes the new value.
+    pub(crate) fn with_top_via(self, stamped: String) -> Self {
+        match self.into_view() {
+            Ok(mut v) => {
+                v.top = ViaSpans::of_str(&stamped);
+                v.stamped = Some(stamped.into());
+                Self::from_view(v)
+            }
+            Err(r) => {
+                let mut parts = r.parts();
+                if let Some(top) = parts.vias.first_mut() {
+                    *top = stamped;
+                }
+                r.with_parts(parts)
+            }
+        }
+    }
+
+    /// The view of this request to change (moved out when not shared, else a copy of the
+    /// index; the bytes stay shared), or the request itself when it owns parts.
+    fn into_view(self) -> Result<RequestView, Self> {
+        match Arc::try_unwrap(self.0) {
+            Ok(RequestRepr::View(mut v)) => {
+                v.lists = OnceLock::new();
+                Ok(v)
+            }
+            Ok(repr) => Err(Self(Arc::new(repr))),
+            Err(shared) => match &*shared {
+                RequestRepr::View(v) => Ok(RequestView {
+                    msg: v.msg.clone(),
+                    stamped: v.stamped.clone(),
+                    top: v.top.clone(),
+                    lists: OnceLock::new(),
+                    ..*v
+                }),
+                RequestRepr::Parts(_) => Err(Self(shared)),
+            },
+        }
+    }
+
+    /// This request with its first `n` Route values removed (§16.4: they name us).
+    pub(crate) fn with_popped_routes(self, n: usize) -> Self {
+        if n == 0 {
+            return self;
+        }
+        match self.into_view() {
+            Ok(mut v) => {
+                v.popped = v
+                    .popped
+                    .saturating_add(u16::try_from(n).unwrap_or(u16::MAX));
+                Self::from_view(v)
+            }
+            Err(r) => {
+                let mut parts = r.parts();
+                let n = n.min(parts.routes.len());
+                parts.routes.drain(..n);
+                r.with_parts(parts)
+            }
+        }
     }
 
     /// The message-layer view of the bytes, when the request came from the message layer.
     pub fn message(&self) -> Option<&Message> {
-        self.0.view.0.as_ref()
+        match &*self.0 {
+            RequestRepr::Parts(d) => d.view.as_ref(),
+            RequestRepr::View(v) => Some(&v.msg),
+        }
     }
 
     /// The parts this request was built from (to edit and [`Self::build`] again).
     pub fn parts(&self) -> RequestParts {
         RequestParts {
-            method: self.0.method.to_string(),
-            uri: self.0.uri.to_string(),
-            vias: strings(&self.0.vias),
-            routes: strings(&self.0.routes),
-            record_routes: strings(&self.0.record_routes),
-            max_forwards: self.0.max_forwards,
-            headers: owned_pairs(&self.0.headers),
-            body: self.0.body.to_vec(),
-            from: self.0.from.to_string(),
-            to: self.0.to.to_string(),
-            call_id: self.0.call_id.to_string(),
-            cseq: self.0.cseq,
+            method: self.method().to_string(),
+            uri: self.uri().to_string(),
+            vias: strings(self.vias()),
+            routes: strings(self.routes()),
+            record_routes: strings(self.record_routes()),
+            max_forwards: self.max_forwards(),
+            headers: owned_pairs(self.headers()),
+            body: self.body().to_vec(),
+            from: self.from_value().to_string(),
+            to: self.to_value().to_string(),
+            call_id: self.call_id().to_string(),
+            cseq: self.cseq(),
+        }
+    }
+
+    fn headers(&self) -> &[(Box<str>, Box<str>)] {
+        match &*self.0 {
+            RequestRepr::Parts(d) => &d.headers,
+            RequestRepr::View(v) => &v.lists().headers,
         }
     }
 
     /// Record-Route values, top first.
     pub fn record_routes(&self) -> &[Box<str>] {
-        &self.0.record_routes
+        match &*self.0 {
+            RequestRepr::Parts(d) => &d.record_routes,
+            RequestRepr::View(v) => &v.lists().record_routes,
+        }
     }
     /// Max-Forwards, if present.
     pub fn max_forwards(&self) -> Option<u32> {
-        self.0.max_forwards
+        match &*self.0 {
+            RequestRepr::Parts(d) => d.max_forwards,
+            RequestRepr::View(v) => v.max_forwards,
+        }
     }
     /// Values of the other header fields named `name` (case-insensitive).
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        named(&self.0.headers, name)
+        named(self.headers(), name)
     }
     /// Body.
     pub fn body(&self) -> &[u8] {
-        &self.0.body
+        match &*self.0 {
+            RequestRepr::Parts(d) => &d.body,
+            RequestRepr::View(v) => v.msg.body(),
+        }
     }
 
     /// Method name.
     pub fn method(&self) -> &str {
-        &self.0.method
+        match &*self.0 {
+            RequestRepr::Parts(d) => &d.method,
+            RequestRepr::View(v) => v.method.get(&v.msg),
+        }
     }
     /// Method class.
     pub fn kind(&self) -> MethodKind {
-        MethodKind::of(&self.0.method)
+        MethodKind::of(self.method())
     }
     /// Request-URI text.
     pub fn uri(&self) -> &str {
-        &self.0.uri
+        match &*self.0 {
+            RequestRepr::Parts(d) => &d.uri,
+            RequestRepr::View(v) => v.uri.get(&v.msg),
+        }
     }
     /// Via values, top first.
     pub fn vias(&self) -> &[Box<str>] {
-        &self.0.vias
+        match &*self.0 {
+            RequestRepr::Parts(d) => &d.vias,
+            RequestRepr::View(v) => &v.lists().vias,
+        }
+    }
+    /// The top Via value (no copy).
+    pub fn top_via(&self) -> Option<&str> {
+        match &*self.0 {
+            RequestRepr::Parts(d) => d.vias.first().map(|v| &**v),
+            RequestRepr::View(v) => Some(v.top_via()),
+        }
+    }
+    /// Every Via value, top first, without copying them.
+    pub fn via_values(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        match &*self.0 {
+            RequestRepr::Parts(d) => Box::new(d.vias.iter().map(|v| &**v)),
+            RequestRepr::View(v) => Box::new(
+                std::iter::once(v.top_via()).chain(values_of(&v.msg, HeaderName::Via).skip(1)),
+            ),
+        }
     }
     /// Route values, top first.
     pub fn routes(&self) -> &[Box<str>] {
-        &self.0.routes
+        match &*self.0 {
+            RequestRepr::Parts(d) => &d.routes,
+            RequestRepr::View(v) => &v.lists().routes,
+        }
+    }
+    /// Every Route value, top first, without copying them.
+    pub fn route_values(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        match &*self.0 {
+            RequestRepr::Parts(d) => Box::new(d.routes.iter().map(|v| &**v)),
+            RequestRepr::View(v) => {
+                Box::new(values_of(&v.msg, HeaderName::Route).skip(usize::from(v.popped)))
+            }
+        }
     }
     /// From value.
     pub fn from_value(&self) -> &str {
-        &self.0.from
+        match &*self.0 {
+            RequestRepr::Parts(d) => &d.from,
+            RequestRepr::View(v) => v.from.get(&v.msg),
+        }
     }
     /// To value.
     pub fn to_value(&self) -> &str {
-        &self.0.to
+        match &*self.0 {
+            RequestRepr::Parts(d) => &d.to,
+            RequestRepr::View(v) => v.to.get(&v.msg),
+        }
     }
     /// Call-ID.
     pub fn call_id(&self) -> &str {
-        &self.0.call_id
+        match &*self.0 {
+            RequestRepr::Parts(d) => &d.call_id,
+            RequestRepr::View(v) => v.call_id.get(&v.msg),
+        }
     }
     /// CSeq number.
     pub fn cseq(&self) -> u32 {
-        self.0.cseq
+        match &*self.0 {
+            RequestRepr::Parts(d) => d.cseq,
+            RequestRepr::View(v) => v.cseq,
+        }
     }
     /// Serialized bytes.
     pub fn bytes(&self) -> &Bytes {
-        &self.0.bytes
+        match &*self.0 {
+            RequestRepr::Parts(d) => &d.bytes,
+            RequestRepr::View(v) => v.msg.bytes(),
+        }
     }
     /// `branch` of the top Via.
     pub fn branch(&self) -> Option<&str> {
-        self.0.top.branch(&self.0.vias)
+        match &*self.0 {
+            RequestRepr::Parts(d) => d.top.branch(&d.vias),
+            RequestRepr::View(v) => v.top.branch_in(v.top_via()),
+        }
     }
     /// sent-by (`host[:port]`) of the top Via.
     pub fn sent_by(&self) -> &str {
-        self.0.top.sent_by(&self.0.vias)
+        match &*self.0 {
+            RequestRepr::Parts(d) => d.top.sent_by(&d.vias),
+            RequestRepr::View(v) => v.top.sent_by_in(v.top_via()),
+        }
     }
     /// From tag.
     pub fn from_tag(&self) -> Option<&str> {
-        header_param(&self.0.from, "tag")
+        header_param(self.from_value(), "tag")
     }
     /// To tag.
     pub fn to_tag(&self) -> Option<&str> {
-        header_param(&self.0.to, "tag")
+        header_param(self.to_value(), "tag")
     }
 
     /// The ACK a client transaction sends for a non-2xx final `response` (§17.1.1.3): same
@@ -261,13 +500,13 @@ impl TxRequest {
     pub fn ack_for(&self, response: &TxResponse) -> Self {
         Self::build(RequestParts {
             method: "ACK".into(),
-            uri: self.0.uri.to_string(),
-            vias: self.0.vias.iter().take(1).map(|v| v.to_string()).collect(),
-            routes: self.0.routes.iter().map(|v| v.to_string()).collect(),
-            from: self.0.from.to_string(),
-            to: response.0.to.to_string(),
-            call_id: self.0.call_id.to_string(),
-            cseq: self.0.cseq,
+            uri: self.uri().to_string(),
+            vias: self.top_via().map(str::to_string).into_iter().collect(),
+            routes: self.route_values().map(str::to_string).collect(),
+            from: self.from_value().to_string(),
+            to: response.to_value().to_string(),
+            call_id: self.call_id().to_string(),
+            cseq: self.cseq(),
             ..RequestParts::default()
         })
     }
@@ -277,13 +516,13 @@ impl TxRequest {
     pub fn cancel(&self) -> Self {
         Self::build(RequestParts {
             method: "CANCEL".into(),
-            uri: self.0.uri.to_string(),
-            vias: self.0.vias.iter().take(1).map(|v| v.to_string()).collect(),
-            routes: self.0.routes.iter().map(|v| v.to_string()).collect(),
-            from: self.0.from.to_string(),
-            to: self.0.to.to_string(),
-            call_id: self.0.call_id.to_string(),
-            cseq: self.0.cseq,
+            uri: self.uri().to_string(),
+            vias: self.top_via().map(str::to_string).into_iter().collect(),
+            routes: self.route_values().map(str::to_string).collect(),
+            from: self.from_value().to_string(),
+            to: self.to_value().to_string(),
+            call_id: self.call_id().to_string(),
+            cseq: self.cseq(),
             ..RequestParts::default()
         })
     }
@@ -307,7 +546,7 @@ impl RequestData {
             call_id: parts.call_id.into(),
             cseq: parts.cseq,
             bytes,
-            view: View::default(),
+            view: None,
         }
     }
 
@@ -364,59 +603,134 @@ pub struct ResponseParts {
     pub cseq_method: String,
 }
 
+/// A response as the transaction layer sees it (cheap to clone, like [`TxRequest`]; a
+/// received one is its message plus byte ranges, like a received request).
+#[derive(Debug, Clone)]
+pub struct TxResponse(Arc<ResponseRepr>);
+
+#[derive(Debug)]
+enum ResponseRepr {
+    Parts(ResponseData),
+    View(ResponseView),
+}
+
+impl PartialEq for TxResponse {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+            || (self.bytes() == other.bytes() && self.parts() == other.parts())
+    }
+}
+
+impl Eq for TxResponse {}
+
+#[derive(Debug)]
+struct ResponseData {
+    top: ViaSpans,
+    status: u16,
+    reason: Box<str>,
+    vias: Vec<Box<str>>,
+    record_routes: Vec<Box<str>>,
+    headers: Vec<(Box<str>, Box<str>)>,
+    body: Box<[u8]>,
+    from: Box<str>,
+    to: Box<str>,
+    call_id: Box<str>,
+    cseq: u32,
+    cseq_method: Box<str>,
+    bytes: Bytes,
+}
+
+/// A received (or edited) response: its message and where its matching fields are.
+#[derive(Debug)]
+pub(crate) struct ResponseView {
+    pub(crate) msg: Message,
+    pub(crate) status: u16,
+    pub(crate) reason: Sp,
+    pub(crate) from: Sp,
+    pub(crate) to: Sp,
+    pub(crate) call_id: Sp,
+    pub(crate) top_via: Sp,
+    pub(crate) top: ViaSpans,
+    pub(crate) cseq: u32,
+    pub(crate) cseq_method: Sp,
+    pub(crate) lists: OnceLock<Box<Lists>>,
+}
+
+impl ResponseView {
+    fn lists(&self) -> &Lists {
+        self.lists.get_or_init(|| Box::new(lists_of(&self.msg)))
+    }
+}
+
 impl TxResponse {
     /// A response from its parts, serialized by the minimal encoder.
     pub fn build(parts: ResponseParts) -> Self {
         let mut data = ResponseData::new(parts, Bytes::new());
         data.bytes = Bytes::from(data.encode());
-        Self(Arc::new(data))
+        Self(Arc::new(ResponseRepr::Parts(data)))
     }
 
     /// A response from its parts and its serialized form.
     pub fn from_parts(parts: ResponseParts, bytes: Bytes) -> Self {
-        Self(Arc::new(ResponseData::new(parts, bytes)))
+        Self(Arc::new(ResponseRepr::Parts(ResponseData::new(
+            parts, bytes,
+        ))))
     }
 
-    /// A response from its parts and the message they were read from.
-    pub(crate) fn from_message_parts(parts: ResponseParts, msg: &Message) -> Self {
-        let mut data = ResponseData::new(parts, msg.bytes().clone());
-        data.view = View(Some(msg.clone()));
-        Self(Arc::new(data))
+    /// A response viewing a message (see [`TryFrom<&Message>`]).
+    pub(crate) fn from_view(view: ResponseView) -> Self {
+        Self(Arc::new(ResponseRepr::View(view)))
     }
 
     /// The message-layer view of the bytes, when the response came from the message layer.
     pub fn message(&self) -> Option<&Message> {
-        self.0.view.0.as_ref()
+        match &*self.0 {
+            ResponseRepr::Parts(_) => None,
+            ResponseRepr::View(v) => Some(&v.msg),
+        }
     }
 
     /// The parts this response was built from.
     pub fn parts(&self) -> ResponseParts {
         ResponseParts {
-            status: self.0.status,
-            reason: self.0.reason.to_string(),
-            vias: strings(&self.0.vias),
-            record_routes: strings(&self.0.record_routes),
-            headers: owned_pairs(&self.0.headers),
-            body: self.0.body.to_vec(),
-            from: self.0.from.to_string(),
-            to: self.0.to.to_string(),
-            call_id: self.0.call_id.to_string(),
-            cseq: self.0.cseq,
-            cseq_method: self.0.cseq_method.to_string(),
+            status: self.status(),
+            reason: self.reason().to_string(),
+            vias: strings(self.vias()),
+            record_routes: strings(self.record_routes()),
+            headers: owned_pairs(self.headers()),
+            body: self.body().to_vec(),
+            from: self.from_value().to_string(),
+            to: self.to_value().to_string(),
+            call_id: self.call_id().to_string(),
+            cseq: self.cseq(),
+            cseq_method: self.cseq_method().to_string(),
+        }
+    }
+
+    fn headers(&self) -> &[(Box<str>, Box<str>)] {
+        match &*self.0 {
+            ResponseRepr::Parts(d) => &d.headers,
+            ResponseRepr::View(v) => &v.lists().headers,
         }
     }
 
     /// Record-Route values, top first.
     pub fn record_routes(&self) -> &[Box<str>] {
-        &self.0.record_routes
+        match &*self.0 {
+            ResponseRepr::Parts(d) => &d.record_routes,
+            ResponseRepr::View(v) => &v.lists().record_routes,
+        }
     }
     /// Values of the other header fields named `name` (case-insensitive).
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        named(&self.0.headers, name)
+        named(self.headers(), name)
     }
     /// Body.
     pub fn body(&self) -> &[u8] {
-        &self.0.body
+        match &*self.0 {
+            ResponseRepr::Parts(d) => &d.body,
+            ResponseRepr::View(v) => v.msg.body(),
+        }
     }
 
     /// A response to `request` (§8.2.6.2): Via, From, Call-ID, CSeq, Record-Route copied; To copied and given
@@ -427,7 +741,7 @@ impl TxResponse {
         reason: &str,
         to_tag: Option<&str>,
     ) -> Self {
-        let mut to = request.0.to.to_string();
+        let mut to = request.to_value().to_string();
         if let Some(tag) = to_tag
             && request.to_tag().is_none()
         {
@@ -436,17 +750,17 @@ impl TxResponse {
         Self::build(ResponseParts {
             status,
             reason: reason.into(),
-            vias: request.0.vias.iter().map(|v| v.to_string()).collect(),
-            from: request.0.from.to_string(),
+            vias: request.via_values().map(str::to_string).collect(),
+            from: request.from_value().to_string(),
             to,
-            call_id: request.0.call_id.to_string(),
-            cseq: request.0.cseq,
-            cseq_method: request.0.method.to_string(),
+            call_id: request.call_id().to_string(),
+            cseq: request.cseq(),
+            cseq_method: request.method().to_string(),
             // §12.1.1: the UAS copies Record-Route into a response that establishes a
             // dialog (101-299); a 100 or an error carries none (it would only make a
             // spoofed request's answer bigger).
             record_routes: if (101..300).contains(&status) {
-                strings(&request.0.record_routes)
+                strings(request.record_routes())
             } else {
                 Vec::new()
             },
@@ -456,47 +770,84 @@ impl TxResponse {
 
     /// Status code.
     pub fn status(&self) -> u16 {
-        self.0.status
+        match &*self.0 {
+            ResponseRepr::Parts(d) => d.status,
+            ResponseRepr::View(v) => v.status,
+        }
     }
     /// Reason phrase.
     pub fn reason(&self) -> &str {
-        &self.0.reason
+        match &*self.0 {
+            ResponseRepr::Parts(d) => &d.reason,
+            ResponseRepr::View(v) => v.reason.get(&v.msg),
+        }
     }
     /// Via values, top first.
     pub fn vias(&self) -> &[Box<str>] {
-        &self.0.vias
+        match &*self.0 {
+            ResponseRepr::Parts(d) => &d.vias,
+            ResponseRepr::View(v) => &v.lists().vias,
+        }
+    }
+    /// The top Via value (no copy).
+    pub fn top_via(&self) -> Option<&str> {
+        match &*self.0 {
+            ResponseRepr::Parts(d) => d.vias.first().map(|v| &**v),
+            ResponseRepr::View(v) => Some(v.top_via.get(&v.msg)),
+        }
     }
     /// From value.
     pub fn from_value(&self) -> &str {
-        &self.0.from
+        match &*self.0 {
+            ResponseRepr::Parts(d) => &d.from,
+            ResponseRepr::View(v) => v.from.get(&v.msg),
+        }
     }
     /// To value.
     pub fn to_value(&self) -> &str {
-        &self.0.to
+        match &*self.0 {
+            ResponseRepr::Parts(d) => &d.to,
+            ResponseRepr::View(v) => v.to.get(&v.msg),
+        }
     }
     /// To tag.
     pub fn to_tag(&self) -> Option<&str> {
-        header_param(&self.0.to, "tag")
+        header_param(self.to_value(), "tag")
     }
     /// Call-ID.
     pub fn call_id(&self) -> &str {
-        &self.0.call_id
+        match &*self.0 {
+            ResponseRepr::Parts(d) => &d.call_id,
+            ResponseRepr::View(v) => v.call_id.get(&v.msg),
+        }
     }
     /// CSeq number.
     pub fn cseq(&self) -> u32 {
-        self.0.cseq
+        match &*self.0 {
+            ResponseRepr::Parts(d) => d.cseq,
+            ResponseRepr::View(v) => v.cseq,
+        }
     }
     /// CSeq method.
     pub fn cseq_method(&self) -> &str {
-        &self.0.cseq_method
+        match &*self.0 {
+            ResponseRepr::Parts(d) => &d.cseq_method,
+            ResponseRepr::View(v) => v.cseq_method.get(&v.msg),
+        }
     }
     /// Serialized bytes.
     pub fn bytes(&self) -> &Bytes {
-        &self.0.bytes
+        match &*self.0 {
+            ResponseRepr::Parts(d) => &d.bytes,
+            ResponseRepr::View(v) => v.msg.bytes(),
+        }
     }
     /// `branch` of the top Via.
     pub fn branch(&self) -> Option<&str> {
-        self.0.top.branch(&self.0.vias)
+        match &*self.0 {
+            ResponseRepr::Parts(d) => d.top.branch(&d.vias),
+            ResponseRepr::View(v) => v.top.branch_in(v.top_via.get(&v.msg)),
+        }
     }
     /// This response with its top Via removed: the received bytes edited when it has a
     /// message-layer view, else re-serialized by the minimal encoder.
@@ -533,7 +884,6 @@ impl ResponseData {
             cseq: parts.cseq,
             cseq_method: parts.cseq_method.into(),
             bytes,
-            view: View::default(),
         }
     }
 
@@ -558,16 +908,19 @@ impl ResponseData {
 /// Where the branch and sent-by of the top Via are, computed once per message so that
 /// matching does not rescan the Via text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct ViaSpans {
+pub(crate) struct ViaSpans {
     branch: Option<std::ops::Range<usize>>,
     sent_by: std::ops::Range<usize>,
 }
 
 impl ViaSpans {
     fn of(vias: &[Box<str>]) -> Self {
-        let Some(top) = vias.first() else {
-            return Self::default();
-        };
+        vias.first()
+            .map_or_else(Self::default, |top| Self::of_str(top))
+    }
+
+    /// The spans within one Via value.
+    pub(crate) fn of_str(top: &str) -> Self {
         let base = top.as_ptr() as usize;
         let span = |sub: &str| {
             let start = sub.as_ptr() as usize - base;
@@ -580,14 +933,19 @@ impl ViaSpans {
     }
 
     fn branch<'a>(&self, vias: &'a [Box<str>]) -> Option<&'a str> {
-        let r = self.branch.clone()?;
-        vias.first()?.get(r)
+        self.branch_in(vias.first()?)
     }
 
     fn sent_by<'a>(&self, vias: &'a [Box<str>]) -> &'a str {
-        vias.first()
-            .and_then(|v| v.get(self.sent_by.clone()))
-            .unwrap_or("")
+        vias.first().map_or("", |v| self.sent_by_in(v))
+    }
+
+    fn branch_in<'a>(&self, top: &'a str) -> Option<&'a str> {
+        top.get(self.branch.clone()?)
+    }
+
+    fn sent_by_in<'a>(&self, top: &'a str) -> &'a str {
+        top.get(self.sent_by.clone()).unwrap_or("")
     }
 }
 

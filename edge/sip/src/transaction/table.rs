@@ -190,7 +190,11 @@ enum Machine {
     },
     Server {
         sm: ServerTxn,
+        /// The last response sent, kept to retransmit (not kept for a 2xx in Accepted: the
+        /// UAS retransmits those end to end, RFC 6026 §8.5).
         last: Option<TxResponse>,
+        /// Whether any response was sent.
+        answered: bool,
     },
 }
 
@@ -249,7 +253,13 @@ pub struct TransactionLayer {
     trying: BinaryHeap<Reverse<(Instant, TransactionKey)>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    /// Generation of slots made after the table was last emptied and given back (above every
+    /// generation handed out before, so an old handle never names a new transaction).
+    generation_floor: u32,
 }
+
+/// Slots a table keeps when it is empty; beyond that its memory goes back to the allocator.
+const IDLE_SLOTS: usize = 64;
 
 impl TransactionLayer {
     /// An empty table.
@@ -305,10 +315,10 @@ impl TransactionLayer {
                 return;
             };
             let before = entry.timers();
-            let Machine::Server { sm, last } = &mut entry.machine else {
+            let Machine::Server { sm, last, answered } = &mut entry.machine else {
                 return;
             };
-            match sm.on_request(now, is_ack, last.is_some()) {
+            match sm.on_request(now, is_ack, *answered) {
                 OnRequest::ResendLast => {
                     if let Some(resp) = last.clone() {
                         let destination = entry.remote;
@@ -340,7 +350,11 @@ impl TransactionLayer {
         );
         let key_hash = self.index.hash(&MatchKey::server(&request, None));
         let key = self.insert(Entry {
-            machine: Machine::Server { sm, last: None },
+            machine: Machine::Server {
+                sm,
+                last: None,
+                answered: false,
+            },
             request: request.clone(),
             remote: source,
             key_hash,
@@ -453,11 +467,12 @@ impl TransactionLayer {
         let entry = slot_entry(&mut self.slots, key).ok_or(TransactionError::UnknownTransaction)?;
         let before = entry.timers();
         let destination = entry.remote;
-        let Machine::Server { sm, last } = &mut entry.machine else {
+        let Machine::Server { sm, last, answered } = &mut entry.machine else {
             return Err(TransactionError::WrongKind);
         };
         sm.on_send(now, response.status())?;
-        *last = Some(response.clone());
+        *answered = true;
+        *last = (sm.state != State::Accepted).then(|| response.clone());
         self.transmits.push_back(Transmit {
             destination,
             message: Outgoing::Response(response),
@@ -498,7 +513,13 @@ impl TransactionLayer {
         let Some(entry) = self.entry(key) else {
             return;
         };
-        if !matches!(entry.machine, Machine::Server { last: None, .. }) {
+        if !matches!(
+            entry.machine,
+            Machine::Server {
+                answered: false,
+                ..
+            }
+        ) {
             return;
         }
         let trying = TxResponse::to_request(&entry.request, 100, "Trying", None);
@@ -508,12 +529,48 @@ impl TransactionLayer {
 
     /// Whether the 100 Trying queued for `key` would still be sent.
     fn trying_pending(&self, key: TransactionKey) -> bool {
-        self.entry(key)
-            .is_some_and(|e| matches!(e.machine, Machine::Server { last: None, .. }))
+        self.entry(key).is_some_and(|e| {
+            matches!(
+                e.machine,
+                Machine::Server {
+                    answered: false,
+                    ..
+                }
+            )
+        })
     }
 
     /// Fire every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.fire_timers(now);
+        self.release_idle();
+    }
+
+    /// After a load peak the table is sized for it: once every transaction has ended, give the
+    /// slots, the index and the queues back (memory returns to its idle size). Called by
+    /// [`Self::handle_timeout`]; a caller that drains the events after it calls it again.
+    pub fn release_idle(&mut self) {
+        if !self.is_empty() {
+            return;
+        }
+        if self.slots.len() > IDLE_SLOTS {
+            let top = self.slots.iter().map(|s| s.generation).max().unwrap_or(0);
+            self.generation_floor = top.wrapping_add(1);
+            self.slots = Vec::new();
+            self.free = Vec::new();
+            self.index.shrink();
+            self.deadlines.shrink_to_fit();
+            self.trying.shrink_to_fit();
+        }
+        if self.events.is_empty() && self.events.capacity() > IDLE_SLOTS {
+            self.events = VecDeque::new();
+        }
+        if self.transmits.is_empty() && self.transmits.capacity() > IDLE_SLOTS {
+            self.transmits = VecDeque::new();
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
         while let Some(&Reverse((at, key))) = self.trying.peek() {
             if at > now {
                 break;
@@ -667,7 +724,10 @@ impl TransactionLayer {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.slots.push(Slot::default());
+                self.slots.push(Slot {
+                    generation: self.generation_floor,
+                    entry: None,
+                });
                 u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
             }
         };
