@@ -19,6 +19,7 @@ mod py;
 mod reload;
 pub mod shared;
 pub mod smpp;
+mod watchdog;
 mod worker;
 
 pub use event::{
@@ -34,4 +35,5 @@ pub use http::{
 };
 pub use message::SipMessage;
 pub use smpp::{SmppAnswer, SmppEvent, SmppOut, SmppSend, SmppValue, SmppVia, bind_owner};
+pub use watchdog::StallConfig;
 pub use worker::LogLevel;
