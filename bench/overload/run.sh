@@ -98,11 +98,11 @@ print(get("TotalCallCreated"), get("SuccessfulCall(C)"), get("FailedCall(C)"),
 EOF
 }
 
-udp_drops() { nstat -az UdpRcvbufErrors 2>/dev/null | awk '/UdpRcvbufErrors/ {print $2}' || echo 0; }
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$TARGET_MAIN_PID/status" 2>/dev/null || echo 0; }
+udp_drops() { { nstat -az UdpRcvbufErrors 2>/dev/null || true; } | awk '/UdpRcvbufErrors/ {v=$2} END {print v+0}'; }
+rss_kb() { { cat "/proc/$TARGET_MAIN_PID/status" 2>/dev/null || true; } | awk '/^VmRSS:/ {v=$2} END {print v+0}'; }
 metric() { # metric NAME: the first sample of a siphon metric (0 when absent)
-	curl -s --max-time 1 "http://127.0.0.1:$METRICS_PORT/metrics" 2>/dev/null |
-		awk -v n="$1" '$1 ~ "^"n {print $2; found=1; exit} END {if (!found) print 0}'
+	{ curl -s --max-time 1 "http://127.0.0.1:$METRICS_PORT/metrics" 2>/dev/null || true; } |
+		awk -v n="$1" 'index($1, n) == 1 && !found {v=$2; found=1} END {print v+0}'
 }
 
 # calls RATE SECS NAME: one bounded uac_overload job (the UAS is already running)
@@ -166,7 +166,6 @@ run_target() {
 	say_r "overload $t: offered $over calls/s (2x $CAPACITY) for ${SECS}s"
 	local d0 rss=() q=() sh0
 	d0=$(udp_drops)
-	sh0=$(metric 'siphon_shed_total{reason="overload"}')
 	calls "$over" "$SECS" "$t-overload" &
 	local job=$!
 	local i=0
@@ -179,14 +178,20 @@ run_target() {
 	wait "$job" || true
 	local d1 sh1
 	d1=$(udp_drops)
-	sh1=$(metric 'siphon_shed_total{reason="overload"}')
+	local shed_lines
+	shed_lines=$({ curl -s --max-time 1 "http://127.0.0.1:$METRICS_PORT/metrics" 2>/dev/null || true; } |
+		awk '/^siphon_shed_total/ {printf "%s ", $0}')
 	read -r created ok failed retrans shed <<<"$(job_counts "$t-overload")"
 	read -r p50 p99 nrt <<<"$(rtt_stats "$WORK/$t-overload")"
 	say_r "  $t: created=$created completed=$((ok - shed)) shed503=$shed failed=$failed sipp_retransmissions=$retrans"
 	say_r "  $t: admitted INVITE->200 p50=${p50}ms p99=${p99}ms (n=$nrt)"
 	say_r "  $t: kernel UdpRcvbufErrors during the load: $((d1 - d0))"
-	[[ $t == siphon ]] && say_r "  $t: siphon_shed_total{reason=overload} +$(python3 -c "print(int(float('$sh1') - float('$sh0')))"); queue depth samples (1/s): ${q[*]:-}"
+	if [[ $t == siphon ]]; then
+		say_r "  $t: since start (search included): $shed_lines"
+		say_r "  $t: queue depth samples (1/s): ${q[*]:-}"
+	fi
 	say_r "  $t: RSS kB first=${rss[0]:-0} min=$(printf '%s\n' "${rss[@]}" | sort -n | head -1) max=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1) last=${rss[-1]:-0}"
+	say_r "  $t: RSS kB every 5 s: $(for ((k = 0; k < ${#rss[@]}; k += 5)); do printf '%s ' "${rss[k]}"; done)"
 	if [[ $t == siphon ]]; then
 		local retry
 		retry=$(grep -c 'Retry-After' "$WORK/$t-overload/"*messages.log 2>/dev/null || true)

@@ -539,6 +539,10 @@ pub struct Tuning {
     /// Retry-After (seconds) of the 503s that shed load or answer for a stalled worker
     /// (default 2).
     pub overload_retry_after_secs: Option<u32>,
+    /// Also shed new INVITEs and REGISTERs while a reactor is saturated (it did not sleep once
+    /// in the last 100 ms), when the bottleneck is the reactor and not the script (default
+    /// true).
+    pub overload_shed_on_saturation: Option<bool>,
     /// CPUs for the HTTP extension's tokio threads (one thread per entry; default: one
     /// unpinned thread).
     pub http_cpus: Option<Vec<usize>>,

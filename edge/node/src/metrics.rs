@@ -85,9 +85,12 @@ pub enum ShedReason {
     Stalled = 1,
     /// The script queue was full when the request was handed over.
     QueueFull = 2,
+    /// A new INVITE or REGISTER while the reactor was saturated (it did not sleep once in the
+    /// last 100 ms; stateless, before any transaction).
+    Saturated = 3,
 }
 
-const SHED_NAMES: &[&str] = &["overload", "stalled", "queue_full"];
+const SHED_NAMES: &[&str] = &["overload", "stalled", "queue_full", "saturated"];
 
 /// Why a send towards a next hop failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,7 +138,7 @@ pub struct CoreMetrics {
     /// Response contexts still without a final response (what a drain waits for).
     pub transactions_pending: AtomicI64,
     /// Requests answered 503 with Retry-After without their script, by [`ShedReason`].
-    pub shed: [AtomicU64; 3],
+    pub shed: [AtomicU64; 4],
     /// Script events that got no answer by their transaction deadline (408 sent).
     pub script_timeouts: AtomicU64,
 }

@@ -588,6 +588,7 @@ impl Node {
                     None => 256,
                 },
                 retry_after_secs: c.tuning.overload_retry_after_secs.unwrap_or(2),
+                shed_on_saturation: c.tuning.overload_shed_on_saturation.unwrap_or(true),
                 timeout: Duration::from_secs(t.timeout_secs.max(1)),
                 invite_timeout: Duration::from_secs(t.invite_timeout_secs.max(1)),
             },

@@ -26,6 +26,9 @@ use crate::metrics::ShedReason;
 /// Token of the reactor timer for the next script deadline.
 pub(super) const FAULT_TIMER: u64 = 2;
 
+/// Length of one reactor-load window (see [`Faults::saturated`]).
+const LOAD_WINDOW: Duration = Duration::from_millis(100);
+
 /// How late a script deadline may be noticed.
 const DEADLINE_SLACK: Duration = Duration::from_millis(50);
 
@@ -36,6 +39,9 @@ pub struct FaultConfig {
     pub shed_depth: usize,
     /// Retry-After of every 503 sent here.
     pub retry_after_secs: u32,
+    /// Also shed new INVITEs and REGISTERs while the reactor itself is saturated (it did not
+    /// sleep once in the last 100 ms): `tuning.overload_shed_on_saturation`.
+    pub shed_on_saturation: bool,
     /// How long a script may take to answer a non-INVITE request, a reply or a failure
     /// (`transaction.timeout_secs`).
     pub timeout: Duration,
@@ -48,6 +54,7 @@ impl Default for FaultConfig {
         Self {
             shed_depth: 256,
             retry_after_secs: 2,
+            shed_on_saturation: true,
             timeout: Duration::from_secs(5),
             invite_timeout: Duration::from_secs(30),
         }
@@ -65,6 +72,11 @@ pub(super) struct Faults {
     timer: Option<(TimerId, Instant)>,
     /// The pending events of the current stall were answered.
     swept: bool,
+    /// Start of the current reactor-load window and the reactor's sleep count then.
+    window: Option<(Instant, u64)>,
+    /// The reactor did not sleep once during the last whole window: it is saturated and the
+    /// kernel queues (and soon drops) datagrams, so new INVITEs and REGISTERs are shed.
+    saturated: bool,
 }
 
 impl Faults {
@@ -94,11 +106,18 @@ impl Engine {
         let host = &self.shared.host;
         let reason = if host.stalled(self.core) {
             ShedReason::Stalled
-        } else if matches!(method, "INVITE" | "REGISTER")
-            && host.queue_depth(self.core) >= self.shared.faults.shed_depth
-            && TxRequest::try_from(msg).is_ok_and(|tx| tx.to_tag().is_none())
-        {
-            ShedReason::Overload
+        } else if matches!(method, "INVITE" | "REGISTER") {
+            let reason = if host.queue_depth(self.core) >= self.shared.faults.shed_depth {
+                ShedReason::Overload
+            } else if self.faults.saturated {
+                ShedReason::Saturated
+            } else {
+                return false;
+            };
+            if !TxRequest::try_from(msg).is_ok_and(|tx| tx.to_tag().is_none()) {
+                return false;
+            }
+            reason
         } else {
             return false;
         };
@@ -124,13 +143,12 @@ impl Engine {
     /// End of a loop turn: publish the queue depth, answer for a stalled worker, give
     /// timed-out requests their 408, and arm the timer for the next deadline.
     pub(super) fn fault_turn(&mut self, cx: &mut Cx<'_, Msg>) {
-        let host = &self.shared.host;
-        self.m
-            .queue_depth
-            .store(host.queue_depth(self.core) as u64, Ordering::Relaxed);
+        let depth = self.shared.host.queue_depth(self.core);
+        self.m.queue_depth.store(depth as u64, Ordering::Relaxed);
         let now = cx.now();
+        self.reactor_load(cx, now);
         let mut answered = false;
-        if host.stalled(self.core) {
+        if self.shared.host.stalled(self.core) {
             if !self.faults.swept {
                 self.faults.swept = true;
                 answered |= self.answer_for_stalled(now);
@@ -158,6 +176,35 @@ impl Engine {
                 self.faults.timer = Some((cx.set_timer(after, FAULT_TIMER), at));
             }
             _ => {}
+        }
+    }
+
+    /// Close a reactor-load window every [`LOAD_WINDOW`]: saturated when the reactor went
+    /// through it without sleeping once (it had work queued at every turn).
+    fn reactor_load(&mut self, cx: &mut Cx<'_, Msg>, now: Instant) {
+        if self.shared.faults.shed_on_saturation {
+            let sleeps = cx.metrics().sleeps.load(Ordering::Relaxed);
+            match self.faults.window {
+                Some((start, s0)) if now.duration_since(start) >= LOAD_WINDOW => {
+                    let was = self.faults.saturated;
+                    self.faults.saturated = sleeps == s0;
+                    if self.faults.saturated != was {
+                        tracing::info!(
+                            core = self.core,
+                            saturated = self.faults.saturated,
+                            "reactor load: new INVITEs and REGISTERs {}",
+                            if self.faults.saturated {
+                                "get 503 with Retry-After"
+                            } else {
+                                "are admitted again"
+                            }
+                        );
+                    }
+                    self.faults.window = Some((now, sleeps));
+                }
+                Some(_) => {}
+                None => self.faults.window = Some((now, sleeps)),
+            }
         }
     }
 

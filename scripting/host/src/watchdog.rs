@@ -260,46 +260,39 @@ fn interrupter(shared: &Shared, worker: usize, interp: InterpPtr, rx: &Receiver<
     }
     let watch = &shared.workers[worker].watch;
     let mut exc: *mut ffi::PyObject = std::ptr::null_mut();
-    loop {
-        match rx.recv() {
-            Ok(Cmd::Interrupt(seq)) => {
-                // SAFETY: `ts` belongs to this thread and is not current; this blocks until the
-                // interpreter's GIL is free (a running eval loop drops it on request).
-                unsafe { ffi::PyEval_RestoreThread(ts) };
-                let still = watch.turn_seq.load(Ordering::SeqCst) == seq
-                    && watch.busy_since.load(Ordering::SeqCst) != 0;
-                if still {
-                    if exc.is_null() {
-                        // SAFETY: GIL held; creates a new class (new reference) or NULL.
-                        exc = unsafe {
-                            ffi::PyErr_NewException(
-                                c"siphon.HandlerStalled".as_ptr(),
-                                ffi::PyExc_BaseException,
-                                std::ptr::null_mut(),
-                            )
-                        };
-                        if exc.is_null() {
-                            // SAFETY: GIL held; drop the error of the failed creation.
-                            unsafe { ffi::PyErr_Clear() };
-                        }
-                    }
-                    if !exc.is_null() {
-                        watch.interrupted.store(true, Ordering::SeqCst);
-                        // SAFETY: GIL of the worker's interpreter held; `exc` is a live class of
-                        // this interpreter; the id names the worker's thread state.
-                        unsafe {
-                            ffi::PyThreadState_SetAsyncExc(
-                                watch.tid.load(Ordering::SeqCst) as _,
-                                exc,
-                            )
-                        };
-                    }
+    // Until Cmd::Stop, or the worker dropped its sender.
+    while let Ok(Cmd::Interrupt(seq)) = rx.recv() {
+        // SAFETY: `ts` belongs to this thread and is not current; this blocks until the
+        // interpreter's GIL is free (a running eval loop drops it on request).
+        unsafe { ffi::PyEval_RestoreThread(ts) };
+        let still = watch.turn_seq.load(Ordering::SeqCst) == seq
+            && watch.busy_since.load(Ordering::SeqCst) != 0;
+        if still {
+            if exc.is_null() {
+                // SAFETY: GIL held; creates a new class (new reference) or NULL.
+                exc = unsafe {
+                    ffi::PyErr_NewException(
+                        c"siphon.HandlerStalled".as_ptr(),
+                        ffi::PyExc_BaseException,
+                        std::ptr::null_mut(),
+                    )
+                };
+                if exc.is_null() {
+                    // SAFETY: GIL held; drop the error of the failed creation.
+                    unsafe { ffi::PyErr_Clear() };
                 }
-                // SAFETY: releases the GIL taken above; `ts` stays owned by this thread.
-                unsafe { ffi::PyEval_SaveThread() };
             }
-            Ok(Cmd::Stop) | Err(_) => break,
+            if !exc.is_null() {
+                watch.interrupted.store(true, Ordering::SeqCst);
+                // SAFETY: GIL of the worker's interpreter held; `exc` is a live class of
+                // this interpreter; the id names the worker's thread state.
+                unsafe {
+                    ffi::PyThreadState_SetAsyncExc(watch.tid.load(Ordering::SeqCst) as _, exc)
+                };
+            }
         }
+        // SAFETY: releases the GIL taken above; `ts` stays owned by this thread.
+        unsafe { ffi::PyEval_SaveThread() };
     }
     // SAFETY: take the GIL with our own state, drop the class, clear and delete the state
     // (PyThreadState_DeleteCurrent releases the GIL). The worker waits for this with its GIL
