@@ -13,7 +13,9 @@
 #   SIPHON_BIN=... bench/overload/run.sh --secs 20 --capacity 800 siphon   # skip the search
 #
 # Options: --secs N (60), --step-secs N (8: one capacity-search step), --start-rate N (250),
-# --capacity N (skip the search and use N calls/s), --out FILE (print to stdout and FILE).
+# --capacity N (skip the search and use N calls/s), --out FILE (print to stdout and FILE),
+# --script-cost-ms N (0: siphon's routing script burns N ms of CPU per new INVITE, so that the
+# per-core Python worker, not the load generator, is the bottleneck on a small machine).
 # Targets: siphon, kamailio (default: both if kamailio is installed). Kamailio gets the same
 # offered load, at the capacity found for siphon.
 set -euo pipefail
@@ -22,7 +24,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../sip/lib.sh
 source "$HERE/../sip/lib.sh"
 
-SECS=60 STEP_SECS=8 START_RATE=250 CAPACITY="" OUT=""
+SECS=60 STEP_SECS=8 START_RATE=250 CAPACITY="" OUT="" COST_MS=0
 TARGETS=()
 while [[ $# -gt 0 ]]; do
 	case $1 in
@@ -31,6 +33,7 @@ while [[ $# -gt 0 ]]; do
 	--start-rate) START_RATE=$2; shift 2 ;;
 	--capacity) CAPACITY=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
+	--script-cost-ms) COST_MS=$2; shift 2 ;;
 	-h | --help) sed -n '2,20p' "$0"; exit 0 ;;
 	siphon | kamailio) TARGETS+=("$1"); shift ;;
 	*) die "unknown argument $1" ;;
@@ -49,6 +52,7 @@ METRICS_PORT=${METRICS_PORT:-9190}
 # siphon on one reactor core, the example proxy script, metrics on METRICS_PORT
 mkcfg() {
 	cp "$REPO_ROOT/deploy/examples/proxy_default.py" "$WORK/"
+	[[ $COST_MS == 0 ]] || python3 "$HERE/script_cost.py" "$WORK/proxy_default.py" "$COST_MS"
 	sed -e "s#\${SIPHON_METRICS:-127.0.0.1:9090}#127.0.0.1:$METRICS_PORT#" \
 		-e 's/level: info/level: warn/' \
 		"$REPO_ROOT/deploy/examples/siphon.yaml" >"$WORK/siphon.yaml"
@@ -221,6 +225,7 @@ run_target() {
 {
 	echo "# bench/overload/run.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "# siphon: $("${SIPHON_BIN:-siphon}" --version 2>/dev/null | head -n 1), kamailio: $("$KAMAILIO_BIN" -v 2>/dev/null | head -n 1)"
+	echo "# secs=$SECS step_secs=$STEP_SECS start_rate=$START_RATE capacity=${CAPACITY:-search} script_cost_ms=$COST_MS (siphon only)"
 } | tee -a "$WORK/report.txt"
 for t in "${TARGETS[@]}"; do
 	run_target "$t"

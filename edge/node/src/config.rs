@@ -536,6 +536,10 @@ pub struct Tuning {
     /// Events waiting for a core's script worker at which new INVITEs and REGISTERs get a
     /// stateless 503 with Retry-After (default 256; 0 = only when the queue is full).
     pub overload_queue_depth: Option<usize>,
+    /// Estimated wait in a core's script queue (its depth over the worker's measured
+    /// throughput) at which new INVITEs and REGISTERs get a stateless 503 with Retry-After
+    /// (default 50 ms; 0 = depth limit only).
+    pub overload_queue_delay_ms: Option<u64>,
     /// Retry-After (seconds) of the 503s that shed load or answer for a stalled worker
     /// (default 2).
     pub overload_retry_after_secs: Option<u32>,

@@ -587,6 +587,7 @@ impl Node {
                     Some(n) => n,
                     None => 256,
                 },
+                shed_delay: Duration::from_millis(c.tuning.overload_queue_delay_ms.unwrap_or(50)),
                 retry_after_secs: c.tuning.overload_retry_after_secs.unwrap_or(2),
                 shed_on_saturation: c.tuning.overload_shed_on_saturation.unwrap_or(true),
                 timeout: Duration::from_secs(t.timeout_secs.max(1)),

@@ -29,6 +29,9 @@ pub(super) const FAULT_TIMER: u64 = 2;
 /// Length of one reactor-load window (see [`Faults::saturated`]).
 const LOAD_WINDOW: Duration = Duration::from_millis(100);
 
+/// The throughput-based depth limit never goes below this (bursts of a few events are normal).
+const MIN_SHED_DEPTH: usize = 16;
+
 /// How late a script deadline may be noticed.
 const DEADLINE_SLACK: Duration = Duration::from_millis(50);
 
@@ -37,6 +40,9 @@ const DEADLINE_SLACK: Duration = Duration::from_millis(50);
 pub struct FaultConfig {
     /// Queue depth at which new INVITEs and REGISTERs are shed (`usize::MAX`: only when full).
     pub shed_depth: usize,
+    /// Estimated queue wait at which they are shed: the depth limit is also the worker's
+    /// measured throughput times this (`tuning.overload_queue_delay_ms`; zero: off).
+    pub shed_delay: Duration,
     /// Retry-After of every 503 sent here.
     pub retry_after_secs: u32,
     /// Also shed new INVITEs and REGISTERs while the reactor itself is saturated (it did not
@@ -53,6 +59,7 @@ impl Default for FaultConfig {
     fn default() -> Self {
         Self {
             shed_depth: 256,
+            shed_delay: Duration::from_millis(50),
             retry_after_secs: 2,
             shed_on_saturation: true,
             timeout: Duration::from_secs(5),
@@ -74,6 +81,10 @@ pub(super) struct Faults {
     swept: bool,
     /// Start of the current reactor-load window and the reactor's sleep count then.
     window: Option<(Instant, u64)>,
+    /// The worker's events handled at the window start.
+    worker_events: u64,
+    /// Depth limit from the worker's measured throughput (`shed_delay` worth of events).
+    delay_depth: Option<usize>,
     /// The reactor did not sleep once during the last whole window: it is saturated and the
     /// kernel queues (and soon drops) datagrams, so new INVITEs and REGISTERs are shed.
     saturated: bool,
@@ -107,7 +118,13 @@ impl Engine {
         let reason = if host.stalled(self.core) {
             ShedReason::Stalled
         } else if matches!(method, "INVITE" | "REGISTER") {
-            let reason = if host.queue_depth(self.core) >= self.shared.faults.shed_depth {
+            let limit = self
+                .faults
+                .delay_depth
+                .map_or(self.shared.faults.shed_depth, |d| {
+                    d.min(self.shared.faults.shed_depth)
+                });
+            let reason = if host.queue_depth(self.core) >= limit {
                 ShedReason::Overload
             } else if self.faults.saturated {
                 ShedReason::Saturated
@@ -182,29 +199,50 @@ impl Engine {
     /// Close a reactor-load window every [`LOAD_WINDOW`]: saturated when the reactor went
     /// through it without sleeping once (it had work queued at every turn).
     fn reactor_load(&mut self, cx: &mut Cx<'_, Msg>, now: Instant) {
-        if self.shared.faults.shed_on_saturation {
-            let sleeps = cx.metrics().sleeps.load(Ordering::Relaxed);
-            match self.faults.window {
-                Some((start, s0)) if now.duration_since(start) >= LOAD_WINDOW => {
-                    let was = self.faults.saturated;
-                    self.faults.saturated = sleeps == s0;
-                    if self.faults.saturated != was {
-                        tracing::info!(
-                            core = self.core,
-                            saturated = self.faults.saturated,
-                            "reactor load: new INVITEs and REGISTERs {}",
-                            if self.faults.saturated {
-                                "get 503 with Retry-After"
-                            } else {
-                                "are admitted again"
-                            }
-                        );
-                    }
-                    self.faults.window = Some((now, sleeps));
-                }
-                Some(_) => {}
-                None => self.faults.window = Some((now, sleeps)),
+        if let Some((start, _)) = self.faults.window
+            && now.duration_since(start) >= LOAD_WINDOW
+        {
+            // Worker throughput over the window: how many events `shed_delay` of queue holds.
+            let events = self.shared.host.worker_events(self.core);
+            let done = events.saturating_sub(self.faults.worker_events);
+            self.faults.worker_events = events;
+            let delay = self.shared.faults.shed_delay;
+            self.faults.delay_depth = (!delay.is_zero() && done > 0).then(|| {
+                let per_sec = done as f64 / now.duration_since(start).as_secs_f64();
+                ((per_sec * delay.as_secs_f64()) as usize).max(MIN_SHED_DEPTH)
+            });
+        }
+        if !self.shared.faults.shed_on_saturation {
+            if self
+                .faults
+                .window
+                .is_none_or(|(start, _)| now.duration_since(start) >= LOAD_WINDOW)
+            {
+                self.faults.window = Some((now, 0));
             }
+            return;
+        }
+        let sleeps = cx.metrics().sleeps.load(Ordering::Relaxed);
+        match self.faults.window {
+            Some((start, s0)) if now.duration_since(start) >= LOAD_WINDOW => {
+                let was = self.faults.saturated;
+                self.faults.saturated = sleeps == s0;
+                if self.faults.saturated != was {
+                    tracing::info!(
+                        core = self.core,
+                        saturated = self.faults.saturated,
+                        "reactor load: new INVITEs and REGISTERs {}",
+                        if self.faults.saturated {
+                            "get 503 with Retry-After"
+                        } else {
+                            "are admitted again"
+                        }
+                    );
+                }
+                self.faults.window = Some((now, sleeps));
+            }
+            Some(_) => {}
+            None => self.faults.window = Some((now, sleeps)),
         }
     }
 

@@ -534,6 +534,16 @@ impl HostHandle {
         Some(ws.watch.current_event.load(Ordering::Relaxed))
     }
 
+    /// Events and callbacks `core`'s script worker has handled since start (its throughput,
+    /// read by the reactor's overload estimate).
+    pub fn worker_events(&self, core: usize) -> u64 {
+        self.shared
+            .lane_worker
+            .get(core)
+            .and_then(|w| self.shared.workers.get(*w))
+            .map_or(0, |w| w.events.load(Ordering::Relaxed))
+    }
+
     /// Events waiting in `core`'s ring for its script worker.
     pub fn queue_depth(&self, core: usize) -> usize {
         self.shared.lanes.get(core).map_or(0, |l| l.inbound.len())

@@ -8,7 +8,7 @@
 //! (answer 503 with Retry-After, `/health`): the node reads [`crate::HostHandle::stalled`].
 //!
 //! Two thresholds:
-//! - **shed** (`script.handler_stall_shed_ms`): a worker that has been in one turn this long
+//! - **shed** (`script.handler_stall_shed_ms`): a worker that has been in one handler this long
 //!   marks its core stalled; the reactor (thread placement) stops queueing work for it and
 //!   answers new requests itself, and `/health` names the core. Cleared when the turn ends.
 //! - **abort** (`script.handler_stall_abort_secs`): the interrupter thread takes the
@@ -97,10 +97,17 @@ pub(crate) fn enter(shared: &Shared, worker: usize) {
     w.busy_since.store(stamp(shared.epoch), Ordering::SeqCst);
 }
 
-/// The turn ends: clear the marks; take back an interrupt that was not delivered (GIL held).
-pub(crate) fn leave(shared: &Shared, worker: usize) {
+/// A handler (event, callback, asyncio turn) begins inside a turn: the stall clock measures
+/// one handler, not a whole batch of quick ones.
+pub(crate) fn touch(shared: &Shared, worker: usize) {
     let w = &shared.workers[worker].watch;
-    w.busy_since.store(0, Ordering::SeqCst);
+    w.busy_since.store(stamp(shared.epoch), Ordering::SeqCst);
+    if w.stalled.load(Ordering::Relaxed) {
+        leave_stall(shared, worker, w);
+    }
+}
+
+fn leave_stall(shared: &Shared, worker: usize, w: &WorkerWatch) {
     if w.stalled.swap(false, Ordering::SeqCst) {
         (shared.log)(
             LogLevel::Warn,
@@ -108,6 +115,13 @@ pub(crate) fn leave(shared: &Shared, worker: usize) {
             "script worker is back: its core takes new requests again",
         );
     }
+}
+
+/// The turn ends: clear the marks; take back an interrupt that was not delivered (GIL held).
+pub(crate) fn leave(shared: &Shared, worker: usize) {
+    let w = &shared.workers[worker].watch;
+    w.busy_since.store(0, Ordering::SeqCst);
+    leave_stall(shared, worker, w);
     if w.interrupted.swap(false, Ordering::SeqCst) {
         // SAFETY: this worker's thread state is current and holds its GIL; a NULL exception
         // clears a pending async exception of the thread with this id in this interpreter.

@@ -592,6 +592,7 @@ impl WorkerCore {
         crate::watchdog::enter(shared, worker);
         let batch_start = if account { thread_cpu_ns() } else { 0 };
         while let Some(c) = me.control.pop() {
+            crate::watchdog::touch(shared, worker);
             let ok = match c {
                 Control::Timer(token) => {
                     let t = int_obj(token as i64);
@@ -687,6 +688,7 @@ impl WorkerCore {
             }
         }
         if self.loop_busy || with_ctx(|c| Ok(c.async_inflight)).unwrap_or(0) > 0 {
+            crate::watchdog::touch(shared, worker);
             match call(&engine.run_loop_once, &[]) {
                 Some(r) => {
                     // SAFETY: GIL held; r is a float (the engine returns seconds or -1).
@@ -901,6 +903,7 @@ fn dispatch(shared: &Shared, worker: usize, engine: &mut Engine, ev: Event) {
         .watch
         .current_event
         .store(ev.id, Ordering::Relaxed);
+    crate::watchdog::touch(shared, worker);
     let method = engine.method(ev.request.method());
     let Ok(h) = with_ctx(|c| Ok(c.insert(ev))) else {
         return;
