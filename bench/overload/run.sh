@@ -90,13 +90,16 @@ rows = list(csv.reader(open(d + "/stat.csv"), delimiter=";"))
 head, last = rows[0], rows[-1]
 get = lambda n: int(last[head.index(n)]) if n in head else 0
 shed = 0
-try:
-    for line in open(d + "/screen.log"):
-        m = re.match(r"\s*503 <-+\s+(\d+)", line)
-        if m:
-            shed = int(m.group(1))
-except OSError:
-    pass
+for name in ("/screen.log", "/stdout.log"):  # the last screen sipp drew, wherever it is
+    try:
+        for line in open(d + name, errors="replace"):
+            m = re.match(r"\s*503 <-+\s+(\d+)", line)
+            if m:
+                shed = int(m.group(1))
+    except OSError:
+        pass
+    if shed:
+        break
 print(get("TotalCallCreated"), get("SuccessfulCall(C)"), get("FailedCall(C)"),
       get("Retransmissions(C)"), shed)
 EOF
@@ -114,7 +117,7 @@ calls() {
 	local rate=$1 secs=$2 name=$3
 	run_sipp "$name" $((secs + 45)) -sf "$HERE/uac_overload.xml" -s bob -t u1 -i "$LOOPBACK" \
 		-p "$UAC_PORT" -r "$rate" -m $((rate * secs)) -l $((rate * 12 + 100)) \
-		-trace_rtt -rtt_freq 1 "$LOOPBACK:$SIP_PORT" || true
+		-timeout $((secs + 35)) -trace_rtt -rtt_freq 1 "$LOOPBACK:$SIP_PORT" || true
 }
 
 report=()
@@ -218,7 +221,7 @@ run_target() {
 	say_r "  $t: recovery probe (50/s for 5 s right after): created=$created ok=$((ok - shed)) shed503=$shed failed=$failed p99=${p99}ms"
 	kill -TERM "$uas" 2>/dev/null || true
 	wait "$uas" 2>/dev/null || true
-	target_stop
+	target_stop || true # (lib.sh's target_stop is not written for set -e)
 	sleep 2
 }
 
