@@ -200,9 +200,14 @@ pub struct Script {
     /// Capacity of each reactor → worker queue (upstream name kept).
     #[serde(default)]
     pub executor_queue_capacity: Option<usize>,
-    /// A handler that runs longer than this is reported (0 = off).
+    /// A handler turn that runs Python longer than this gets `siphon.HandlerStalled` raised
+    /// in it (500 Script Error); default 2, 0 = off. Upstream aborts the process instead.
     #[serde(default)]
     pub handler_stall_abort_secs: Option<u64>,
+    /// A handler turn this long marks its core stalled: new requests get 503 with Retry-After
+    /// from the reactor and `/health` answers 503 until it ends (ours; default 200 ms).
+    #[serde(default)]
+    pub handler_stall_shed_ms: Option<u64>,
 }
 
 /// `registrar.backend`.
@@ -528,13 +533,15 @@ pub enum IoBackend {
 #[serde(rename_all = "lowercase")]
 pub enum ScriptPlacement {
     /// A worker thread per reactor (spins briefly, then sleeps; a wake-up costs ~50-100 µs on
-    /// VMs).
+    /// VMs). The default: a handler that blocks (`time.sleep`, a blocking socket) stops only
+    /// its worker, while the reactor keeps its timers and retransmissions and answers new
+    /// requests 503 with Retry-After until the worker is back (README, "Script faults").
+    #[default]
     Thread,
     /// The reactor thread drives its core's interpreter at the end of each loop turn: no
-    /// thread hop. The default: on the 2-vCPU bench VM it cost 0.415 ms CPU per call against
-    /// 0.49 ms with threads (bench/sip/run.sh, 200 cps). Needs Python >= 3.12; on 3.11 the
-    /// node falls back to threads and says so.
-    #[default]
+    /// thread hop (0.415 ms CPU per call against 0.49 ms with threads on the 2-vCPU bench VM,
+    /// bench/sip/run.sh, 200 cps), but a handler blocked in C stops the whole core until it
+    /// returns. Needs Python >= 3.12; on 3.11 the node falls back to threads and says so.
     Inline,
 }
 
@@ -602,6 +609,20 @@ pub struct Tuning {
     pub buffer_size: Option<u32>,
     /// Capacity of each reactor ↔ worker and reactor ↔ reactor queue.
     pub queue_capacity: Option<usize>,
+    /// Events waiting for a core's script worker at which new INVITEs and REGISTERs get a
+    /// stateless 503 with Retry-After (default 256; 0 = only when the queue is full).
+    pub overload_queue_depth: Option<usize>,
+    /// Estimated wait in a core's script queue (its depth over the worker's measured
+    /// throughput) at which new INVITEs and REGISTERs get a stateless 503 with Retry-After
+    /// (default 50 ms; 0 = depth limit only).
+    pub overload_queue_delay_ms: Option<u64>,
+    /// Retry-After (seconds) of the 503s that shed load or answer for a stalled worker
+    /// (default 2).
+    pub overload_retry_after_secs: Option<u32>,
+    /// Also shed new INVITEs and REGISTERs while a reactor is saturated (it did not sleep once
+    /// in the last 100 ms), when the bottleneck is the reactor and not the script (default
+    /// true).
+    pub overload_shed_on_saturation: Option<bool>,
     /// CPUs for the HTTP extension's tokio threads (one thread per entry; default: one
     /// unpinned thread).
     pub http_cpus: Option<Vec<usize>>,

@@ -35,6 +35,10 @@ use siphon_sip::{Message, ParseErrorKind, StreamFramer, StreamItem};
 
 use crate::metrics::{CoreMetrics, DropReason, Metrics, TransportCause};
 
+#[path = "watchdog.rs"]
+mod watchdog;
+pub use watchdog::FaultConfig;
+
 /// Granularity of transaction timer wake-ups (RFC 3261 timers are 500 ms and up; 5 ms late
 /// is harmless, and it turns one wake-up per timer into one per slot).
 const TIMER_SLACK: Duration = Duration::from_millis(5);
@@ -97,6 +101,8 @@ pub struct Shared {
     pub security: Arc<crate::security::Security>,
     /// `limits:` the engine enforces (transactions, stream reassembly).
     pub limits: Arc<crate::limits::NodeLimits>,
+    /// Overload shedding and script deadlines.
+    pub faults: FaultConfig,
     /// The SMPP listener's settings, when `extensions.smpp` configures one.
     #[cfg(feature = "smpp")]
     pub smpp: Option<Arc<crate::smpp::SmppShared>>,
@@ -213,6 +219,8 @@ pub struct Engine {
     /// Destinations whose transport failed while sending; the proxy core hears of them in
     /// [`Self::drain`].
     failed_dests: Vec<Remote>,
+    /// Script deadlines and stall state (`watchdog.rs`).
+    faults: watchdog::Faults,
     /// This core's SMPP sessions.
     #[cfg(feature = "smpp")]
     smpp: Option<crate::smpp::SmppCore>,
@@ -273,6 +281,7 @@ impl Engine {
             script_timer: None,
             parked: HashMap::new(),
             failed_dests: Vec::new(),
+            faults: watchdog::Faults::default(),
             #[cfg(feature = "smpp")]
             smpp,
         }
@@ -329,6 +338,9 @@ impl Engine {
             return;
         }
         self.m.request(method);
+        if self.shed_early(cx, &msg, source, method) {
+            return;
+        }
         if let Err(rej) = validate_request(&msg, &ValidationConfig::PROXY) {
             let headers = rej
                 .headers
@@ -646,6 +658,7 @@ impl Engine {
         };
         let request = Arc::new(msg);
         let register = request.method() == "REGISTER";
+        let invite = request.method() == "INVITE";
         let id = self.next_event_id();
         let ev = Event {
             id,
@@ -658,9 +671,11 @@ impl Engine {
         };
         if self.shared.host.submit(ev).is_err() {
             self.m.dropped(DropReason::QueueFull);
-            let _ = self.proxy.respond(now, ctx, 503, "Service Unavailable");
+            self.answer_busy(now, ctx);
             return;
         }
+        self.m.transactions.fetch_add(1, Ordering::Relaxed);
+        self.track_event(id, now, invite);
         self.pending.insert(
             id,
             Pending::Request {
@@ -812,6 +827,7 @@ impl Engine {
             None => Pending::Failure { ctx },
         };
         self.pending.insert(id, p);
+        self.track_event(id, now, false);
     }
 
     /// Let the proxy core do what it would have done without the hook.
@@ -1455,6 +1471,11 @@ impl Handler for Engine {
             }
             return;
         }
+        if token == watchdog::FAULT_TIMER {
+            // A script deadline: `on_turn_end` expires it.
+            self.faults.timer_fired(id);
+            return;
+        }
         if token == SCRIPT_TIMER {
             // The inline interpreter's asyncio deadline: `on_turn_end` gives it its turn.
             if self.script_timer.is_some_and(|(t, _)| t == id) {
@@ -1545,5 +1566,6 @@ impl Handler for Engine {
             i64::try_from(self.proxy.contexts()).unwrap_or(i64::MAX),
             Ordering::Relaxed,
         );
+        self.fault_turn(cx);
     }
 }

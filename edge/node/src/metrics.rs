@@ -6,7 +6,7 @@
 //! script `metrics` namespace are appended through `Metrics::set_extra_renderer`.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -73,6 +73,25 @@ const DROP_NAMES: &[&str] = &[
     "unresolved_ack",
 ];
 
+/// Why a request was answered 503 (with Retry-After) without its script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum ShedReason {
+    /// A new INVITE or REGISTER while the core's script queue was deeper than
+    /// `tuning.overload_queue_depth` (stateless, before any transaction).
+    Overload = 0,
+    /// The core's script worker was stuck in a handler (stateless, or for requests that were
+    /// waiting for it).
+    Stalled = 1,
+    /// The script queue was full when the request was handed over.
+    QueueFull = 2,
+    /// A new INVITE or REGISTER while the reactor was saturated (it did not sleep once in the
+    /// last 100 ms; stateless, before any transaction).
+    Saturated = 3,
+}
+
+const SHED_NAMES: &[&str] = &["overload", "stalled", "queue_full", "saturated"];
+
 /// Why a send towards a next hop failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportCause {
@@ -118,6 +137,10 @@ pub struct CoreMetrics {
     pub queue_depth: AtomicU64,
     /// Response contexts still without a final response (what a drain waits for).
     pub transactions_pending: AtomicI64,
+    /// Requests answered 503 with Retry-After without their script, by [`ShedReason`].
+    pub shed: [AtomicU64; 4],
+    /// Script events that got no answer by their transaction deadline (408 sent).
+    pub script_timeouts: AtomicU64,
 }
 
 impl Default for CoreMetrics {
@@ -136,6 +159,8 @@ impl Default for CoreMetrics {
             transport_errors: Default::default(),
             queue_depth: AtomicU64::new(0),
             transactions_pending: AtomicI64::new(0),
+            shed: Default::default(),
+            script_timeouts: AtomicU64::new(0),
         }
     }
 }
@@ -159,6 +184,7 @@ impl CoreMetrics {
 
 type ExtraRenderer = Box<dyn Fn(&mut String) + Send + Sync>;
 type RegistrationsSource = Box<dyn Fn() -> u64 + Send + Sync>;
+type StalledSource = Box<dyn Fn() -> Vec<usize> + Send + Sync>;
 
 /// Node-wide metrics: the per-core blocks plus gauges and info.
 pub struct Metrics {
@@ -166,6 +192,7 @@ pub struct Metrics {
     io_backend: Mutex<(String, String)>,
     draining: AtomicBool,
     registrations_source: Mutex<Option<RegistrationsSource>>,
+    stalled_source: Mutex<Option<StalledSource>>,
     extra: Mutex<Vec<ExtraRenderer>>,
 }
 
@@ -187,6 +214,7 @@ impl Metrics {
             io_backend: Mutex::new(("unknown".into(), String::new())),
             draining: AtomicBool::new(false),
             registrations_source: Mutex::new(None),
+            stalled_source: Mutex::new(None),
             extra: Mutex::new(Vec::new()),
         })
     }
@@ -213,6 +241,20 @@ impl Metrics {
         if let Ok(mut g) = self.registrations_source.lock() {
             *g = Some(f);
         }
+    }
+    /// Where `/health` learns which cores have a stuck script worker.
+    pub fn set_stalled_source(&self, f: StalledSource) {
+        if let Ok(mut g) = self.stalled_source.lock() {
+            *g = Some(f);
+        }
+    }
+    /// Cores whose script worker is stuck in a handler now.
+    pub fn stalled_cores(&self) -> Vec<usize> {
+        self.stalled_source
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(|f| f()))
+            .unwrap_or_default()
     }
     /// Transactions alive on all cores.
     pub fn transactions_active(&self) -> i64 {
@@ -387,6 +429,41 @@ impl Metrics {
         }
         header(
             &mut o,
+            "siphon_shed_total",
+            "counter",
+            "Requests answered 503 with Retry-After without their script, by reason",
+        );
+        for (i, n) in SHED_NAMES.iter().enumerate() {
+            let v = self.sum(|c| load(&c.shed[i]));
+            let _ = writeln!(o, "siphon_shed_total{{reason=\"{n}\"}} {v}");
+        }
+        header(
+            &mut o,
+            "siphon_script_timeouts_total",
+            "counter",
+            "Script events with no answer by transaction.timeout_secs / invite_timeout_secs",
+        );
+        let _ = writeln!(
+            o,
+            "siphon_script_timeouts_total {}",
+            self.sum(|c| load(&c.script_timeouts))
+        );
+        header(
+            &mut o,
+            "siphon_script_stalled",
+            "gauge",
+            "1 while a core's script worker is stuck in one handler turn",
+        );
+        let stalled = self.stalled_cores();
+        for k in 0..self.cores.len() {
+            let _ = writeln!(
+                o,
+                "siphon_script_stalled{{core=\"{k}\"}} {}",
+                u8::from(stalled.contains(&k))
+            );
+        }
+        header(
+            &mut o,
             "siphon_io_backend_info",
             "gauge",
             "The io backend in use and why",
@@ -425,37 +502,90 @@ fn escape(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Serve `/metrics` (or `path`), `/health` and `/ready` on `addr` from one thread.
+/// Connections the exporter serves at once; more are closed at once (a scrape flood or a
+/// slowloris cannot pin more threads than this).
+const MAX_EXPORTER_CONNS: usize = 8;
+/// Time a client has to send its request head, and to take the answer.
+const EXPORTER_IO_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Serve `/metrics` (or `path`), `/health` and `/ready` on `addr`. The accepting thread hands
+/// each connection to a short-lived thread (at most [`MAX_EXPORTER_CONNS`] at once) with an
+/// overall deadline, so a client that sends one byte every second cannot block the probes.
 pub fn serve(addr: SocketAddr, path: String, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
+    let path = Arc::new(path);
+    let busy = Arc::new(AtomicU64::new(0));
     thread::Builder::new()
         .name("siphon-metrics".into())
         .spawn(move || {
             for conn in listener.incoming().flatten() {
-                // One short request per connection; a slow client cannot hold the thread long.
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-                let _ = answer(conn, &path, &metrics);
+                if busy.load(Ordering::Acquire) >= MAX_EXPORTER_CONNS as u64 {
+                    drop(conn);
+                    continue;
+                }
+                busy.fetch_add(1, Ordering::AcqRel);
+                let (p, m, b) = (Arc::clone(&path), Arc::clone(&metrics), Arc::clone(&busy));
+                let spawned = thread::Builder::new()
+                    .name("siphon-metrics-conn".into())
+                    .spawn(move || {
+                        let _ = answer(conn, &p, &m);
+                        b.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if spawned.is_err() {
+                    busy.fetch_sub(1, Ordering::AcqRel);
+                }
             }
         })?;
     Ok(bound)
 }
 
-fn answer(conn: TcpStream, path: &str, metrics: &Metrics) -> std::io::Result<()> {
-    let mut reader = BufReader::new(conn.try_clone()?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    // Drain the request headers.
-    let mut h = String::new();
-    while reader.read_line(&mut h)? > 2 {
-        h.clear();
+/// Read a request head (up to 8 KiB) before `deadline`; None when it did not come in time.
+fn read_head(conn: &mut TcpStream, deadline: std::time::Instant) -> Option<String> {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && !buf.windows(2).any(|w| w == b"\n\n") {
+        let left = deadline.checked_duration_since(std::time::Instant::now())?;
+        if left.is_zero() || buf.len() > 8192 {
+            return None;
+        }
+        conn.set_read_timeout(Some(left)).ok()?;
+        match conn.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
     }
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+fn answer(mut conn: TcpStream, path: &str, metrics: &Metrics) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + EXPORTER_IO_DEADLINE;
+    let Some(head) = read_head(&mut conn, deadline) else {
+        return Ok(());
+    };
+    let line = head.lines().next().unwrap_or("");
     let target = line.split_whitespace().nth(1).unwrap_or("");
     let target = target.split('?').next().unwrap_or("");
     let (status, ctype, body) = if target == path {
         ("200 OK", "text/plain; version=0.0.4", metrics.render())
     } else if target == "/health" {
-        ("200 OK", "text/plain", "ok\n".to_string())
+        let stalled = metrics.stalled_cores();
+        if stalled.is_empty() {
+            ("200 OK", "text/plain", "ok\n".to_string())
+        } else {
+            let cores: Vec<String> = stalled.iter().map(ToString::to_string).collect();
+            (
+                "503 Service Unavailable",
+                "text/plain",
+                format!(
+                    "stuck: script worker of core {} is stuck in a handler\n",
+                    cores.join(", ")
+                ),
+            )
+        }
     } else if target == "/ready" {
         if metrics.is_draining() {
             (
@@ -469,13 +599,13 @@ fn answer(conn: TcpStream, path: &str, metrics: &Metrics) -> std::io::Result<()>
     } else {
         ("404 Not Found", "text/plain", "not found\n".to_string())
     };
-    let mut w = conn;
+    let _ = conn.set_write_timeout(Some(EXPORTER_IO_DEADLINE));
     write!(
-        w,
+        conn,
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
-    w.flush()
+    conn.flush()
 }
 
 #[cfg(test)]
@@ -524,6 +654,26 @@ mod tests {
         assert!(get(addr, "/ready").starts_with("HTTP/1.1 503"));
         assert!(get(addr, "/health").starts_with("HTTP/1.1 200"));
         assert!(get(addr, "/nope").starts_with("HTTP/1.1 404"));
+        m.set_stalled_source(Box::new(|| vec![1]));
+        let health = get(addr, "/health");
+        assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+        assert!(health.contains("core 1"), "{health}");
+    }
+
+    #[test]
+    fn slow_clients_do_not_block_probes() {
+        let m = Metrics::new(1);
+        let addr = serve("127.0.0.1:0".parse().unwrap(), "/metrics".into(), m).unwrap();
+        // Slowloris clients that send part of a head and stall.
+        let idle: Vec<TcpStream> = (0..4)
+            .map(|_| {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(b"GET /metr").unwrap();
+                s
+            })
+            .collect();
+        assert!(get(addr, "/health").starts_with("HTTP/1.1 200"));
+        drop(idle);
     }
 }
 

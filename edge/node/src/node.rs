@@ -496,6 +496,14 @@ impl Node {
             );
         }
         hc.inline = inline;
+        hc.stall = siphon_script::StallConfig {
+            shed_after: Duration::from_millis(c.script.handler_stall_shed_ms.unwrap_or(200).max(1)),
+            abort_after: match c.script.handler_stall_abort_secs {
+                Some(0) => None,
+                Some(n) => Some(Duration::from_secs(n)),
+                None => Some(Duration::from_secs(2)),
+            },
+        };
         hc.doorbell = Some(Arc::new(move |core| {
             if let Some(h) = bell_cell.get() {
                 // usize::MAX: a script queued a request to originate; core 0 sends them.
@@ -694,6 +702,18 @@ impl Node {
             dns,
             security: Arc::clone(&security),
             limits: Arc::clone(&node_limits),
+            faults: crate::engine::FaultConfig {
+                shed_depth: match c.tuning.overload_queue_depth {
+                    Some(0) => usize::MAX,
+                    Some(n) => n,
+                    None => 256,
+                },
+                shed_delay: Duration::from_millis(c.tuning.overload_queue_delay_ms.unwrap_or(50)),
+                retry_after_secs: c.tuning.overload_retry_after_secs.unwrap_or(2),
+                shed_on_saturation: c.tuning.overload_shed_on_saturation.unwrap_or(true),
+                timeout: Duration::from_secs(t.timeout_secs.max(1)),
+                invite_timeout: Duration::from_secs(t.invite_timeout_secs.max(1)),
+            },
             #[cfg(feature = "smpp")]
             smpp: smpp.clone(),
         });
@@ -704,6 +724,10 @@ impl Node {
         metrics.add_extra_renderer(Box::new(move |o| o.push_str(&hh.render_metrics())));
         let hh = host.handle();
         metrics.set_registrations_source(Box::new(move || hh.registrar().aor_count() as u64));
+        let hh = host.handle();
+        metrics.set_stalled_source(Box::new(move || hh.stalled_cores()));
+        let rh = runtime.handle();
+        metrics.add_extra_renderer(Box::new(move |o| render_reactor(&rh, o)));
 
         let metrics_addr = match &c.metrics.prometheus {
             Some(p) => {
@@ -859,15 +883,59 @@ impl Node {
     }
 
     fn stop(&mut self) {
-        if let Some(rt) = self.runtime.take()
-            && let Err(e) = rt.shutdown()
-        {
-            tracing::warn!(error = %e, "reactor shutdown");
+        let mut stuck = false;
+        if let Some(rt) = self.runtime.take() {
+            // A reactor running a stuck inline handler never ends its turn: wait a bounded
+            // time, then exit around it (SIGTERM always exits).
+            let (tx, rx) = std::sync::mpsc::channel();
+            let joiner = std::thread::Builder::new()
+                .name("siphon-stop".into())
+                .spawn(move || {
+                    let _ = tx.send(rt.shutdown());
+                });
+            match rx.recv_timeout(Duration::from_secs(3)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "reactor shutdown"),
+                Err(_) => {
+                    stuck = true;
+                    tracing::error!(
+                        "a reactor is stuck in an inline script handler; exiting without it"
+                    );
+                }
+            }
+            if joiner.is_err() {
+                stuck = true;
+            }
         }
         if let Some(h) = self.host.take() {
-            h.shutdown();
+            if stuck {
+                h.abandon();
+            } else {
+                h.shutdown();
+            }
         }
         tracing::info!("stopped");
+    }
+}
+
+/// Every reactor's own counters (drops and truncations included) as
+/// `siphon_reactor_events_total{core,event}`.
+fn render_reactor(h: &RuntimeHandle<Msg>, o: &mut String) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        o,
+        "# HELP siphon_reactor_events_total Reactor counters (udp_truncated, buf_exhausted, \
+         mesh_full, udp_tx_errors, tcp_slow_peer_closed ...)\n# TYPE siphon_reactor_events_total counter"
+    );
+    for core in 0..h.cores() {
+        if let Some(m) = h.metrics(core) {
+            for (name, v) in m.snapshot() {
+                let _ = writeln!(
+                    o,
+                    "siphon_reactor_events_total{{core=\"{core}\",event=\"{name}\"}} {v}"
+                );
+            }
+        }
     }
 }
 

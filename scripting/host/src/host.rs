@@ -107,6 +107,8 @@ pub struct HostConfig {
     /// Account worker CPU time per batch ([`HostHandle::worker_stats`]); costs two clock
     /// reads per batch, so it is for benchmarks.
     pub account_cpu: bool,
+    /// Script fault watchdog thresholds (`script.handler_stall_*`).
+    pub stall: crate::watchdog::StallConfig,
     /// Log sink.
     pub log: LogSink,
     /// Optional doorbell after actions are pushed.
@@ -164,6 +166,7 @@ impl HostConfig {
             force_shared_interpreter: false,
             account_cpu: false,
             inline: false,
+            stall: crate::watchdog::StallConfig::default(),
             log: Arc::new(|lvl, w, msg| eprintln!("[{} worker={w}] {msg}", lvl.as_str())),
             doorbell: None,
             limits: crate::limits::HostLimits::default(),
@@ -212,6 +215,10 @@ pub enum Mode {
 pub(crate) struct Lane {
     pub(crate) inbound: ArrayQueue<Event>,
     pub(crate) outbound: ArrayQueue<Actions>,
+    /// Inline placement only: results that found `outbound` full. Its only consumer is the
+    /// thread that produces them, so waiting for room would never end (findings §3); bounded
+    /// by the events and completions one turn handles.
+    pub(crate) overflow: SegQueue<Actions>,
     /// SMPP events (reactor → worker) and answers/sends (worker → reactor).
     pub(crate) smpp_in: ArrayQueue<crate::smpp::SmppEvent>,
     pub(crate) smpp_out: ArrayQueue<crate::smpp::SmppOut>,
@@ -229,6 +236,8 @@ pub(crate) struct WorkerShared {
     pub(crate) events: AtomicU64,
     /// Lowest commit ticket among the 200 OKs this worker holds (`u64::MAX`: none).
     pub(crate) held_min: AtomicU64,
+    /// Busy marks read by the fault watchdog.
+    pub(crate) watch: crate::watchdog::WorkerWatch,
 }
 
 /// Engine counters.
@@ -242,6 +251,8 @@ pub struct Stats {
 
 pub(crate) struct Shared {
     pub(crate) cfg: HostConfig,
+    /// Origin of the watchdog's busy stamps.
+    pub(crate) epoch: Instant,
     pub(crate) own_gil: bool,
     pub(crate) lanes: Vec<Lane>,
     pub(crate) workers: Vec<WorkerShared>,
@@ -308,6 +319,11 @@ impl Shared {
         let mut rung = false;
         while let Err(a) = ring.push(act) {
             act = a;
+            if self.cfg.inline {
+                // The reactor that drains this ring is the calling thread.
+                self.lanes[core].overflow.push(act);
+                return core;
+            }
             if self.shutdown.load(Ordering::Relaxed) {
                 return core;
             }
@@ -539,7 +555,48 @@ impl HostHandle {
 
     /// Take one finished result for `core`.
     pub fn poll(&self, core: usize) -> Option<Actions> {
-        self.shared.lanes.get(core)?.outbound.pop()
+        let lane = self.shared.lanes.get(core)?;
+        lane.outbound.pop().or_else(|| lane.overflow.pop())
+    }
+
+    /// Whether `core`'s script worker is stuck in one turn past `script.handler_stall_shed_ms`
+    /// (a handler looping or blocked): its reactor should answer new requests itself.
+    pub fn stalled(&self, core: usize) -> bool {
+        self.shared
+            .lane_worker
+            .get(core)
+            .and_then(|w| self.shared.workers.get(*w))
+            .is_some_and(|w| w.watch.is_stalled())
+    }
+
+    /// The cores whose script worker is stalled now (`/health`).
+    pub fn stalled_cores(&self) -> Vec<usize> {
+        (0..self.shared.lanes.len())
+            .filter(|c| self.stalled(*c))
+            .collect()
+    }
+
+    /// Id of the event `core`'s worker dispatched last (the one a stuck synchronous handler
+    /// is running).
+    pub fn current_event(&self, core: usize) -> Option<u64> {
+        let w = self.shared.lane_worker.get(core)?;
+        let ws = self.shared.workers.get(*w)?;
+        Some(ws.watch.current_event.load(Ordering::Relaxed))
+    }
+
+    /// Events and callbacks `core`'s script worker has handled since start (its throughput,
+    /// read by the reactor's overload estimate).
+    pub fn worker_events(&self, core: usize) -> u64 {
+        self.shared
+            .lane_worker
+            .get(core)
+            .and_then(|w| self.shared.workers.get(*w))
+            .map_or(0, |w| w.events.load(Ordering::Relaxed))
+    }
+
+    /// Events waiting in `core`'s ring for its script worker.
+    pub fn queue_depth(&self, core: usize) -> usize {
+        self.shared.lanes.get(core).map_or(0, |l| l.inbound.len())
     }
 
     /// Ask every worker to reload the script at its next batch boundary (SIGHUP path).
@@ -805,6 +862,9 @@ impl InlineWorker {
 
 static STARTED: AtomicBool = AtomicBool::new(false);
 
+/// How long [`Host::shutdown`] waits for script workers to finish their turn.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
 /// A running scripting host.
 pub struct Host {
     shared: Arc<Shared>,
@@ -915,11 +975,13 @@ impl Host {
             None,
         );
         let shared = Arc::new(Shared {
+            epoch: Instant::now(),
             own_gil,
             lanes: (0..cfg.cores)
                 .map(|_| Lane {
                     inbound: ArrayQueue::new(cfg.queue_capacity),
                     outbound: ArrayQueue::new(cfg.queue_capacity),
+                    overflow: SegQueue::new(),
                     smpp_in: ArrayQueue::new(cfg.queue_capacity),
                     smpp_out: ArrayQueue::new(cfg.queue_capacity),
                 })
@@ -934,6 +996,7 @@ impl Host {
                     busy_ns: AtomicU64::new(0),
                     events: AtomicU64::new(0),
                     held_min: AtomicU64::new(u64::MAX),
+                    watch: crate::watchdog::WorkerWatch::default(),
                 })
                 .collect(),
             lane_worker: (0..cfg.cores)
@@ -1059,6 +1122,13 @@ impl Host {
         }
         let s = Arc::clone(&shared);
         if let Ok(t) = std::thread::Builder::new()
+            .name("siphon-watchdog".into())
+            .spawn(move || crate::watchdog::run(&s))
+        {
+            host.aux.push(t);
+        }
+        let s = Arc::clone(&shared);
+        if let Ok(t) = std::thread::Builder::new()
             .name("siphon-timers".into())
             .spawn(move || Timers::run(&s))
         {
@@ -1089,7 +1159,10 @@ impl Host {
         }
     }
 
-    fn stop(&mut self) {
+    /// Stop every thread; true when all ended. A worker still stuck in a handler after
+    /// [`STOP_GRACE`] (blocked in C, or looping with the watchdog off) is left running: the
+    /// process exits around it rather than wait for it (SIGTERM always exits).
+    fn stop(&mut self) -> bool {
         self.shared.shutdown.store(true, Ordering::SeqCst);
         for w in 0..self.shared.workers.len() {
             if let Some(t) = self.shared.workers[w].thread.get() {
@@ -1097,19 +1170,42 @@ impl Host {
             }
         }
         self.shared.timers.cv.notify_all();
-        for t in self.threads.drain(..).chain(self.aux.drain(..)) {
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline && self.threads.iter().any(|t| !t.is_finished()) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut all = true;
+        for t in self.threads.drain(..) {
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                all = false;
+                let name = t.thread().name().unwrap_or("?").to_owned();
+                (self.shared.log)(
+                    LogLevel::Error,
+                    0,
+                    &format!("{name} is stuck in a script handler; exiting without it"),
+                );
+            }
+        }
+        for t in self.aux.drain(..) {
             let _ = t.join();
         }
         // Flush what the registrar store has pending, stop the Redis writers.
         self.shared.registrar.close();
         self.shared.cache.close();
+        all
     }
 
     /// Stop the workers (each ends its own interpreter), then finalise Python where that is
     /// safe: 3.13+ runs `Py_FinalizeEx`; 3.12 skips it (it crashes after own-GIL
     /// subinterpreters used asyncio, feasibility-python.md §8.1) and the process should exit.
+    /// Finalisation is also skipped when a worker is stuck in a handler (see [`Host::stop`]).
     pub fn shutdown(mut self) {
-        self.stop();
+        let all = self.stop();
+        if !all {
+            return;
+        }
         // SAFETY: all worker threads have ended their interpreters and exited; main_ts is the
         // thread state saved in start() on this same thread (contract of Host).
         unsafe {
@@ -1118,6 +1214,17 @@ impl Host {
                 ffi::Py_FinalizeEx();
             }
         }
+    }
+
+    /// Leave Python as it is and return: an inline reactor thread is stuck in a handler and
+    /// still owns its interpreter, so nothing may be torn down under it (the process exits).
+    pub fn abandon(mut self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        self.shared.timers.cv.notify_all();
+        for t in self.aux.drain(..) {
+            let _ = t.join();
+        }
+        self.threads.clear();
     }
 }
 

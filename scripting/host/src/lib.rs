@@ -21,6 +21,7 @@ mod reload;
 pub mod shared;
 pub mod smpp;
 pub mod state;
+mod watchdog;
 mod worker;
 
 pub use event::{
@@ -37,4 +38,5 @@ pub use http::{
 pub use limits::HostLimits;
 pub use message::SipMessage;
 pub use smpp::{SmppAnswer, SmppEvent, SmppOut, SmppSend, SmppValue, SmppVia, bind_owner};
+pub use watchdog::StallConfig;
 pub use worker::LogLevel;

@@ -585,6 +585,8 @@ pub(crate) struct WorkerCore {
     path: String,
     loop_busy: bool,
     next_due: f64,
+    /// Raises in a handler that runs past `script.handler_stall_abort_secs`.
+    interrupter: Option<crate::watchdog::Interrupter>,
 }
 
 impl WorkerCore {
@@ -619,12 +621,16 @@ impl WorkerCore {
             path,
             loop_busy: false,
             next_due: -1.0,
+            interrupter: None,
         };
         let engine = bootstrap().and_then(|e| match e.load(&core.path)? {
             true => Ok(e),
             false => Err(format!("script {} failed to load (see log)", core.path)),
         })?;
         core.engine = Some(engine);
+        if shared.cfg.stall.abort_after.is_some() {
+            core.interrupter = crate::watchdog::Interrupter::start(shared, worker);
+        }
         shared.workers[worker]
             .loaded_gen
             .store(gen0, Ordering::Release);
@@ -646,9 +652,11 @@ impl WorkerCore {
             reload(shared, worker, engine, &self.path, generation_no);
         }
         let mut did = 0usize;
+        crate::watchdog::enter(shared, worker);
         let batch_start = if account { thread_cpu_ns() } else { 0 };
         did += with_ctx(|c| Ok(c.release_held())).unwrap_or(0);
         while let Some(c) = me.control.pop() {
+            crate::watchdog::touch(shared, worker);
             let ok = match c {
                 Control::Timer(token) => {
                     let t = int_obj(token as i64);
@@ -758,6 +766,7 @@ impl WorkerCore {
             };
         }
         if self.loop_busy || with_ctx(|c| Ok(c.async_inflight)).unwrap_or(0) > 0 {
+            crate::watchdog::touch(shared, worker);
             match call(&engine.run_loop_once, &[]) {
                 Some(r) => {
                     // SAFETY: GIL held; r is a float (the engine returns seconds or -1).
@@ -789,6 +798,7 @@ impl WorkerCore {
             }
             me.events.fetch_add(did as u64, Ordering::Relaxed);
         }
+        crate::watchdog::leave(shared, worker);
         did
     }
 
@@ -818,6 +828,9 @@ impl Drop for WorkerCore {
             }
         }
         CTX.with(|c| c.borrow_mut().take());
+        if let Some(t) = self.interrupter.take() {
+            t.stop(&self.shared, self.worker);
+        }
         if let Some(i) = self.interp.take() {
             end_interpreter(i);
         }
@@ -966,6 +979,11 @@ fn dispatch(shared: &Shared, worker: usize, engine: &mut Engine, ev: Event) {
         EventKind::RegisterReply => 4,
     };
     let request_id = ev.request_id.map_or(-1, |i| i as i64);
+    shared.workers[worker]
+        .watch
+        .current_event
+        .store(ev.id, Ordering::Relaxed);
+    crate::watchdog::touch(shared, worker);
     let method = engine.method(ev.request.method());
     let Ok(h) = with_ctx(|c| Ok(c.insert(ev))) else {
         return;

@@ -50,7 +50,7 @@ pub fn scratch(name: &str) -> PathBuf {
 /// Where the script runs (`tuning.script_placement`) and on how many reactor cores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placement {
-    /// `inline` (the default) or `thread`.
+    /// `inline` or `thread` (the default).
     pub inline: bool,
     /// Reactor cores (`tuning.reactor_cpus: [0..cores)`).
     pub cores: usize,
@@ -171,6 +171,11 @@ impl Node {
     /// The node's process id (for signals).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The node's process (to wait for its exit after a signal).
+    pub fn child_mut(&mut self) -> &mut Child {
+        &mut self.child
     }
 
     /// A path inside the scratch directory.

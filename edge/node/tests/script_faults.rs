@@ -1,0 +1,357 @@
+//! Script faults on the release binary, one reactor core (issue 17; findings §3, §7 items 5, 7,
+//! 8): a handler stuck in `time.sleep(30)`, in `while True: pass`, or awaiting a future that
+//! never completes. Meanwhile every other request gets a final answer (200, or 503 with
+//! Retry-After) and none is left unanswered; the stuck one gets 500, 503 or 408; `/health`
+//! names a stuck core; and after SIGTERM the process exits by itself (the test kills it as a
+//! safety net at `drain_secs` + 30 s and fails if it had to). Both placements: `thread` (the
+//! default) and `inline`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::{Node, Placement, Ua, free_port, header, http_get, request, status};
+
+const SCRIPT: &str = r#"
+import asyncio, time
+from siphon import proxy
+
+@proxy.on_request
+async def stuck_handler(request):
+    hang = request.get_header("X-Hang")
+    if request.get_header("X-Ping"):
+        pass
+    elif hang == "loop":
+        while True:
+            pass
+    elif hang == "sleep":
+        time.sleep(30)
+    elif hang == "never":
+        await asyncio.Future()
+    request.reply(200, "OK")
+"#;
+
+/// Drain seconds in the test config (the safety net is this + 30 s).
+const DRAIN_SECS: u64 = 5;
+
+fn start(name: &str, placement: Placement) -> (Node, SocketAddr) {
+    let mport = free_port();
+    let extra = format!(
+        "server:\n  drain_secs: {DRAIN_SECS}\n\
+         transaction:\n  timeout_secs: 5\n\
+         metrics:\n  prometheus:\n    listen: \"127.0.0.1:{mport}\"\n"
+    );
+    let node = Node::with_script(name, SCRIPT, placement, &extra);
+    (node, SocketAddr::from(([127, 0, 0, 1], mport)))
+}
+
+/// Final answers by Call-ID until every id in `want` has one or `until` passes.
+fn collect(ua: &Ua, want: &[String], until: Instant) -> HashMap<String, String> {
+    let mut got = HashMap::new();
+    ua.timeout(Duration::from_millis(200));
+    while Instant::now() < until && want.iter().any(|c| !got.contains_key(c)) {
+        let Some((m, _)) = ua.recv() else { continue };
+        if status(&m).is_none_or(|s| s < 200) {
+            continue;
+        }
+        if let Some(cid) = header(&m, "Call-ID").first() {
+            got.entry((*cid).to_string()).or_insert(m);
+        }
+    }
+    got
+}
+
+/// Wait until the node's interpreter answers (inline placement loads the script on the
+/// reactor thread after the sockets are bound): an OPTIONS with `X-Ping` gets 200.
+fn warm_up(node: &Node) {
+    let ua = Ua::new();
+    let until = Instant::now() + Duration::from_secs(30);
+    for i in 0.. {
+        assert!(
+            Instant::now() < until,
+            "the node never answered:\n{}",
+            node.log()
+        );
+        let id = format!("warm-{i}");
+        ua.send(
+            node.sip,
+            &request("OPTIONS", "sip:x@127.0.0.1", ua.addr, &id, "X-Ping: 1\r\n"),
+        );
+        let got = collect(
+            &ua,
+            std::slice::from_ref(&id),
+            Instant::now() + Duration::from_secs(1),
+        );
+        if got.get(&id).and_then(|m| status(m)) == Some(200) {
+            return;
+        }
+    }
+}
+
+/// Wait for the process to exit by itself within `limit`; kill it and return false otherwise.
+fn exits_within(child: &mut Child, limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+fn scenario(hang: &str, placement: Placement) {
+    let name = format!(
+        "faults-{hang}-{}",
+        if placement.inline { "inline" } else { "thread" }
+    );
+    let (mut node, metrics) = start(&name, placement);
+    warm_up(&node);
+    let stuck_ua = Ua::new();
+    let stuck_id = format!("{name}-stuck");
+    stuck_ua.send(
+        node.sip,
+        &request(
+            "OPTIONS",
+            "sip:x@127.0.0.1",
+            stuck_ua.addr,
+            &stuck_id,
+            &format!("X-Hang: {hang}\r\n"),
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    // A handler blocked or looping in one turn marks its core stuck (thread placement: the
+    // reactor still answers the probe; inline: the exporter thread does).
+    if hang != "never" {
+        let health = http_get(metrics, "/health");
+        assert!(
+            health.starts_with("HTTP/1.1 503") && health.contains("core 0"),
+            "{name}: /health while stuck: {health}"
+        );
+    }
+    // Normal traffic meanwhile: 20 OPTIONS at 10/s.
+    let ua = Ua::new();
+    let ids: Vec<String> = (0..20).map(|i| format!("{name}-n{i}")).collect();
+    for id in &ids {
+        ua.send(
+            node.sip,
+            &request("OPTIONS", "sip:x@127.0.0.1", ua.addr, id, ""),
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Inline placement cannot answer while its reactor sleeps inside the handler: the
+    // requests wait in the socket buffer until the call returns (30 s).
+    let wait = if placement.inline && hang == "sleep" {
+        Duration::from_secs(40)
+    } else {
+        Duration::from_secs(15)
+    };
+    let got = collect(&ua, &ids, Instant::now() + wait);
+    for id in &ids {
+        let m = got
+            .get(id)
+            .unwrap_or_else(|| panic!("{name}: {id} unanswered\n{}", node.log()));
+        match status(m) {
+            Some(200) => {}
+            Some(503) => assert!(
+                !header(m, "Retry-After").is_empty(),
+                "{name}: 503 without Retry-After: {m}"
+            ),
+            other => panic!("{name}: {id} got {other:?}: {m}"),
+        }
+    }
+    let stuck = collect(
+        &stuck_ua,
+        std::slice::from_ref(&stuck_id),
+        Instant::now() + wait,
+    );
+    let answer = stuck
+        .get(&stuck_id)
+        .unwrap_or_else(|| panic!("{name}: the stuck request is unanswered\n{}", node.log()));
+    let code = status(answer);
+    assert!(
+        matches!(code, Some(500 | 503 | 408)),
+        "{name}: the stuck request got {code:?}"
+    );
+    if hang == "loop" {
+        assert_eq!(code, Some(500), "{name}: an interrupted loop answers 500");
+        let log = node.log();
+        assert!(
+            log.contains("HandlerStalled") && log.contains("in stuck_handler"),
+            "{name}: the log names the handler and its line:\n{log}"
+        );
+    }
+    if !placement.inline {
+        // Once the worker is back (or was never stuck), the node serves again.
+        if hang == "loop" || hang == "never" {
+            let id = format!("{name}-after");
+            ua.send(
+                node.sip,
+                &request("OPTIONS", "sip:x@127.0.0.1", ua.addr, &id, ""),
+            );
+            let got = collect(
+                &ua,
+                std::slice::from_ref(&id),
+                Instant::now() + Duration::from_secs(5),
+            );
+            assert_eq!(
+                got.get(&id).and_then(|m| status(m)),
+                Some(200),
+                "{name}: served after"
+            );
+            assert!(http_get(metrics, "/health").starts_with("HTTP/1.1 200"));
+        }
+    }
+    // SIGTERM: the process exits by itself, a stuck thread or not.
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &node.pid().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -TERM failed");
+    let exited = exits_within(node.child_mut(), Duration::from_secs(DRAIN_SECS + 30));
+    assert!(
+        exited,
+        "{name}: SIGTERM did not stop the node\n{}",
+        node.log()
+    );
+}
+
+const THREAD: Placement = Placement {
+    inline: false,
+    cores: 1,
+};
+const INLINE: Placement = Placement {
+    inline: true,
+    cores: 1,
+};
+
+#[test]
+fn thread_sleep() {
+    scenario("sleep", THREAD);
+}
+
+#[test]
+fn thread_busy_loop() {
+    scenario("loop", THREAD);
+}
+
+#[test]
+fn thread_never_answers() {
+    scenario("never", THREAD);
+}
+
+#[test]
+fn inline_sleep() {
+    scenario("sleep", INLINE);
+}
+
+#[test]
+fn inline_busy_loop() {
+    scenario("loop", INLINE);
+}
+
+#[test]
+fn inline_never_answers() {
+    scenario("never", INLINE);
+}
+
+/// Inline placement with a tiny queue: more async completions in one turn than the outbound
+/// ring holds must not hang the core (findings §7 item 8).
+#[test]
+fn inline_full_outbound_queue_does_not_deadlock() {
+    let script = r#"
+import asyncio
+from siphon import proxy
+
+ev = asyncio.Event()
+
+@proxy.on_request
+async def h(request):
+    if request.get_header("X-Ping"):
+        request.reply(200, "OK")
+        return
+    if request.get_header("X-Release"):
+        ev.set()
+        request.reply(200, "OK")
+        return
+    await ev.wait()
+    request.reply(200, "OK")
+"#;
+    let mport = free_port();
+    let extra = format!(
+        "  queue_capacity: 64\nmetrics:\n  prometheus:\n    listen: \"127.0.0.1:{mport}\"\n"
+    );
+    let node = Node::with_script("faults-ring", script, INLINE, &extra);
+    warm_up(&node);
+    // Four callers, so that the burst of answers fits their receive buffers.
+    let uas: Vec<Ua> = (0..4).map(|_| Ua::new()).collect();
+    let ids: Vec<String> = (0..200).map(|i| format!("ring-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let ua = &uas[i % 4];
+        ua.send(
+            node.sip,
+            &request("OPTIONS", "sip:x@127.0.0.1", ua.addr, id, ""),
+        );
+        // Stay under the inbound ring's capacity per turn.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let rel = "ring-release".to_string();
+    uas[0].send(
+        node.sip,
+        &request(
+            "OPTIONS",
+            "sip:x@127.0.0.1",
+            uas[0].addr,
+            &rel,
+            "X-Release: 1\r\n",
+        ),
+    );
+    let mut got = HashMap::new();
+    for (k, ua) in uas.iter().enumerate() {
+        let mine: Vec<String> = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 4 == k)
+            .map(|(_, id)| id.clone())
+            .chain((k == 0).then(|| rel.clone()))
+            .collect();
+        got.extend(collect(ua, &mine, Instant::now() + Duration::from_secs(15)));
+    }
+    let mut all = ids.clone();
+    all.push(rel);
+    let ok = all
+        .iter()
+        .filter(|id| got.get(*id).and_then(|m| status(m)) == Some(200))
+        .count();
+    // What the node sent (the warm-up's 200 included), whatever the callers' buffers kept.
+    let metrics = http_get(SocketAddr::from(([127, 0, 0, 1], mport)), "/metrics");
+    let sent = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("siphon_responses_total{code=\"200\"} "))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    assert!(
+        sent > all.len(),
+        "the node sent {sent} 200s for {} requests",
+        all.len()
+    );
+    let mut codes: Vec<Option<u16>> = all
+        .iter()
+        .map(|id| got.get(id).and_then(|m| status(m)))
+        .filter(|c| *c != Some(200))
+        .collect();
+    codes.sort_unstable();
+    assert_eq!(
+        ok,
+        all.len(),
+        "answered 200: {ok} of {}; the others: {codes:?}\n{}",
+        all.len(),
+        node.log()
+    );
+}
