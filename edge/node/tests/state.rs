@@ -421,10 +421,15 @@ fn two_nodes_share_bindings_cache_and_nonces_through_redis() {
         .unwrap();
     assert!(ttl > 3600 && ttl <= 3630, "ttl {ttl}");
 
-    // A cache write on A is read on B.
+    // A cache write on A is read on B. Writes reach Redis behind the script (the link's
+    // queue, README "Durable and shared state"): B reads it once it has landed there.
     message(&ua, &a, "store", "k1", "v1");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while redis.cli(&["GET", "k1"]) != "v1" {
+        assert!(Instant::now() < deadline, "k1 never reached Redis");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(message(&ua, &b, "fetch", "k1", ""), "v1");
-    assert_eq!(redis.cli(&["GET", "k1"]), "v1");
 }
 
 #[test]
