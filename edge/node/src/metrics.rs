@@ -509,7 +509,7 @@ const MAX_EXPORTER_CONNS: usize = 8;
 const EXPORTER_IO_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Serve `/metrics` (or `path`), `/health` and `/ready` on `addr`. The accepting thread hands
-/// each connection to a short-lived thread (at most [`MAX_EXPORTER_CONNS`] at once) with an
+/// each connection to a short-lived thread (at most `MAX_EXPORTER_CONNS` at once) with an
 /// overall deadline, so a client that sends one byte every second cannot block the probes.
 pub fn serve(addr: SocketAddr, path: String, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
