@@ -261,9 +261,7 @@ fn smpp_listener(
     // Loaded before the reactors start: queued messages and receipts from the last run.
     let store = match &cfg.store {
         Some(sc) => {
-            let st = Arc::new(
-                crate::smpp::store::Store::open(sc.clone())?,
-            );
+            let st = Arc::new(crate::smpp::store::Store::open(sc.clone())?);
             let sm = Arc::clone(&st);
             metrics.add_extra_renderer(Box::new(move |o| sm.metrics.render(o)));
             Some(st)

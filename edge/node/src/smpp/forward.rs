@@ -72,7 +72,11 @@ impl SmppCore {
         let due: Vec<_> = self
             .binds
             .iter()
-            .filter(|b| b.stored.first_key_value().is_some_and(|((at, _), _)| *at <= now))
+            .filter(|b| {
+                b.stored
+                    .first_key_value()
+                    .is_some_and(|((at, _), _)| *at <= now)
+            })
             .filter_map(|b| b.conn)
             .collect();
         for conn in due {
@@ -152,16 +156,19 @@ impl SmppCore {
         for (worker, token, i, id, rec) in acks {
             if result.is_ok() {
                 st.metrics.queued.fetch_add(1, Ordering::Relaxed);
-                self.host
-                    .complete_smpp(worker, token, 0, store::our_id(id));
+                self.host.complete_smpp(worker, token, 0, store::our_id(id));
                 if let Some(b) = self.binds.get_mut(i) {
                     b.stored.insert((now, id), rec);
                     kicked.push(i);
                 }
             } else {
                 st.release();
-                self.host
-                    .complete_smpp(worker, token, CommandStatus::ESME_RSYSERR.0, String::new());
+                self.host.complete_smpp(
+                    worker,
+                    token,
+                    CommandStatus::ESME_RSYSERR.0,
+                    String::new(),
+                );
             }
         }
         kicked.sort_unstable();

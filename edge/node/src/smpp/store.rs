@@ -108,7 +108,11 @@ impl StoreMetrics {
             ("refused_total", "counter", &self.refused),
             ("queue_depth", "gauge", &self.depth),
             ("receipts_queued_total", "counter", &self.receipts_queued),
-            ("receipts_delivered_total", "counter", &self.receipts_delivered),
+            (
+                "receipts_delivered_total",
+                "counter",
+                &self.receipts_delivered,
+            ),
             ("receipts_refused_total", "counter", &self.receipts_refused),
             ("receipts_depth", "gauge", &self.receipts_depth),
         ] {
@@ -241,7 +245,9 @@ impl Store {
         let max = self.cfg.max_queue as u64;
         self.metrics
             .depth
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| (d < max).then_some(d + 1))
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                (d < max).then_some(d + 1)
+            })
             .is_ok()
     }
 
@@ -350,11 +356,10 @@ impl Store {
 
     /// A receipt was acknowledged (its `Unreceipt` is committed separately).
     pub(super) fn receipt_done(&self) {
-        let _ = self.metrics.receipts_depth.fetch_update(
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-            |d| d.checked_sub(1),
-        );
+        let _ =
+            self.metrics
+                .receipts_depth
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| d.checked_sub(1));
         self.metrics
             .receipts_delivered
             .fetch_add(1, Ordering::Relaxed);
@@ -532,7 +537,9 @@ mod tests {
     #[test]
     fn receipt_ids_are_found_and_rewritten() {
         let text = b"id:0000002a sub:001 dlvrd:001 stat:DELIVRD err:000 text:hi";
-        let tlvs = [0x00, 0x1E, 0x00, 0x09, b'0', b'0', b'0', b'0', b'0', b'0', b'2', b'a', 0];
+        let tlvs = [
+            0x00, 0x1E, 0x00, 0x09, b'0', b'0', b'0', b'0', b'0', b'0', b'2', b'a', 0,
+        ];
         assert_eq!(receipt_id(text, &tlvs).as_deref(), Some("0000002a"));
         assert_eq!(receipt_id(text, &[]).as_deref(), Some("0000002a"));
         let (t, v) = rewrite(text, &tlvs, "S7");
