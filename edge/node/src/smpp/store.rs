@@ -125,6 +125,11 @@ impl StoreMetrics {
     }
 }
 
+/// Records by id, in file order.
+type Records = Vec<(u64, Box<SmppSend>)>;
+/// Receipts waiting, in arrival order.
+type Waiting = VecDeque<(u64, Box<SmppSend>)>;
+
 /// The open store.
 pub struct Store {
     db: Database,
@@ -135,9 +140,9 @@ pub struct Store {
     /// Counters.
     pub metrics: StoreMetrics,
     /// Loaded at open: bind name → its queued messages (taken by the owning core).
-    loaded: Mutex<HashMap<String, Vec<(u64, Box<SmppSend>)>>>,
+    loaded: Mutex<HashMap<String, Records>>,
     /// ESME system_id → receipts waiting (seq, deliver_sm).
-    outbox: Mutex<HashMap<String, VecDeque<(u64, Box<SmppSend>)>>>,
+    outbox: Mutex<HashMap<String, Waiting>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -166,8 +171,8 @@ impl Store {
             std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
         }
         let db = Database::create(&path).map_err(|e| err(&e))?;
-        let mut loaded: HashMap<String, Vec<(u64, Box<SmppSend>)>> = HashMap::new();
-        let mut outbox: HashMap<String, VecDeque<(u64, Box<SmppSend>)>> = HashMap::new();
+        let mut loaded: HashMap<String, Records> = HashMap::new();
+        let mut outbox: HashMap<String, Waiting> = HashMap::new();
         let (mut next_id, mut next_receipt) = (1u64, 1u64);
         let (mut depth, mut rdepth) = (0u64, 0u64);
         {
@@ -522,8 +527,8 @@ pub(super) fn rewrite(text: &[u8], tlvs: &[u8], ours: &str) -> (Vec<u8>, Vec<u8>
             out.extend_from_slice(ours.as_bytes());
             out.push(0);
         } else {
-            out.extend_from_slice(&b[..4 + n]);
-            let _ = v;
+            out.extend_from_slice(&b[..4]);
+            out.extend_from_slice(v);
         }
         b = &b[4 + n..];
     }
