@@ -36,6 +36,10 @@ pub enum StartError {
     /// Signal handling could not be installed.
     #[error("signals: {0}")]
     Signals(std::io::Error),
+    /// `smpp.yaml` `store_and_forward.path` could not be opened.
+    #[cfg(feature = "smpp")]
+    #[error(transparent)]
+    SmppStore(#[from] crate::smpp::store::StoreError),
 }
 
 fn cpus(l: &Loaded) -> Vec<usize> {
@@ -254,11 +258,22 @@ fn smpp_listener(
         .store(cfg.server.window as u64, Ordering::Relaxed);
     let mm = Arc::clone(&m);
     metrics.add_extra_renderer(Box::new(move |o| mm.render(o)));
+    // Loaded before the reactors start: queued messages and receipts from the last run.
+    let store = match &cfg.store {
+        Some(sc) => {
+            let st = Arc::new(crate::smpp::store::Store::open(sc.clone())?);
+            let sm = Arc::clone(&st);
+            metrics.add_extra_renderer(Box::new(move |o| sm.metrics.render(o)));
+            Some(st)
+        }
+        None => None,
+    };
     Ok(Some(Arc::new(crate::smpp::SmppShared {
         config: cfg,
         listener,
         bind_tls,
         metrics: m,
+        store,
     })))
 }
 

@@ -116,6 +116,9 @@ pub struct SmppVia {
     pub replace_if_present_flag: u8,
     /// sm_default_msg_id.
     pub sm_default_msg_id: u8,
+    /// `submit_via(..., store=True, esme=...)`: store-and-forward, with the system_id of the
+    /// ESME its receipt goes back to (empty: none).
+    pub store: Option<String>,
 }
 
 /// The core that owns the outbound bind `name` among `cores` (FNV-1a of the name): every
@@ -392,8 +395,9 @@ pub(crate) fn smpp_send(a: &Args<'_>) -> PyResult<Ret> {
 /// `_siphon.smpp_send_via(bind, command, token, source, destination, short_message,
 /// service_type, tlvs, message_id, destinations, schedule_delivery_time, validity_period,
 /// src_ton, src_npi, dst_ton, dst_npi, esm_class, protocol_id, priority_flag,
-/// registered_delivery, data_coding, replace_if_present_flag, sm_default_msg_id)`:
-/// `destinations` is the addresses joined by NUL octets.
+/// registered_delivery, data_coding, replace_if_present_flag, sm_default_msg_id, store,
+/// esme)`: `destinations` is the addresses joined by NUL octets; `store` true asks for
+/// store-and-forward with receipts for the ESME `esme` (a system_id, or empty).
 pub(crate) fn smpp_send_via(a: &Args<'_>) -> PyResult<Ret> {
     let bind = a.str(0)?.to_owned();
     let command = a.str(1)?.to_owned();
@@ -418,6 +422,11 @@ pub(crate) fn smpp_send_via(a: &Args<'_>) -> PyResult<Ret> {
         validity_period: a.str(11)?.to_owned(),
         replace_if_present_flag: small(a, 21)?,
         sm_default_msg_id: small(a, 22)?,
+        store: if a.truthy(23)? {
+            Some(a.str(24)?.to_owned())
+        } else {
+            None
+        },
     };
     let send = SmppSend {
         core: 0,

@@ -882,11 +882,12 @@ def alert_to(*, session_id, source_addr, esme_addr, source_addr_ton=1, source_ad
 _NOT_TX = 0xFFFF_FFFD
 _LOST = 0xFFFF_FFFC
 _NACKED = 0xFFFF_FFFB
+_NO_STORE = 0xFFFF_FFFA
 
 
 async def _send_via(bind, command, source, dest, sm, service_type, tlvs, octets, message_id="",
                     destinations=(), schedule_delivery_time="", validity_period="",
-                    replace_if_present_flag=0, sm_default_msg_id=0):
+                    replace_if_present_flag=0, sm_default_msg_id=0, store=False, esme=""):
     _next[0] += 1
     token = _next[0]
     fut = asyncio.get_event_loop().create_future()
@@ -894,10 +895,12 @@ async def _send_via(bind, command, source, dest, sm, service_type, tlvs, octets,
     dests = b"\0".join(str(d).encode() for d in destinations)
     _siphon.smpp_send_via(bind, command, token, source, dest, sm, service_type, tlvs, message_id,
                           dests, schedule_delivery_time, validity_period, *octets,
-                          replace_if_present_flag, sm_default_msg_id)
+                          replace_if_present_flag, sm_default_msg_id, bool(store), esme)
     status, mid = await fut
     if status == _NOT_BOUND:
         raise KeyError(f"bind '{bind}' not bound")
+    if status == _NO_STORE:
+        raise RuntimeError("submit_via(store=True): smpp.yaml has no store_and_forward")
     if status == _NOT_TX:
         raise RuntimeError(f"bind '{bind}' is a receiver bind; it cannot send {command}")
     if status == _LOST:
@@ -923,11 +926,19 @@ def submit_via(*, bind, source_addr, destination_addr, short_message, source_add
                source_addr_npi=1, dest_addr_ton=1, dest_addr_npi=1, service_type="",
                esm_class=0, protocol_id=0, priority_flag=0, schedule_delivery_time="",
                validity_period="", registered_delivery=0, replace_if_present_flag=0,
-               data_coding=0, sm_default_msg_id=0, tlvs=None):
+               data_coding=0, sm_default_msg_id=0, tlvs=None, store=False, esme=None):
     """submit_sm through the outbound bind ``bind``; awaitable -> SmppResp (``ok=False`` with
     the SMSC's status on a soft nack). KeyError at the await when the bind is not bound,
-    RuntimeError for a receiver bind, a generic_nack, a timeout or a lost connection."""
+    RuntimeError for a receiver bind, a generic_nack, a timeout or a lost connection.
+
+    ``store=True`` (ours; needs ``store_and_forward`` in smpp.yaml): the message is written
+    to the durable queue and the await returns ``SmppResp("ESME_ROK", <our id>)`` once it is
+    committed, whether or not the bind is up; the node forwards it with retries. A full queue
+    returns ``ok=False`` with ESME_RMSGQFUL. ``esme`` (a Session or a system_id) is whom the
+    SMSC's receipt goes back to, rewritten to our id."""
     sm = _check_sm(short_message)
+    if esme is not None and not isinstance(esme, str):
+        esme = esme.system_id
     raw = _encode_tlvs(tlvs)
     return _send_via(bind, "submit_sm", source_addr, destination_addr, sm, service_type, raw,
                      _sub_octets(source_addr_ton, source_addr_npi, dest_addr_ton, dest_addr_npi,
@@ -936,7 +947,7 @@ def submit_via(*, bind, source_addr, destination_addr, short_message, source_add
                      schedule_delivery_time=schedule_delivery_time,
                      validity_period=validity_period,
                      replace_if_present_flag=replace_if_present_flag,
-                     sm_default_msg_id=sm_default_msg_id)
+                     sm_default_msg_id=sm_default_msg_id, store=store, esme=esme or "")
 
 
 def submit_multi_via(*, bind, source_addr, destinations, short_message, source_addr_ton=1,

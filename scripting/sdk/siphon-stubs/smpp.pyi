@@ -208,9 +208,12 @@ def submit_via(*, bind: str, source_addr: str, destination_addr: str,
                schedule_delivery_time: str = "", validity_period: str = "",
                registered_delivery: int = 0, replace_if_present_flag: int = 0,
                data_coding: int = 0, sm_default_msg_id: int = 0,
-               tlvs: _Tlvs | None = None) -> Awaitable[SmppResp]:
+               tlvs: _Tlvs | None = None, store: bool = False,
+               esme: Session | str | None = None) -> Awaitable[SmppResp]:
     """submit_sm through the outbound bind ``bind``; KeyError at the await when it is not
-    bound, RuntimeError for a receiver bind, a generic_nack, a timeout or a lost link."""
+    bound, RuntimeError for a receiver bind, a generic_nack, a timeout or a lost link.
+    ``store=True`` (ours; smpp.yaml ``store_and_forward``): returns our id once the message
+    is durably queued; ``esme`` is whom the SMSC's receipt goes back to."""
 def submit_multi_via(*, bind: str, source_addr: str, destinations: Iterable[str],
                      short_message: str | bytes, source_addr_ton: int = 1,
                      source_addr_npi: int = 1, dest_addr_ton: int = 1, dest_addr_npi: int = 1,

@@ -73,6 +73,10 @@ pub(super) struct OutBind {
     pace: Option<(TimerId, Instant)>,
     /// Removed by a reload: no reconnect.
     retired: bool,
+    /// Store-and-forward messages not on the wire, by (next attempt, our id).
+    pub(super) stored: std::collections::BTreeMap<(Instant, u64), Box<SmppSend>>,
+    /// Failed attempts so far, by our id.
+    pub(super) attempts: std::collections::HashMap<u64, u32>,
 }
 
 impl OutBind {
@@ -95,6 +99,8 @@ impl OutBind {
             bucket,
             pace: None,
             retired: false,
+            stored: std::collections::BTreeMap::new(),
+            attempts: std::collections::HashMap::new(),
         }
     }
 
@@ -127,7 +133,11 @@ impl OutBind {
         }
     }
 
-    fn can_transmit(&self) -> bool {
+    pub(super) fn is_retired(&self) -> bool {
+        self.retired
+    }
+
+    pub(super) fn can_transmit(&self) -> bool {
         self.cfg.bind_type != "receiver"
     }
 }
@@ -220,6 +230,7 @@ impl SmppCore {
                     .push(OutBind::new(cfg.clone(), tls.as_ref().map(Arc::clone)));
             }
         }
+        self.start_store(cx);
         for i in 0..self.binds.len() {
             self.connect_bind(cx, i);
         }
@@ -375,8 +386,7 @@ impl SmppCore {
         }
         let queued: Vec<_> = b.queue.drain(..).collect();
         for (s, _) in queued {
-            self.host
-                .complete_smpp(s.worker, s.token, LOST, String::new());
+            self.complete(s.worker, s.token, LOST, String::new());
         }
         self.schedule_retry(cx, i);
     }
@@ -455,6 +465,22 @@ impl SmppCore {
             return;
         }
         let now = cx.now();
+        let mut failed: Vec<(usize, u64, u32)> = Vec::new();
+        // Due store-and-forward messages join the queue while it is short.
+        let wall = Instant::now();
+        while b.queue.len() < b.cfg.window {
+            let Some(((at, _), _)) = b.stored.first_key_value() else {
+                break;
+            };
+            if *at > wall {
+                break;
+            }
+            let Some((_, s)) = b.stored.pop_first() else {
+                break;
+            };
+            self.store_inflight.insert(s.token, (i, s.clone()));
+            b.queue.push_back((s, None));
+        }
         while let Some((s, release)) = b.queue.front_mut() {
             let paced = matches!(
                 s.command.as_str(),
@@ -496,18 +522,15 @@ impl SmppCore {
                 }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "SMPP bind: send refused by the session");
-                    self.host
-                        .complete_smpp(s.worker, s.token, LOST, String::new());
+                    failed.push((s.worker, s.token, LOST));
                 }
                 None => {
-                    self.host.complete_smpp(
-                        s.worker,
-                        s.token,
-                        CommandStatus::ESME_RINVCMDID.0,
-                        String::new(),
-                    );
+                    failed.push((s.worker, s.token, CommandStatus::ESME_RINVCMDID.0));
                 }
             }
+        }
+        for (worker, token, status) in failed {
+            self.complete(worker, token, status, String::new());
         }
     }
 
@@ -691,4 +714,5 @@ static EMPTY_VIA: siphon_script::SmppVia = siphon_script::SmppVia {
     validity_period: String::new(),
     replace_if_present_flag: 0,
     sm_default_msg_id: 0,
+    store: None,
 };

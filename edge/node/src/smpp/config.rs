@@ -214,6 +214,58 @@ struct File {
     bind_address: Option<String>,
     #[serde(default)]
     port: Option<u16>,
+    #[serde(default)]
+    store_and_forward: Option<StoreConfig>,
+}
+
+const fn d_retry_initial() -> u64 {
+    1
+}
+const fn d_retry_max() -> u64 {
+    60
+}
+const fn d_max_queue() -> usize {
+    100_000
+}
+
+/// `store_and_forward.retry` (ours): backoff between attempts of a stored message.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreRetry {
+    /// First delay after a failed attempt, seconds (doubles per attempt).
+    #[serde(default = "d_retry_initial")]
+    pub initial_secs: u64,
+    /// Largest delay, seconds.
+    #[serde(default = "d_retry_max")]
+    pub max_secs: u64,
+}
+
+impl Default for StoreRetry {
+    fn default() -> Self {
+        Self {
+            initial_secs: d_retry_initial(),
+            max_secs: d_retry_max(),
+        }
+    }
+}
+
+/// `store_and_forward:` (ours; upstream has none): a durable queue behind `submit_via(...,
+/// store=True)` and the receipt id map (`smpp/store.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The redb file (relative to `smpp.yaml`'s directory).
+    pub path: PathBuf,
+    /// Backoff between attempts.
+    #[serde(default)]
+    pub retry: StoreRetry,
+    /// Messages waiting at most; past it `submit_via(store=True)` answers ESME_RMSGQFUL.
+    #[serde(default = "d_max_queue")]
+    pub max_queue: usize,
+    /// Receipts waiting for their ESME to bind at most; past it a receipt from the SMSC is
+    /// answered ESME_RMSGQFUL (the SMSC retries it).
+    #[serde(default = "d_max_queue")]
+    pub max_receipts: usize,
 }
 
 /// A loaded `smpp.yaml`.
@@ -231,6 +283,8 @@ pub struct SmppConfig {
     pub routing: Routing,
     /// Findings to log at start.
     pub warnings: Vec<Warning>,
+    /// `store_and_forward:` (off when absent).
+    pub store: Option<StoreConfig>,
 }
 
 impl SmppConfig {
@@ -499,6 +553,30 @@ pub fn parse(raw: &str, path: &Path, env: &[(String, String)]) -> Result<SmppCon
             }
         }
     }
+    let mut store = file.store_and_forward.clone();
+    if let Some(st) = store.as_mut() {
+        let at = line_of(&text, &["store_and_forward"]);
+        if st.path.as_os_str().is_empty() {
+            return Err(err(path, at, "`store_and_forward.path` is empty"));
+        }
+        if st.retry.initial_secs == 0 || st.retry.max_secs < st.retry.initial_secs {
+            return Err(err(
+                path,
+                at,
+                "`store_and_forward.retry`: initial_secs must be at least 1 and at most max_secs",
+            ));
+        }
+        if st.max_queue == 0 || st.max_receipts == 0 {
+            return Err(err(
+                path,
+                at,
+                "`store_and_forward`: max_queue and max_receipts must be at least 1",
+            ));
+        }
+        if st.path.is_relative() && !base.as_os_str().is_empty() {
+            st.path = base.join(&st.path);
+        }
+    }
     Ok(SmppConfig {
         path: path.to_path_buf(),
         server,
@@ -506,6 +584,7 @@ pub fn parse(raw: &str, path: &Path, env: &[(String, String)]) -> Result<SmppCon
         binds,
         routing,
         warnings,
+        store,
     })
 }
 

@@ -14,6 +14,8 @@
 
 pub mod binds;
 pub mod config;
+mod forward;
+pub mod store;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -290,6 +292,8 @@ pub struct SmppShared {
     pub bind_tls: Vec<Option<Arc<siphon_reactor::tls::TlsClient>>>,
     /// Counters.
     pub metrics: Arc<SmppMetrics>,
+    /// `store_and_forward:` (opened before the reactors start).
+    pub store: Option<Arc<store::Store>>,
 }
 
 impl SmppShared {
@@ -361,6 +365,13 @@ pub struct SmppCore {
     /// The outbound binds this core owns.
     binds: Vec<binds::OutBind>,
     binds_started: bool,
+    /// Store-and-forward: this turn's batch, the scripts awaiting it `(worker, token, bind,
+    /// our id, record)`, messages and receipts on the wire, binds to pump after a commit.
+    store_ops: Vec<store::Op>,
+    store_acks: Vec<(usize, u64, usize, u64, Box<SmppSend>)>,
+    store_inflight: HashMap<u64, (usize, Box<SmppSend>)>,
+    receipt_inflight: HashMap<u64, Box<SmppSend>>,
+    store_kicks: Vec<usize>,
 }
 
 impl std::fmt::Debug for SmppCore {
@@ -415,6 +426,11 @@ impl SmppCore {
             rng: seed | 1,
             binds: Vec::new(),
             binds_started: false,
+            store_ops: Vec::new(),
+            store_acks: Vec::new(),
+            store_inflight: HashMap::new(),
+            receipt_inflight: HashMap::new(),
+            store_kicks: Vec::new(),
         }
     }
 
@@ -545,7 +561,7 @@ impl SmppCore {
                         } else {
                             self.shared.metrics.pdu(command, pdu.status.is_ok());
                         }
-                        self.host.complete_smpp(worker, token, status, mid);
+                        self.complete(worker, token, status, mid);
                     }
                 }
                 Inbound::Handled(h) => {
@@ -585,6 +601,8 @@ impl SmppCore {
         c.framer = framer;
         self.conns.insert(conn, c);
         self.after(cx, conn);
+        self.kick_stored(cx);
+        self.flush_store(cx);
     }
 
     fn request(&mut self, now: Instant, conn: ConnId, c: &mut Conn, pdu: &Pdu<'_>) {
@@ -602,6 +620,12 @@ impl SmppCore {
             let _ = c
                 .session
                 .send_response(now, sequence, CommandStatus::ESME_RTHROTTLED, &body);
+            return;
+        }
+        if let Body::DeliverSm(m) = &pdu.body
+            && c.bind.is_some()
+            && self.stored_receipt(now, c, sequence, m)
+        {
             return;
         }
         let mut fields: Vec<(&'static str, SmppValue)> = Vec::with_capacity(16);
@@ -813,6 +837,9 @@ impl SmppCore {
                         touched.push(conn);
                     }
                 }
+                SmppOut::Send(s) if s.via.as_ref().is_some_and(|v| v.store.is_some()) => {
+                    self.store_submit(s)
+                }
                 SmppOut::Send(s) if s.via.is_some() => self.send_via(cx, s),
                 SmppOut::Send(s) => {
                     if let Some(conn) = self.send(cx.now(), &s) {
@@ -822,6 +849,7 @@ impl SmppCore {
                 _ => {}
             }
         }
+        self.flush_store(cx);
         touched.sort_unstable();
         touched.dedup();
         for conn in touched {
@@ -946,8 +974,7 @@ impl SmppCore {
 
     fn send(&mut self, now: Instant, s: &SmppSend) -> Option<ConnId> {
         let Some(&conn) = self.by_session.get(&s.session_id) else {
-            self.host
-                .complete_smpp(s.worker, s.token, NOT_BOUND, String::new());
+            self.complete(s.worker, s.token, NOT_BOUND, String::new());
             return None;
         };
         let c = self.conns.get_mut(&conn)?;
@@ -956,8 +983,7 @@ impl SmppCore {
         let tlvs = Tlvs::decode(&s.tlvs).unwrap_or(List::Items(&[]));
         let body = match s.command.as_str() {
             "deliver_sm" | "alert_notification" if state == SessionState::BoundTx => {
-                self.host
-                    .complete_smpp(s.worker, s.token, NOT_RX, String::new());
+                self.complete(s.worker, s.token, NOT_RX, String::new());
                 return None;
             }
             "deliver_sm" => Body::DeliverSm(SubmitSm {
@@ -998,7 +1024,7 @@ impl SmppCore {
                 }
             }
             Err(_) => {
-                self.host.complete_smpp(
+                self.complete(
                     s.worker,
                     s.token,
                     CommandStatus::ESME_RSYSERR.0,
@@ -1078,7 +1104,7 @@ impl SmppCore {
         };
         for seq in failed {
             if let Some((worker, token)) = self.sends.remove(&(conn, seq)) {
-                self.host.complete_smpp(worker, token, lost, String::new());
+                self.complete(worker, token, lost, String::new());
             }
         }
         if closed {
@@ -1110,6 +1136,9 @@ impl SmppCore {
 
     /// A timer with [`TIMER_BIT`] fired.
     pub fn on_timer(&mut self, cx: &mut Cx<'_, crate::engine::Msg>, token: u64) {
+        if token & forward::STORE_BIT != 0 {
+            return self.store_tick(cx);
+        }
         if token & (binds::RETRY_BIT | binds::PACE_BIT) != 0 {
             return self.on_bind_timer(cx, token);
         }
@@ -1153,15 +1182,18 @@ impl SmppCore {
         } else {
             CommandStatus::ESME_RSYSERR.0
         };
-        self.sends.retain(|(k, _), (worker, token)| {
+        let mut gone = Vec::new();
+        self.sends.retain(|(k, _), w| {
             if *k == conn {
-                self.host
-                    .complete_smpp(*worker, *token, lost, String::new());
+                gone.push(*w);
                 false
             } else {
                 true
             }
         });
+        for (worker, token) in gone {
+            self.complete(worker, token, lost, String::new());
+        }
         let before = self.pending.len();
         self.pending.retain(|_, p| p.conn != conn);
         let dropped = before - self.pending.len();
