@@ -1200,7 +1200,7 @@ impl Host {
     /// Stop the workers (each ends its own interpreter), then finalise Python where that is
     /// safe: 3.13+ runs `Py_FinalizeEx`; 3.12 skips it (it crashes after own-GIL
     /// subinterpreters used asyncio, feasibility-python.md §8.1) and the process should exit.
-    /// Finalisation is also skipped when a worker is stuck in a handler (see [`Host::stop`]).
+    /// Finalisation is also skipped when a worker is stuck in a handler (see `Host::stop`).
     pub fn shutdown(mut self) {
         let all = self.stop();
         if !all {
