@@ -104,3 +104,47 @@ fn a_silent_callee_means_100_trying_after_the_delay() {
     let busy = caller.recv_final().expect("the 486");
     assert_eq!(status(&busy), Some(486), "{busy}");
 }
+
+/// A reactor that slept before the INVITE arrived stamps it with the time it woke, not the
+/// time it went to sleep: the 100 Trying's delay (and every timer armed from the request)
+/// counts from then. The script answers 404 at once, so the caller sees that 404 only: no 100
+/// before it, and no Timer G copies (none is needed before any provisional, §17.1.1.2).
+/// Before the fix the reactor's clock was as old as its sleep, so the 100 was already due
+/// when the 404 went out and Timer G resent the 404.
+#[test]
+fn an_idle_reactor_answers_at_once_without_a_100() {
+    const NOT_FOUND: &str = r#"
+from siphon import proxy
+
+@proxy.on_request
+def route(request):
+    request.reply(404, "Not Found")
+"#;
+    for layout in [
+        LAYOUT,
+        Placement {
+            inline: false,
+            cores: 1,
+        },
+    ] {
+        let n = Node::with_script("trying-idle", NOT_FOUND, layout, "");
+        let caller = Ua::new();
+        // Let the reactor go to sleep (its idle wait), then wake it with the INVITE.
+        std::thread::sleep(Duration::from_millis(1500));
+        caller.send(
+            n.sip,
+            &common::request(
+                "INVITE",
+                "sip:nobody@127.0.0.1",
+                caller.addr,
+                "trying-idle-1",
+                "",
+            ),
+        );
+        let (first, _) = caller.recv().expect("the 404");
+        assert_eq!(status(&first), Some(404), "{layout:?}: {first}");
+        caller.timeout(Duration::from_millis(1200));
+        let late = caller.recv();
+        assert!(late.is_none(), "{layout:?}: unexpected message: {late:?}");
+    }
+}

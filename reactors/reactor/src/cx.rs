@@ -233,7 +233,8 @@ impl<M: Send + 'static> Cx<'_, M> {
         self.st.shared.bells.len()
     }
 
-    /// The time at the start of this loop turn.
+    /// The time at the start of this loop turn, or when the reactor last woke from its wait
+    /// within the turn (events from the wait carry their wake-up time).
     pub fn now(&self) -> Instant {
         self.st.now
     }
@@ -466,6 +467,10 @@ pub(crate) trait Sink {
     fn take_commands(&mut self, out: &mut Vec<Command>);
     fn recycle(&mut self, buf: Vec<u8>);
     fn metrics(&self) -> &ReactorMetrics;
+    /// The backend returned from its wait: what it dispatches next happened now, not when
+    /// the turn began (a reactor idle for seconds would stamp its first packet that old, and
+    /// every timer armed from it would be due at once).
+    fn woke(&mut self) {}
 }
 
 /// The sink of one reactor: its handler plus its core state.
@@ -870,5 +875,9 @@ impl<H: Handler> Sink for Dispatch<'_, H> {
 
     fn metrics(&self) -> &ReactorMetrics {
         &self.st.metrics
+    }
+
+    fn woke(&mut self) {
+        self.st.now = Instant::now();
     }
 }

@@ -672,6 +672,7 @@ impl Backend for EpollBackend {
                 ms,
             )
         };
+        sink.woke();
         if n < 0 {
             let e = io::Error::last_os_error();
             return if e.kind() == io::ErrorKind::Interrupted {

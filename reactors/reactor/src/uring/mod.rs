@@ -791,6 +791,7 @@ impl Backend for UringBackend {
         self.apply(sink);
         self.arm();
         self.wait(timeout)?;
+        sink.woke();
         self.reap(sink);
         Ok(())
     }
