@@ -18,7 +18,26 @@ fn run_e2e(config: &str, transports: &[&str]) {
     .join("../..");
     let bin =
         std::env::var("SIPHON_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_siphon").to_string());
-    let out = Command::new("bash")
+    let mut cmd = Command::new("bash");
+    // Ports of its own (unless the caller chose them): on a shared machine 5060-5090 may
+    // belong to someone else's SIPp or node.
+    if std::env::var_os("SIP_PORT").is_none() {
+        let base = free_block();
+        for (i, name) in [
+            "SIP_PORT",
+            "TLS_PORT",
+            "UAS_PORT",
+            "UAC_PORT",
+            "REG_PORT",
+            "METRICS_PORT",
+        ]
+        .iter()
+        .enumerate()
+        {
+            cmd.env(name, (base + i as u16).to_string());
+        }
+    }
+    let out = cmd
         .arg(root.join("bench/sipp/e2e.sh"))
         .arg("siphon")
         .args(transports)
@@ -42,6 +61,19 @@ fn run_e2e(config: &str, transports: &[&str]) {
         text.contains(" 0 failed"),
         "e2e {transports:?} reported failures:\n{text}"
     );
+}
+
+/// Six consecutive loopback ports free for UDP and TCP right now.
+fn free_block() -> u16 {
+    let start = 20_000 + (std::process::id() % 3_000) as u16 * 10;
+    let free = |p: u16| {
+        std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+    };
+    (0..3_000u16)
+        .map(|k| 20_000 + (start - 20_000 + k * 10) % 30_000)
+        .find(|&b| (b..b + 6).all(free))
+        .expect("six free loopback ports")
 }
 
 /// One test: the scenarios use fixed loopback ports, so transports run one after another.
