@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, set-up included, on a fresh Debian/Ubuntu machine:
 # formatting, clippy (-D warnings), every Rust test (unit, RFC 4475/5118 conformance,
-# loopback reactors, end-to-end with SIPp), the fuzz targets' build, and pytest against the
-# real embedded engine on Python 3.13 (own GIL per core) and 3.11 (degraded mode).
+# loopback reactors, end-to-end with SIPp), the fuzz targets' build, pytest against the
+# real embedded engine on Python 3.13 (own GIL per core) and 3.11 (degraded mode), and the
+# same again with the SDK installed from its wheel in fresh virtualenvs (plus mypy on the stubs).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$SIPHON_ROOT"
@@ -48,6 +49,7 @@ env -u SIPHON_BIN cargo test -p siphon-bin --locked --features smpp --lib --test
 
 step "cargo test: HTTP extension (siphon-bin --features http, its own debug binary; curl)"
 env -u SIPHON_BIN cargo test -p siphon-bin --locked --features http --lib --test http_ext
+step "cargo test: deploy/examples on the binary with SIPp, smpplib, curl (--features smpp,http)"; env -u SIPHON_BIN cargo test -p siphon-bin --locked --features smpp,http --test sdk_examples
 
 step "fuzz targets build"
 for fz in edge/*/fuzz; do
@@ -59,8 +61,18 @@ done
 if [ -x scripting/run-tests.sh ]; then
     step "pytest: scripting on $PYO3_PYTHON"
     scripting/run-tests.sh "$PYO3_PYTHON"
+    step "pytest: upstream's harness API (tests/sdk_compat) and the examples' SDK tests on $PYO3_PYTHON"
+    scripting/run-tests.sh "$PYO3_PYTHON" ../tests/sdk_compat ../deploy/examples
     py311=$(command -v python3.11 || command -v python3)
     step "pytest: scripting on $py311 (degraded single-interpreter mode)"
     scripting/run-tests.sh "$py311"
+    step "pytest: tests/sdk_compat and the examples' SDK tests on $py311"
+    scripting/run-tests.sh "$py311" ../tests/sdk_compat ../deploy/examples
+    # The SDK as users get it: a wheel per Python, installed into a fresh virtualenv with
+    # nothing set; pytest (stubs/runtime sync, mypy over the stubs) runs there.
+    step "SDK wheel on $PYO3_PYTHON: build, fresh venv, pytest + mypy with the installed package"
+    scripting/sdk/check-wheel.sh "$PYO3_PYTHON"
+    step "SDK wheel on $py311: build, fresh venv, pytest + mypy with the installed package"
+    scripting/sdk/check-wheel.sh "$py311"
 fi
 say "all checks passed"

@@ -5,18 +5,18 @@ in-dialog   loose_route + relay along the route set
 otherwise   lookup the Request-URI; record_route + parallel fork to the contacts; 404 if unknown
 """
 
-from siphon import auth, log, proxy, registrar
+from siphon import Request, auth, log, proxy, registrar
 
 
 @proxy.on_request("REGISTER")
-def register(request):
+def register(request: Request) -> None:
     if not auth.require_www_digest(request):
         return  # the 401 challenge is already armed as the reply
     registrar.save(request)
 
 
 @proxy.on_request("INVITE|BYE|ACK|OPTIONS|MESSAGE|INFO|UPDATE|PRACK|SUBSCRIBE|NOTIFY|REFER|PUBLISH")
-def route(request):
+def route(request: Request) -> None:
     if request.in_dialog:
         if request.loose_route():
             request.relay()

@@ -1,7 +1,8 @@
 # SMPP gateway (issue 13): ESMEs bind to siphon, the policy below picks an upstream SMSC bind
 # (smpp_gateway.yaml `binds:`), submits go out with submit_via, and delivery receipts from the
-# SMSC come back to the ESME that sent the message. Tested by
-# edge/node/tests/smpp_outbound.rs `gateway_example`.
+# SMSC come back to the ESME that sent the message. Tested by test_smpp_gateway.py (SDK) and,
+# through the binary, by edge/node/tests/smpp_outbound.rs `gateway_example` (receipts) and
+# edge/node/tests/sdk_examples.rs (smpplib as the ESME, test_smpp_gateway.py's outcomes).
 #
 # Scripts run in one subinterpreter per core: the receipt arrives on the bind's core, which
 # is not always the ESME's, so the message_id -> ESME session map lives in `cache` (shared by

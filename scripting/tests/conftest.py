@@ -3,7 +3,10 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "sdk"))
+# The SDK from this checkout, unless the run is meant to test the installed wheel
+# (scripts/test.sh sets SIPHON_SDK_INSTALLED=1 in the fresh virtualenvs it installs it into).
+if not os.environ.get("SIPHON_SDK_INSTALLED"):
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "sdk"))
 
 from siphon_sdk import SipTestHarness  # noqa: E402
 

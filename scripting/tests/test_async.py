@@ -78,7 +78,7 @@ def test_mixed_handlers_run_in_order(harness):
     h = harness(SCRIPT)
     r = h.send_request("NOTIFY", event="x")
     assert r.status_code == 200
-    assert "X-Seq: 123" in r.request
+    assert "X-Seq: 123" in r.request_text
 
 
 def test_timer_every_runs(harness):

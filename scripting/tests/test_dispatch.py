@@ -36,10 +36,10 @@ def test_filters_and_order(harness):
     h = harness(SCRIPT)
     r = h.send_request("INVITE")
     assert (r.action, r.status_code, r.reason) == ("reply", 486, "Busy Here")
-    assert "X-Order: ab" in r.request
+    assert "X-Order: ab" in r.request_text
     r = h.send_request("SUBSCRIBE", event="presence")
     assert r.status_code == 486
-    assert "X-Order: a\r\n" in r.request
+    assert "X-Order: a\r\n" in r.request_text
 
 
 def test_last_action_wins_and_actions_are_deferred(harness):
@@ -142,23 +142,23 @@ def test_on_reply_dropped_unless_relayed(harness):
     h = harness(REPLY_SCRIPT)
     req = h.send_request("INVITE")
     assert req.was_relayed
-    assert h.send_reply(req, 180, "Ringing").action == "forward_reply"
+    assert h.send_reply(req, 180, "Ringing").action == "relay"
     assert h.send_reply(req, 200, "OK").action == "silent_drop"
     r = h.send_reply(req, 183, "Session Progress")
-    assert (r.action, r.status_code) == ("reject_reply", 488)
+    assert (r.action, r.status_code) == ("reject", 488)
 
 
 def test_reply_without_handler_is_forwarded(harness):
     h = harness(REPLY_SCRIPT)
     req = h.send_request("MESSAGE")
-    assert h.send_reply(req, 200, "OK").action == "forward_reply"
+    assert h.send_reply(req, 200, "OK").action == "relay"
 
 
 def test_per_relay_callbacks(harness):
     h = harness(REPLY_SCRIPT)
     req = h.send_request("INVITE", headers={"X-Cb": "1"})
     assert req.raw["disposition"]["on_reply"] is True
-    assert h.send_reply(req, 200, "OK").action == "forward_reply"
+    assert h.send_reply(req, 200, "OK").action == "relay"
     h.wait_log("per-relay 200")
     req = h.send_request("INVITE", headers={"X-Cb": "1"})
     r = h.send_reply(req, 503, "Unavailable", kind="failure")

@@ -40,7 +40,7 @@ def test_registrar_save_lookup_across_cores(harness):
     r = h.send_request("INVITE", ruri="sip:alice@example.com", core=1)
     assert r.was_forked
     assert r.targets == ["sip:alice@192.0.2.2", "sip:alice@192.0.2.1:5060"]
-    assert "X-First: sip:alice@192.0.2.2 q=1.0" in r.request
+    assert "X-First: sip:alice@192.0.2.2 q=1.0" in r.request_text
     assert h.send_request("INVITE", ruri="sip:nobody@example.com").status_code == 404
     r = h.send_request("REGISTER", ruri="sip:example.com", to_uri="sip:alice@example.com",
                        headers={"Contact": "<sip:alice@192.0.2.3>;expires=10"})

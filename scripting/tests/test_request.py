@@ -61,10 +61,10 @@ def test_header_and_ruri_edits_reported(harness):
     h = harness(SCRIPT)
     r = h.send_request("MESSAGE", headers={"Subject": "s", "X-Drop-A": "1", "X-Drop-B": "2", "X-Keep": "k"})
     assert r.was_relayed and r.next_hop == "sip:proxy2.example.net;lr" and r.record_routed
-    first = r.request.split("\r\n")[0]
+    first = r.request_text.split("\r\n")[0]
     assert first == "MESSAGE sip:carol@example.net:5080 SIP/2.0"
-    assert "X-New: v" in r.request and "X-Keep: k" in r.request
-    assert "Subject" not in r.request and "X-Drop-" not in r.request
+    assert "X-New: v" in r.request_text and "X-Keep: k" in r.request_text
+    assert "Subject" not in r.request_text and "X-Drop-" not in r.request_text
 
 
 def test_fork_targets(harness):
@@ -72,7 +72,7 @@ def test_fork_targets(harness):
     r = h.send_request("OPTIONS")
     assert r.was_forked and r.strategy == "parallel"
     assert r.targets == ["sip:a@example.com", "sip:b@example.com:5070;transport=tcp"]
-    assert r.request is None  # untouched message is not copied back
+    assert r.raw["request"] is None  # untouched message is not copied back
 
 
 def test_sip_uri(harness):
@@ -101,16 +101,16 @@ def test_reply_view_and_reply_edits(harness):
     h = harness(REPLY_VIEW)
     req = h.send_request("INVITE")
     r = h.send_reply(req, 183, "Session Progress", headers={"X-Up": "u"})
-    assert r.action == "forward_reply"
-    assert r.reply.startswith("SIP/2.0 183 Session Progress\r\n")
-    assert "X-Seen: 183 Session Progress u False INVITE True" in r.reply
-    assert "X-Up" not in r.reply
+    assert r.action == "relay"
+    assert r.raw["reply"].startswith("SIP/2.0 183 Session Progress\r\n")
+    assert "X-Seen: 183 Session Progress u False INVITE True" in r.raw["reply"]
+    assert "X-Up" not in r.raw["reply"]
 
 
 def test_load_source_replaces_script(harness):
     h = harness(REPLY_VIEW)
     assert h.send_request("INVITE").was_relayed
-    assert h.load_source("from siphon import proxy\n@proxy.on_request\ndef r(q):\n    q.reply(404)\n")
+    h.load_source("from siphon import proxy\n@proxy.on_request\ndef r(q):\n    q.reply(404)\n")
     r = h.send_request("INVITE")
     assert (r.status_code, r.reason) == (404, "Not Found")
 
@@ -130,7 +130,7 @@ def nat(request):
 def test_nat_and_identity_helpers(harness):
     h = harness(NAT_SCRIPT)
     r = h.send_request("INVITE", headers={"Contact": "<sip:alice@192.168.1.5:5060>"}, transport="tls",
-                       source_ip="10.1.2.3", source_port=40000)
+                       source_ip="10.1.2.3", source_port=40000, from_tag="f1")
     assert r.reason == "tls True True"
-    assert "Contact: <sip:alice2@10.1.2.3:40000>" in r.request
-    assert 'From: "Alice A" <sip:alice@example.com>;tag=f1' in r.request
+    assert "Contact: <sip:alice2@10.1.2.3:40000>" in r.request_text
+    assert 'From: "Alice A" <sip:alice@example.com>;tag=f1' in r.request_text

@@ -398,9 +398,10 @@ pub struct Transaction {
     pub timeout_secs: u64,
     /// INVITE client transaction timeout (Timer B / C), seconds.
     pub invite_timeout_secs: u64,
-    /// Send 100 Trying for INVITE.
+    /// Send 100 Trying for INVITE (RFC 3261 §16.2, §17.2.1).
     pub auto_emit_100_trying: bool,
-    /// Delay before the automatic 100 Trying.
+    /// How long the automatic 100 Trying waits: it is sent only if no provisional or final
+    /// response went out by then (§17.2.1's 200 ms); 0 sends it at once.
     pub auto_emit_100_trying_delay_ms: u64,
     /// RFC 3261 T1, ms (ours).
     pub t1_ms: u64,
@@ -657,6 +658,13 @@ pub struct Config {
     /// Ours: RFC 3263 name resolution (servers, timeouts, cache).
     #[serde(default)]
     pub dns: Dns,
+    /// Upstream's floods-and-scanners section (`rate_limit`, `failed_auth_ban`,
+    /// `scanner_block`, `trusted_cidrs`).
+    #[serde(default)]
+    pub security: crate::security::SecurityConfig,
+    /// Ours: caps on every table and connection count (README "Limits").
+    #[serde(default)]
+    pub limits: crate::limits::LimitsConfig,
     /// Upstream sections we accept and do not implement yet (each warned by name).
     #[serde(flatten)]
     pub upstream_only: BTreeMap<String, Value>,
@@ -665,7 +673,6 @@ pub struct Config {
 /// Top-level sections upstream SIPhon knows that this build does not implement.
 pub const UPSTREAM_ONLY_SECTIONS: &[&str] = &[
     "registrant",
-    "security",
     "nat",
     "session_timer",
     "dialog",
@@ -867,6 +874,11 @@ fn warn_unimplemented(loaded: &mut Loaded) {
         &["auth"],
         "`auth.http/diameter/aka_credentials` are not implemented yet and are ignored",
     );
+    note(
+        c.security.apiban.is_some() || c.security.firewall.is_some(),
+        &["security"],
+        "`security.apiban` and `security.firewall` are not implemented yet and are ignored",
+    );
     for (path, message) in found {
         let line = loaded.line_of(&path);
         loaded.warnings.push(Warning { line, message });
@@ -957,6 +969,12 @@ fn validate(l: &Loaded) -> Result<(), ConfigError> {
                 "`listen.tls` needs `tls.certificate` and `tls.private_key`",
             ));
         }
+    }
+    if let Err((key, m)) = crate::security::validate(&c.security) {
+        return Err(l.error_at(&["security", key], m));
+    }
+    if let Err((key, m)) = crate::limits::validate(&c.limits) {
+        return Err(l.error_at(&["limits", key], m));
     }
     let r = &c.registrar;
     if r.backend == RegistrarBackend::Local && r.local.is_none() {

@@ -93,6 +93,10 @@ pub struct Shared {
     pub tls_client: Option<siphon_reactor::tls::TlsClient>,
     /// Name resolution (RFC 3263) off the reactors.
     pub dns: Arc<crate::dns::Dns>,
+    /// `security:` (bans, rate limit, scanners), checked before the parse and the script.
+    pub security: Arc<crate::security::Security>,
+    /// `limits:` the engine enforces (transactions, stream reassembly).
+    pub limits: Arc<crate::limits::NodeLimits>,
     /// The SMPP listener's settings, when `extensions.smpp` configures one.
     #[cfg(feature = "smpp")]
     pub smpp: Option<Arc<crate::smpp::SmppShared>>,
@@ -321,6 +325,9 @@ impl Engine {
             return;
         }
         let method = msg.method_str().unwrap_or("");
+        if self.screen(&msg, peer, now) {
+            return;
+        }
         self.m.request(method);
         if let Err(rej) = validate_request(&msg, &ValidationConfig::PROXY) {
             let headers = rej
@@ -340,6 +347,12 @@ impl Engine {
             && self.shared.draining.load(Ordering::Relaxed)
         {
             self.reply_stateless(cx, &msg, source, 503, "Service Unavailable", Vec::new());
+            return;
+        }
+        if self.over_transaction_cap(method, &tx) {
+            let retry = self.shared.limits.retry_after_secs.to_string();
+            let headers = vec![("Retry-After".to_owned(), retry)];
+            self.reply_stateless(cx, &msg, source, 503, "Service Unavailable", headers);
             return;
         }
         let iface = self.interface_index(transport);
@@ -1284,6 +1297,40 @@ impl Engine {
     }
 }
 
+/// Issue 17: the `security:` screen and the transaction cap (logic in security.rs, limits.rs).
+impl Engine {
+    /// Whether a parsed request must be dropped unanswered: scanner User-Agent, or over the
+    /// rate limit (which may ban the source; later datagrams then stop before the parse).
+    fn screen(&self, msg: &Message, peer: SocketAddr, now: Instant) -> bool {
+        let sec = &self.shared.security;
+        if !sec.active() {
+            return false;
+        }
+        let ua = msg.header_str("User-Agent");
+        sec.check_request(peer.ip(), ua, now) != crate::security::Verdict::Allow
+    }
+
+    /// Whether a request that would create a transaction must get 503 because this core's
+    /// table is at `limits.max_transactions_per_core`. ACK creates none; CANCEL and
+    /// retransmissions of live transactions are always let through.
+    fn over_transaction_cap(&self, method: &str, tx: &TxRequest) -> bool {
+        let layer = self.proxy.transactions();
+        let cap = self.shared.limits.max_transactions;
+        if method == "ACK" || method == "CANCEL" || layer.len().max(self.proxy.contexts()) < cap {
+            return false;
+        }
+        if layer.find_server(tx).is_some() {
+            return false;
+        }
+        self.shared
+            .limits
+            .counters
+            .transactions_refused
+            .fetch_add(1, Ordering::Relaxed);
+        true
+    }
+}
+
 impl Handler for Engine {
     type Msg = Msg;
 
@@ -1292,16 +1339,23 @@ impl Handler for Engine {
     }
 
     fn on_datagram(&mut self, cx: &mut Cx<'_, Msg>, dgram: Datagram<'_>) {
+        if self.shared.security.is_banned(dgram.peer.ip(), cx.now()) {
+            return;
+        }
         let data = Bytes::copy_from_slice(dgram.data);
         self.handle_bytes(cx, Transport::Udp, dgram.peer, data);
     }
 
-    fn on_accepted(&mut self, _cx: &mut Cx<'_, Msg>, conn: ConnId, info: ConnInfo) {
+    fn on_accepted(&mut self, cx: &mut Cx<'_, Msg>, conn: ConnId, info: ConnInfo) {
         #[cfg(feature = "smpp")]
         if let Some(s) = self.smpp.as_mut()
             && s.owns_listener(info.listener)
         {
-            return s.on_accepted(_cx, conn, info);
+            return s.on_accepted(cx, conn, info);
+        }
+        if self.shared.security.is_banned(info.peer.ip(), cx.now()) {
+            cx.abort(conn);
+            return;
         }
         let transport = if info.tls {
             Transport::Tls
@@ -1312,7 +1366,7 @@ impl Handler for Engine {
         self.streams.insert(
             conn,
             Stream {
-                framer: StreamFramer::new(),
+                framer: self.shared.limits.framer(),
                 peer: info.peer,
                 transport,
             },
@@ -1350,6 +1404,10 @@ impl Handler for Engine {
         let Some(s) = self.streams.get_mut(&conn) else {
             return;
         };
+        if self.shared.security.is_banned(s.peer.ip(), cx.now()) {
+            cx.abort(conn);
+            return;
+        }
         s.framer.push(data);
         let (peer, transport) = (s.peer, s.transport);
         loop {

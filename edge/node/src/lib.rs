@@ -8,7 +8,9 @@ pub mod dns;
 pub mod engine;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod node;
+pub mod security;
 #[cfg(feature = "smpp")]
 pub mod smpp;

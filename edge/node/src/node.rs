@@ -288,6 +288,66 @@ fn smpp_tcp(
     Ok(listener)
 }
 
+/// Issue 17's exposition (security counters, every `siphon_limit_hits_total` row, connection
+/// gauges) and the once-a-second sweep of the security table.
+fn guard_metrics(
+    metrics: &Arc<Metrics>,
+    security: &Arc<crate::security::Security>,
+    limits: &Arc<crate::limits::NodeLimits>,
+    host: &Host,
+    handle_cell: &Arc<OnceLock<RuntimeHandle<Msg>>>,
+) {
+    use std::fmt::Write as _;
+    let (sec, lim, hh, cell) = (
+        Arc::clone(security),
+        Arc::clone(limits),
+        host.handle(),
+        Arc::clone(handle_cell),
+    );
+    metrics.add_extra_renderer(Box::new(move |o| {
+        sec.render(o);
+        lim.counters.render(o);
+        hh.render_limits_rows(o);
+        let Some(h) = cell.get() else { return };
+        let sum = |f: fn(&siphon_reactor::ReactorMetrics) -> &std::sync::atomic::AtomicU64| {
+            (0..h.cores())
+                .filter_map(|c| h.metrics(c))
+                .map(|m| f(m).load(Ordering::Relaxed))
+                .sum::<u64>()
+        };
+        for (limit, v) in [
+            ("connections", sum(|m| &m.tcp_refused)),
+            ("connections_per_source", sum(|m| &m.tcp_refused_per_source)),
+            ("tls_handshakes", sum(|m| &m.tls_handshakes_refused)),
+            ("tls_handshake_timeout", sum(|m| &m.tls_handshake_timeouts)),
+            ("idle_timeout", sum(|m| &m.tcp_idle_closed)),
+        ] {
+            let _ = writeln!(o, "siphon_limit_hits_total{{limit=\"{limit}\"}} {v}");
+        }
+        hh.render_limits_gauges(o);
+        let (open, handshakes) = h.connections();
+        let _ = writeln!(
+            o,
+            "# HELP siphon_connections_active Accepted TCP/TLS connections open\n\
+             # TYPE siphon_connections_active gauge\nsiphon_connections_active {open}\n\
+             # HELP siphon_tls_handshakes_active Accepted TLS connections in their handshake\n\
+             # TYPE siphon_tls_handshakes_active gauge\nsiphon_tls_handshakes_active {handshakes}"
+        );
+    }));
+    if security.active() {
+        let weak = Arc::downgrade(security);
+        let _ = std::thread::Builder::new()
+            .name("siphon-security".into())
+            .spawn(move || {
+                while let Some(s) = weak.upgrade() {
+                    s.sweep(Instant::now());
+                    drop(s);
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
+    }
+}
+
 /// A running node.
 pub struct Node {
     runtime: Option<Runtime<Msg>>,
@@ -416,6 +476,17 @@ impl Node {
             hc.script_config = serde_json::to_value(doc).unwrap_or_default();
         }
         hc.log = log_sink();
+        hc.limits = c.limits.host();
+        let security = Arc::new(crate::security::Security::new(&c.security));
+        let observer = Arc::clone(&security);
+        hc.auth_observer = Some(Arc::new(move |source, reliable, accepted| {
+            let signal = if accepted {
+                crate::security::AuthSignal::Success
+            } else {
+                crate::security::AuthSignal::Failure
+            };
+            observer.auth_signal(source.ip(), reliable, signal, Instant::now());
+        }));
         // Inline placement needs one interpreter per core (Python >= 3.12).
         let inline = c.tuning.script_placement == config::ScriptPlacement::Inline
             && siphon_script::python_version() >= "3.12";
@@ -486,6 +557,7 @@ impl Node {
                 config::Steering::IncomingCpu => siphon_reactor::Steering::IncomingCpu,
                 config::Steering::Cbpf => siphon_reactor::Steering::Cbpf,
             },
+            limits: c.limits.reactor(),
             ..Default::default()
         };
         if let Some(n) = c.tuning.ring_entries {
@@ -602,7 +674,9 @@ impl Node {
         txc.timers.t2 = Duration::from_millis(t.t2_ms);
         txc.timers.t4 = Duration::from_millis(t.t4_ms);
         txc.send_trying = t.auto_emit_100_trying;
+        txc.trying_delay = Duration::from_millis(t.auto_emit_100_trying_delay_ms);
         let dns = start_dns(l, &handle_cell, &metrics)?;
+        let node_limits = Arc::new(crate::limits::NodeLimits::new(&c.limits));
         let shared = Arc::new(Shared {
             host: host.handle(),
             metrics: Arc::clone(&metrics),
@@ -618,9 +692,12 @@ impl Node {
             draining: std::sync::atomic::AtomicBool::new(false),
             tls_client: tls_client(l)?,
             dns,
+            security: Arc::clone(&security),
+            limits: Arc::clone(&node_limits),
             #[cfg(feature = "smpp")]
             smpp: smpp.clone(),
         });
+        guard_metrics(&metrics, &security, &node_limits, &host, &handle_cell);
         let _ = shared_slot.set(Arc::clone(&shared));
         let _ = handle_cell.set(runtime.handle());
         let hh = host.handle();

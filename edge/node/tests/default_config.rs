@@ -22,7 +22,10 @@ fn port_bound_udp(port: u16) -> bool {
 
 #[test]
 fn embedded_default_registers_with_digest() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../..");
     let bin =
         std::env::var("SIPHON_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_siphon").to_string());
     let dir = std::env::temp_dir().join(format!("siphon-default-{}", std::process::id()));

@@ -12,7 +12,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn run_e2e(config: &str, transports: &[&str]) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../..");
     let bin =
         std::env::var("SIPHON_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_siphon").to_string());
     let out = Command::new("bash")

@@ -502,9 +502,9 @@ fn tls_bind_with_a_ca_only() {
     let tls_port = free_port();
     let mut front = Child(
         std::process::Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/smpp/tls_front.py"
+            .arg(format!(
+                "{}/tests/smpp/tls_front.py",
+                std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR")
             ))
             .args([tls_port.to_string(), up_port.to_string()])
             .arg(dir.join("c.pem"))
@@ -759,9 +759,9 @@ fn smpp34_server_as_the_smsc() {
     let port = free_port();
     let mut child = Child(
         std::process::Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/smpp/smpp34_smsc.py"
+            .arg(format!(
+                "{}/tests/smpp/smpp34_smsc.py",
+                std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR")
             ))
             .arg(port.to_string())
             .stdout(std::process::Stdio::piped())

@@ -10,9 +10,9 @@
 
 use std::ops::Range;
 
-use crate::error::{HeaderError, HeaderErrorKind, ParseError, UriError};
+use crate::error::{HeaderError, HeaderErrorKind, UriError};
 use crate::header_name::HeaderName;
-use crate::message::Message;
+use crate::message::{Builder, Message};
 use crate::parser::StartSpans;
 use crate::syntax::{parse_digits, split_commas};
 use crate::uri::Uri;
@@ -205,6 +205,90 @@ impl<'m> Editor<'m> {
         Ok(self)
     }
 
+    /// Replace the topmost received Via value (`received`/`rport` stamped on it, §18.2.1).
+    pub fn set_top_via(&mut self, value: &str) -> Result<&mut Self, EditError> {
+        if !writable(value) {
+            return Err(EditError::BadHeaderText);
+        }
+        let i = self
+            .first_live(HeaderName::Via)
+            .ok_or(EditError::NothingToPop)?;
+        let cur = self.current_value(i);
+        let mut new = value.as_bytes().to_vec();
+        if let Some(rest) = split_commas(cur).nth(1).map(|x| x.start) {
+            new.extend_from_slice(b", ");
+            new.extend_from_slice(&cur[rest..]);
+        }
+        let r = self.push_value(&new);
+        self.set_override(i, Override::Value(r));
+        Ok(self)
+    }
+
+    /// The values of header `name` as the edited message carries them, top first, split at
+    /// top-level commas (what Route processing looks at).
+    pub fn current_values(&self, name: HeaderName) -> Vec<&str> {
+        fn take<'a>(v: &'a [u8], out: &mut Vec<&'a str>) {
+            for r in split_commas(v) {
+                if let Some(s) = v.get(r).and_then(|x| std::str::from_utf8(x).ok())
+                    && !s.is_empty()
+                {
+                    out.push(s);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let h = &self.msg.head().headers;
+        let mut ins = 0;
+        for i in 0..=h.len() {
+            while ins < self.inserts.len() && self.inserts[ins].0 == i {
+                let line = &self.scratch[self.inserts[ins].1.clone()];
+                ins += 1;
+                let Some(colon) = line.iter().position(|&c| c == b':') else {
+                    continue;
+                };
+                if HeaderName::from_bytes(&line[..colon]) == name {
+                    let v = line[colon + 1..].trim_ascii();
+                    take(v, &mut out);
+                }
+            }
+            if i < h.len() && h[i].name == name && !self.is_removed(i) {
+                take(self.current_value(i), &mut out);
+            }
+        }
+        out
+    }
+
+    /// The Request-URI the edited message carries (`None` for a response).
+    pub fn current_request_uri(&self) -> Option<&str> {
+        match &self.new_uri {
+            Some(r) => std::str::from_utf8(&self.scratch[r.clone()]).ok(),
+            None => self.msg.request_uri_str(),
+        }
+    }
+
+    /// Replace every Route value with `routes`, top first (a binding's Path as the branch's
+    /// Route set, RFC 3327 §5.3; the strict-route fix-ups of §16.4 and §16.6 item 6).
+    pub fn set_routes(&mut self, routes: &[&str]) -> Result<&mut Self, EditError> {
+        if !routes.iter().all(|r| writable(r)) {
+            return Err(EditError::BadHeaderText);
+        }
+        let msg: &'m Message = self.msg;
+        for (i, h) in msg.head().headers.iter().enumerate() {
+            if h.name == HeaderName::Route {
+                self.set_override(i, Override::Removed);
+            }
+        }
+        self.inserts.retain(|(_, r)| {
+            let line = &self.scratch[r.clone()];
+            let colon = line.iter().position(|&c| c == b':').unwrap_or(0);
+            HeaderName::from_bytes(&line[..colon]) != HeaderName::Route
+        });
+        for r in routes.iter().rev() {
+            self.push_route(r)?;
+        }
+        Ok(self)
+    }
+
     /// Remove the topmost Via value (a response going upstream, §18.1.2).
     pub fn pop_via(&mut self) -> Result<&mut Self, EditError> {
         self.pop_list(HeaderName::Via)
@@ -367,10 +451,25 @@ impl<'m> Editor<'m> {
 
     /// Write the edited message to `out` (appends).
     pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.to_message().as_bytes());
+    }
+
+    /// The edited message as bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.to_message().as_bytes().to_vec()
+    }
+
+    /// The edited message: the received bytes with the edits applied, written once and
+    /// indexed while written (untouched header lines are copied verbatim, no parse, no
+    /// re-encode). This is how a proxy relays a request or response.
+    pub fn to_message(&self) -> Message {
         let msg = self.msg;
         let buf = msg.as_bytes();
         let head = msg.head();
-        out.reserve(buf.len() + self.scratch.len() + 16);
+        let mut out = Builder::with_capacity(
+            buf.len() + self.scratch.len() + 16,
+            head.headers.len() + self.inserts.len() + 1,
+        );
         // Start line.
         match (&self.new_uri, head.start) {
             (
@@ -380,17 +479,12 @@ impl<'m> Editor<'m> {
                     version,
                     ..
                 },
-            ) => {
-                out.extend_from_slice(msg.slice(method_span));
-                out.push(b' ');
-                out.extend_from_slice(&self.scratch[r.clone()]);
-                out.push(b' ');
-                out.extend_from_slice(msg.slice(version));
-                out.extend_from_slice(b"\r\n");
-            }
-            _ => {
-                out.extend_from_slice(&buf[head.start_offset as usize..head.headers_start as usize])
-            }
+            ) => out.request_line(
+                msg.slice(method_span),
+                &self.scratch[r.clone()],
+                msg.slice(version),
+            ),
+            _ => out.start_line_of(msg),
         }
         // Content-Length handling.
         let body: &[u8] = self.new_body.as_deref().unwrap_or_else(|| msg.body());
@@ -406,51 +500,31 @@ impl<'m> Editor<'m> {
         let mut ins = 0;
         for (i, h) in head.headers.iter().enumerate() {
             while ins < self.inserts.len() && self.inserts[ins].0 == i {
-                out.extend_from_slice(&self.scratch[self.inserts[ins].1.clone()]);
+                out.raw_line(&self.scratch[self.inserts[ins].1.clone()]);
                 ins += 1;
             }
             if Some(i) == cl_index {
-                out.extend_from_slice(msg.slice(h.name_span));
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(cl_text);
-                out.extend_from_slice(b"\r\n");
+                out.header_named(HeaderName::ContentLength, msg.slice(h.name_span), cl_text);
                 continue;
             }
             match self.override_of(i) {
                 Some(Override::Removed) => {}
                 Some(Override::Value(r)) => {
-                    out.extend_from_slice(msg.slice(h.name_span));
-                    out.extend_from_slice(b": ");
-                    out.extend_from_slice(&self.scratch[r.clone()]);
-                    out.extend_from_slice(b"\r\n");
+                    out.header_named(h.name, msg.slice(h.name_span), &self.scratch[r.clone()])
                 }
-                None => {
-                    out.extend_from_slice(&buf[h.name_span.start as usize..h.line_end as usize])
-                }
+                None => out.line_of(msg, h),
             }
         }
         for (_, r) in &self.inserts[ins..] {
-            out.extend_from_slice(&self.scratch[r.clone()]);
+            out.raw_line(&self.scratch[r.clone()]);
         }
         if fix_cl && cl_index.is_none() {
-            out.extend_from_slice(b"Content-Length: ");
-            out.extend_from_slice(cl_text);
-            out.extend_from_slice(b"\r\n");
+            out.header_named(HeaderName::ContentLength, b"Content-Length", cl_text);
         }
-        out.extend_from_slice(&buf[head.headers_end as usize..head.body_start as usize]);
-        out.extend_from_slice(body);
-    }
-
-    /// The edited message as bytes.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v = Vec::new();
-        self.write_to(&mut v);
-        v
-    }
-
-    /// The edited message, parsed again (for keeping it in a transaction).
-    pub fn to_message(&self) -> Result<Message, ParseError> {
-        Message::parse(self.to_bytes())
+        out.finish(
+            &buf[head.headers_end as usize..head.body_start as usize],
+            body,
+        )
     }
 }
 
@@ -513,7 +587,7 @@ abc";
         e.insert_record_route("<sip:proxy;lr>").unwrap();
         e.pop_route().unwrap();
         e.set_request_uri("sip:bob@192.0.2.7:5070").unwrap();
-        let out = e.to_message().unwrap();
+        let out = e.to_message();
         let vias: Vec<_> = out
             .vias()
             .map(|v| v.unwrap().branch().unwrap().to_string())
@@ -536,19 +610,72 @@ abc";
         assert_eq!(out.header_str("X-Custom"), Some("1"));
     }
 
+    /// The index written with the edited bytes is the one a parse of those bytes gives.
+    fn assert_indexed_like_parsed(out: &Message) {
+        let again = Message::parse(out.bytes().clone()).unwrap();
+        let (a, b) = (out.head(), again.head());
+        assert_eq!(a.start, b.start);
+        assert_eq!(a.headers, b.headers);
+        assert_eq!(
+            (
+                a.headers_start,
+                a.headers_end,
+                a.body_start,
+                a.content_length
+            ),
+            (
+                b.headers_start,
+                b.headers_end,
+                b.body_start,
+                b.content_length
+            )
+        );
+    }
+
+    #[test]
+    fn edited_message_is_indexed_without_a_parse() {
+        let m = msg();
+        let mut e = m.edit();
+        e.push_via("SIP/2.0/UDP proxy;branch=z9hG4bKp").unwrap();
+        e.decrement_max_forwards().unwrap();
+        e.insert_record_route("<sip:proxy;lr>").unwrap();
+        e.pop_route().unwrap();
+        e.set_request_uri("sip:bob@192.0.2.7:5070").unwrap();
+        e.set_header("Subject", "new").unwrap();
+        e.add_header("X-Added", "1").unwrap();
+        assert_indexed_like_parsed(&e.to_message());
+        let mut e = m.edit();
+        e.set_body(b"v=0\r\n".to_vec());
+        e.remove_header("X-Custom");
+        assert_indexed_like_parsed(&e.to_message());
+        assert_indexed_like_parsed(&m.edit().to_message());
+        let r = Message::parse(
+            &b"SIP/2.0 180 Ringing\r\nv: SIP/2.0/UDP p;branch=z9hG4bK1, SIP/2.0/UDP c;branch=z9hG4bK2\r\nl: 0\r\n\r\n"[..],
+        )
+        .unwrap();
+        let mut e = r.edit();
+        e.pop_via().unwrap();
+        let out = e.to_message();
+        assert_indexed_like_parsed(&out);
+        assert_eq!(
+            out.as_bytes(),
+            b"SIP/2.0 180 Ringing\r\nv: SIP/2.0/UDP c;branch=z9hG4bK2\r\nl: 0\r\n\r\n"
+        );
+    }
+
     #[test]
     fn pops_across_values_and_lines() {
         let m = msg();
         let mut e = m.edit();
         e.pop_via().unwrap();
         e.pop_via().unwrap();
-        let out = e.to_message().unwrap();
+        let out = e.to_message();
         assert_eq!(out.top_via().unwrap().branch(), Some("z9hG4bKc"));
         let mut e = m.edit();
         e.pop_route().unwrap();
         e.pop_route().unwrap();
         assert!(e.pop_route().is_err());
-        let out = e.to_message().unwrap();
+        let out = e.to_message();
         assert_eq!(out.count_of(HeaderName::Route), 0);
     }
 
@@ -561,7 +688,7 @@ abc";
         assert_eq!(e.remove_header("X-Custom"), 1);
         e.set_header("Contact", "<sip:c@d>").unwrap();
         e.set_body(b"v=0\r\n".to_vec());
-        let out = e.to_message().unwrap();
+        let out = e.to_message();
         assert_eq!(out.header_str("X-New"), Some("v"));
         assert_eq!(out.header_str("Subject"), Some("changed"));
         assert_eq!(out.header_str("X-Custom"), None);
@@ -581,7 +708,7 @@ abc";
         let m = Message::parse(&b"OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n\r\n"[..]).unwrap();
         let mut e = m.edit();
         assert_eq!(e.decrement_max_forwards().unwrap(), 70);
-        assert_eq!(e.to_message().unwrap().max_forwards().unwrap(), Some(70));
+        assert_eq!(e.to_message().max_forwards().unwrap(), Some(70));
     }
 
     #[test]
@@ -591,7 +718,7 @@ abc";
         assert_eq!(m.content_length(), None);
         let mut e = m.edit();
         e.ensure_content_length();
-        let out = e.to_message().unwrap();
+        let out = e.to_message();
         assert_eq!(out.content_length(), Some(3));
         assert_eq!(out.body(), b"xyz");
     }
@@ -604,7 +731,7 @@ abc";
         .unwrap();
         let mut e = r.edit();
         e.pop_via().unwrap();
-        let out = e.to_message().unwrap();
+        let out = e.to_message();
         assert_eq!(out.top_via().unwrap().branch(), Some("z9hG4bK2"));
         assert_eq!(out.status(), Some(crate::StatusCode::OK));
         assert!(r.edit().set_request_uri("sip:x@y").is_err());

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use crate::error::{HeaderError, HeaderErrorKind, ParseError, ParseErrorKind};
 use crate::header_name::HeaderName;
 use crate::method::{Method, StatusCode};
-use crate::parser::{Head, Limits, RawHeader, StartSpans, parse_head};
+use crate::parser::{Head, Limits, RawHeader, Span, StartSpans, parse_head};
 use crate::uri::Uri;
 
 /// Request or response.
@@ -132,7 +132,7 @@ impl Message {
     }
 
     #[inline]
-    pub(crate) fn slice(&self, s: crate::parser::Span) -> &[u8] {
+    pub(crate) fn slice(&self, s: Span) -> &[u8] {
         &self.buf[s.range()]
     }
 
@@ -348,5 +348,181 @@ impl Message {
     /// Start an edit of this message (see [`crate::Editor`]).
     pub fn edit(&self) -> crate::edit::Editor<'_> {
         crate::edit::Editor::new(self)
+    }
+}
+
+/// Writes a message and indexes it while writing, so that what it builds needs no parse: the
+/// serializer of [`crate::Editor`] (received bytes plus edits) and of the messages the
+/// transaction layer generates. Names and values are written as given (callers keep CR/LF out
+/// of them).
+pub(crate) struct Builder {
+    buf: Vec<u8>,
+    start: Option<StartSpans>,
+    headers: Vec<RawHeader>,
+    headers_start: u32,
+    content_length: Option<u32>,
+}
+
+impl Builder {
+    /// An empty builder with room for `capacity` bytes.
+    pub(crate) fn with_capacity(capacity: usize, headers: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(capacity),
+            start: None,
+            headers: Vec::with_capacity(headers),
+            headers_start: 0,
+            content_length: None,
+        }
+    }
+
+    fn span(start: usize, end: usize) -> Span {
+        Span::new(start, end)
+    }
+
+    /// `METHOD SP uri SP version CRLF`.
+    pub(crate) fn request_line(&mut self, method: &[u8], uri: &[u8], version: &[u8]) {
+        let m0 = self.buf.len();
+        self.buf.extend_from_slice(method);
+        let u0 = self.buf.len() + 1;
+        self.buf.push(b' ');
+        self.buf.extend_from_slice(uri);
+        let v0 = self.buf.len() + 1;
+        self.buf.push(b' ');
+        self.buf.extend_from_slice(version);
+        let v1 = self.buf.len();
+        self.buf.extend_from_slice(b"\r\n");
+        self.start = Some(StartSpans::Request {
+            method: Method::from_bytes(method),
+            method_span: Self::span(m0, u0 - 1),
+            uri: Self::span(u0, v0 - 1),
+            version: Self::span(v0, v1),
+        });
+        self.headers_start = self.buf.len() as u32;
+    }
+
+    /// A start line copied from `msg` as it is.
+    pub(crate) fn start_line_of(&mut self, msg: &Message) {
+        let head = msg.head();
+        let from = head.start_offset as usize;
+        let at = self.buf.len();
+        self.buf
+            .extend_from_slice(&msg.as_bytes()[from..head.headers_start as usize]);
+        let shift = |s: Span| Self::span(s.start as usize - from + at, s.end as usize - from + at);
+        self.start = Some(match head.start {
+            StartSpans::Request {
+                method,
+                method_span,
+                uri,
+                version,
+            } => StartSpans::Request {
+                method,
+                method_span: shift(method_span),
+                uri: shift(uri),
+                version: shift(version),
+            },
+            StartSpans::Response {
+                version,
+                code,
+                reason,
+            } => StartSpans::Response {
+                version: shift(version),
+                code,
+                reason: shift(reason),
+            },
+        });
+        self.headers_start = self.buf.len() as u32;
+    }
+
+    fn note(&mut self, name: HeaderName, value: Span) {
+        if name == HeaderName::ContentLength {
+            self.content_length = crate::syntax::parse_digits(&self.buf[value.range()])
+                .and_then(|n| u32::try_from(n).ok());
+        }
+    }
+
+    /// `name: value CRLF`, the name already recognised.
+    pub(crate) fn header_named(&mut self, known: HeaderName, name: &[u8], value: &[u8]) {
+        let n0 = self.buf.len();
+        self.buf.extend_from_slice(name);
+        let n1 = self.buf.len();
+        self.buf.extend_from_slice(b": ");
+        let v0 = self.buf.len();
+        self.buf.extend_from_slice(value);
+        let v1 = self.buf.len();
+        self.buf.extend_from_slice(b"\r\n");
+        let value = Self::span(v0, v1);
+        self.headers.push(RawHeader {
+            name: known,
+            name_span: Self::span(n0, n1),
+            value,
+            line_end: self.buf.len() as u32,
+        });
+        self.note(known, value);
+    }
+
+    /// A whole header line of `msg` copied as it is.
+    pub(crate) fn line_of(&mut self, msg: &Message, h: &RawHeader) {
+        let from = h.name_span.start as usize;
+        let at = self.buf.len();
+        self.buf
+            .extend_from_slice(&msg.as_bytes()[from..h.line_end as usize]);
+        let shift = |s: Span| Self::span(s.start as usize - from + at, s.end as usize - from + at);
+        let value = shift(h.value);
+        self.headers.push(RawHeader {
+            name: h.name,
+            name_span: shift(h.name_span),
+            value,
+            line_end: (h.line_end as usize - from + at) as u32,
+        });
+        self.note(h.name, value);
+    }
+
+    /// A whole header line written elsewhere (`Name: value CRLF`, as [`Self::header`] writes
+    /// it) copied in.
+    pub(crate) fn raw_line(&mut self, line: &[u8]) {
+        let colon = line.iter().position(|&c| c == b':').unwrap_or(0);
+        let name = &line[..colon];
+        let mut v0 = colon + 1;
+        while v0 < line.len() && (line[v0] == b' ' || line[v0] == b'\t') {
+            v0 += 1;
+        }
+        let mut v1 = line.len();
+        while v1 > v0 && matches!(line[v1 - 1], b'\r' | b'\n' | b' ' | b'\t') {
+            v1 -= 1;
+        }
+        let at = self.buf.len();
+        self.buf.extend_from_slice(line);
+        let known = HeaderName::from_bytes(name);
+        let value = Self::span(at + v0, at + v1);
+        self.headers.push(RawHeader {
+            name: known,
+            name_span: Self::span(at, at + colon),
+            value,
+            line_end: self.buf.len() as u32,
+        });
+        self.note(known, value);
+    }
+
+    /// End the header section with `blank` (`\r\n`, or `\n` as received) and add `body`.
+    pub(crate) fn finish(mut self, blank: &[u8], body: &[u8]) -> Message {
+        let headers_end = self.buf.len() as u32;
+        self.buf.extend_from_slice(blank);
+        let body_start = self.buf.len() as u32;
+        self.buf.extend_from_slice(body);
+        let start = self.start.unwrap_or_else(|| StartSpans::Response {
+            version: Span::default(),
+            code: StatusCode(0),
+            reason: Span::default(),
+        });
+        let head = Head {
+            start_offset: 0,
+            start,
+            headers: self.headers,
+            headers_start: self.headers_start,
+            headers_end,
+            body_start,
+            content_length: self.content_length,
+        };
+        Message::from_parts(Bytes::from(self.buf), head)
     }
 }

@@ -207,7 +207,10 @@ fn unhex(s: &str) -> Vec<u8> {
 #[test]
 fn smpplib_byte_for_byte() {
     let python = std::env::var("SIPHON_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop_smpplib.py");
+    let script = &format!(
+        "{}/tests/interop_smpplib.py",
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR")
+    );
     let cases = cases();
     let mut ours = HashMap::new();
     let mut stdin_text = String::new();

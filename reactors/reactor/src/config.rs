@@ -101,6 +101,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Thread name prefix.
     pub name: String,
+    /// Caps on accepted connections and their handshake/idle timeouts (none by default).
+    pub limits: crate::limits::Limits,
 }
 
 impl Default for Config {
@@ -123,6 +125,7 @@ impl Default for Config {
             spin: Duration::ZERO,
             connect_timeout: Duration::from_secs(5),
             name: "siphon-reactor".to_owned(),
+            limits: crate::limits::Limits::default(),
         }
     }
 }

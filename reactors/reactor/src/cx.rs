@@ -52,6 +52,8 @@ pub(crate) enum TimerKind {
     ConnectTimeout(ConnId),
     /// A graceful close that has not finished flushing becomes an abort.
     Linger(ConnId),
+    /// An accepted connection's handshake or idle deadline (`limits.rs`).
+    Guard(ConnId),
 }
 
 #[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
@@ -73,6 +75,14 @@ struct ConnSlot {
     timer: Option<TimerId>,
     tls: Option<Box<rustls::Connection>>,
     info: Option<ConnInfo>,
+    /// Accepted and admitted by the limiter: the source whose slot it holds.
+    admitted: Option<IpAddr>,
+    /// Holds a TLS handshake slot of the limiter.
+    handshaking: bool,
+    /// When it was accepted and when it last received bytes (handshake and idle timeouts).
+    accepted_at: Option<Instant>,
+    last_rx: Option<Instant>,
+    guard: Option<TimerId>,
 }
 
 /// Everything one reactor owns besides its backend.
@@ -498,6 +508,7 @@ impl<H: Handler> Dispatch<'_, H> {
                     let (h, mut cx) = self.cx();
                     h.on_connected(&mut cx, conn, Err(ConnectError::TimedOut));
                 }
+                TimerKind::Guard(conn) => self.guard_fired(conn),
                 TimerKind::Linger(conn) => {
                     if self
                         .st
@@ -535,6 +546,7 @@ impl<H: Handler> Dispatch<'_, H> {
             };
             let mut avail = st.plaintext_bytes_to_read();
             let peer_closed = st.peer_has_closed();
+            self.handshake_progress(conn);
             while avail > 0 {
                 let mut scratch = std::mem::take(&mut self.st.scratch);
                 let n = self
@@ -562,6 +574,100 @@ impl<H: Handler> Dispatch<'_, H> {
                 return;
             }
         }
+    }
+
+    /// Take a connection slot for an accepted connection (and a handshake slot for TLS), or
+    /// close it unseen when a cap is reached. Arms its handshake/idle deadline.
+    fn admit(&mut self, conn: ConnId, peer: SocketAddr, tls: bool) -> bool {
+        let ip = peer.ip();
+        if let Err(why) = self.st.shared.limiter.admit(ip, tls) {
+            let m = &self.st.metrics;
+            metrics::add(
+                match why {
+                    crate::limits::Refused::Total => &m.tcp_refused,
+                    crate::limits::Refused::PerSource => &m.tcp_refused_per_source,
+                    crate::limits::Refused::Handshakes => &m.tls_handshakes_refused,
+                },
+                1,
+            );
+            if let Some(s) = self.st.slot(conn) {
+                s.state = ConnState::Gone;
+            }
+            self.st.commands.push(Command::Close {
+                conn,
+                reason: CloseReason::Shutdown,
+                graceful: false,
+            });
+            return false;
+        }
+        let now = self.st.now;
+        if let Some(s) = self.st.slot(conn) {
+            s.admitted = Some(ip);
+            s.handshaking = tls;
+            s.accepted_at = Some(now);
+            s.last_rx = Some(now);
+        }
+        self.arm_guard(conn);
+        true
+    }
+
+    /// The next deadline of an admitted connection: the handshake timeout while it
+    /// handshakes, else the idle timeout from its last bytes.
+    fn arm_guard(&mut self, conn: ConnId) {
+        let l = self.st.shared.limiter.limits;
+        let Some(s) = self.st.slot(conn) else { return };
+        let at = if s.handshaking {
+            s.accepted_at.map(|t| t + l.tls_handshake_timeout)
+        } else {
+            l.idle_timeout.zip(s.last_rx).map(|(d, t)| t + d)
+        };
+        let Some(at) = at else { return };
+        let deadline = self.st.tick_of(at + Duration::from_micros(999));
+        let id = self.st.timers.insert(deadline, TimerKind::Guard(conn));
+        if let Some(s) = self.st.slot(conn) {
+            if let Some(old) = s.guard.replace(id) {
+                self.st.timers.cancel(old);
+            }
+        } else {
+            self.st.timers.cancel(id);
+        }
+    }
+
+    fn guard_fired(&mut self, conn: ConnId) {
+        let l = self.st.shared.limiter.limits;
+        let now = self.st.now;
+        let Some(s) = self.st.slot(conn) else { return };
+        s.guard = None;
+        if !matches!(s.state, ConnState::Open) {
+            return;
+        }
+        if s.handshaking {
+            if s.accepted_at
+                .is_some_and(|t| now >= t + l.tls_handshake_timeout)
+            {
+                metrics::add(&self.st.metrics.tls_handshake_timeouts, 1);
+                self.close_from_runtime(conn, CloseReason::Tls("handshake timed out".into()));
+                return;
+            }
+        } else if let (Some(idle), Some(last)) = (l.idle_timeout, s.last_rx)
+            && now >= last + idle
+        {
+            metrics::add(&self.st.metrics.tcp_idle_closed, 1);
+            self.close_from_runtime(conn, CloseReason::Local);
+            return;
+        }
+        self.arm_guard(conn);
+    }
+
+    /// A TLS connection that finished its handshake frees its handshake slot.
+    fn handshake_progress(&mut self, conn: ConnId) {
+        let Some(s) = self.st.slot(conn) else { return };
+        if !s.handshaking || s.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
+            return;
+        }
+        s.handshaking = false;
+        self.st.shared.limiter.handshake_done();
+        self.arm_guard(conn);
     }
 
     fn fail_tls(&mut self, conn: ConnId, why: String) {
@@ -605,6 +711,9 @@ impl<H: Handler> Sink for Dispatch<'_, H> {
             .get(listener as usize)
             .cloned()
             .flatten();
+        if !self.admit(conn, peer, server.is_some()) {
+            return conn;
+        }
         let mut is_tls = false;
         if let Some(server) = server {
             match server.connection() {
@@ -679,9 +788,13 @@ impl<H: Handler> Sink for Dispatch<'_, H> {
 
     fn stream_data(&mut self, conn: ConnId, data: &[u8]) {
         metrics::add(&self.st.metrics.tcp_rx_bytes, data.len() as u64);
+        let now = self.st.now;
         let Some(s) = self.st.slot(conn) else { return };
         if s.state != ConnState::Open {
             return;
+        }
+        if s.admitted.is_some() {
+            s.last_rx = Some(now);
         }
         if s.tls.is_some() {
             self.tls_input(conn, data);
@@ -721,6 +834,23 @@ impl<H: Handler> Sink for Dispatch<'_, H> {
             s.state = ConnState::Free;
             s.tls = None;
             s.info = None;
+            let (admitted, handshaking, guard) = (
+                s.admitted.take(),
+                std::mem::take(&mut s.handshaking),
+                s.guard.take(),
+            );
+            s.accepted_at = None;
+            s.last_rx = None;
+            if let Some(ip) = admitted {
+                self.st.shared.limiter.release(ip);
+            }
+            if handshaking {
+                self.st.shared.limiter.handshake_done();
+            }
+            if let Some(t) = guard {
+                self.st.timers.cancel(t);
+            }
+            let Some(s) = self.st.slot(conn) else { return };
             if let Some(t) = s.timer.take() {
                 self.st.timers.cancel(t);
             }

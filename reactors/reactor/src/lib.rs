@@ -33,6 +33,7 @@
 pub mod config;
 mod cx;
 mod epoll;
+mod limits;
 pub mod mesh;
 pub mod metrics;
 pub mod probe;
@@ -48,6 +49,7 @@ use std::net::{IpAddr, SocketAddr};
 
 pub use config::{BackendPref, Config, ListenTcp, Steering};
 pub use cx::{Cx, WriteError};
+pub use limits::Limits;
 pub use metrics::{BackendKind, ReactorMetrics, RuntimeInfo};
 pub use runtime::{Runtime, RuntimeHandle, StartError};
 pub use timer::TimerId;

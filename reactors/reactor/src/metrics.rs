@@ -94,6 +94,16 @@ counters! {
     tcp_tx_bytes,
     /// TLS handshakes or records that failed.
     tls_errors,
+    /// Accepted connections closed at once: `max_connections` reached.
+    tcp_refused,
+    /// Accepted connections closed at once: `max_connections_per_source` reached.
+    tcp_refused_per_source,
+    /// Accepted TLS connections closed at once: `max_tls_handshakes` reached.
+    tls_handshakes_refused,
+    /// TLS connections closed for not finishing the handshake in `tls_handshake_timeout`.
+    tls_handshake_timeouts,
+    /// Accepted connections closed after `idle_timeout` without receiving anything.
+    tcp_idle_closed,
     /// In-flight kernel operations cancelled (io_uring).
     ops_cancelled,
     /// Completions of cancelled operations (their buffers were released then, not before).

@@ -44,6 +44,8 @@ pub(crate) struct Shared<M> {
     pub(crate) external: Vec<Queue<M>>,
     pub(crate) stop: AtomicBool,
     pub(crate) metrics: Vec<Arc<ReactorMetrics>>,
+    /// Connection caps, shared by every reactor.
+    pub(crate) limiter: crate::limits::ConnLimiter,
 }
 
 /// Why the runtime could not start.
@@ -105,6 +107,11 @@ impl<M: Send + 'static> RuntimeHandle<M> {
     /// Counters of reactor `core`.
     pub fn metrics(&self, core: usize) -> Option<&ReactorMetrics> {
         self.shared.metrics.get(core).map(|m| &**m)
+    }
+
+    /// Accepted connections open now and TLS handshakes in progress, all reactors.
+    pub fn connections(&self) -> (usize, usize) {
+        self.shared.limiter.usage()
     }
 
     /// Ask every reactor to stop after its current turn.
@@ -242,6 +249,7 @@ impl<M: Send + 'static> Runtime<M> {
                 .map(|to| Queue::new(config.mesh_capacity, bells[to].clone()))
                 .collect(),
             bells,
+            limiter: crate::limits::ConnLimiter::new(config.limits),
             stop: AtomicBool::new(false),
             metrics: (0..n)
                 .map(|_| Arc::new(ReactorMetrics::default()))

@@ -111,7 +111,15 @@ pub struct HostConfig {
     pub log: LogSink,
     /// Optional doorbell after actions are pushed.
     pub doorbell: Option<Doorbell>,
+    /// Caps of the shared tables (`limits:`).
+    pub limits: crate::limits::HostLimits,
+    /// Told the outcome of every digest check with credentials (`security.failed_auth_ban`).
+    pub auth_observer: Option<AuthObserver>,
 }
+
+/// What a digest check with credentials in the request ended as, and where it came from:
+/// `(source, reliable transport, accepted)`.
+pub type AuthObserver = Arc<dyn Fn(std::net::SocketAddr, bool, bool) + Send + Sync>;
 
 impl std::fmt::Debug for HostConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -158,6 +166,8 @@ impl HostConfig {
             inline: false,
             log: Arc::new(|lvl, w, msg| eprintln!("[{} worker={w}] {msg}", lvl.as_str())),
             doorbell: None,
+            limits: crate::limits::HostLimits::default(),
+            auth_observer: None,
         }
     }
 }
@@ -244,6 +254,7 @@ pub(crate) struct Shared {
     pub(crate) auth: Auth,
     pub(crate) rate: RateLimiter,
     pub(crate) metrics: Metrics,
+    pub(crate) limit_hits: Arc<crate::limits::LimitHits>,
     pub(crate) stats: Stats,
     pub(crate) timers: Timers,
     pub(crate) log: LogSink,
@@ -253,9 +264,24 @@ pub(crate) struct Shared {
     pub(crate) http_routes: Mutex<(u64, Vec<crate::http::RouteDef>)>,
     /// Interpreters whose first load finished, `@http.on_startup` hooks included.
     pub(crate) http_started: AtomicU64,
+    /// `auth_user` an event starts with, by event id ([`HostHandle::preset_auth_user`]);
+    /// `presets` is its length, so the per-event check is one atomic load when it is empty.
+    pub(crate) preset_auth: Mutex<HashMap<u64, String>>,
+    pub(crate) presets: AtomicU64,
 }
 
 impl Shared {
+    /// The `auth_user` preset for event `id`, taken (at most once).
+    pub(crate) fn take_preset_auth(&self, id: u64) -> Option<String> {
+        if self.presets.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut g = lock(&self.preset_auth);
+        let user = g.remove(&id);
+        self.presets.store(g.len() as u64, Ordering::Release);
+        user
+    }
+
     pub(crate) fn wake(&self, worker: usize) {
         if self.cfg.inline {
             // Inline placement: the reactor thread drives this interpreter, so timers and
@@ -377,15 +403,23 @@ pub(crate) struct Timers {
 }
 
 impl Timers {
-    pub(crate) fn schedule(&self, worker: usize, token: u64, after: Duration) {
+    /// Arm a timer; false (nothing armed) when `cap` timers are pending already.
+    pub(crate) fn schedule(&self, worker: usize, token: u64, after: Duration, cap: usize) -> bool {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        lock(&self.heap).push(std::cmp::Reverse((
-            Instant::now() + after,
-            seq,
-            worker,
-            token,
-        )));
+        {
+            let mut heap = lock(&self.heap);
+            if heap.len() >= cap {
+                return false;
+            }
+            heap.push(std::cmp::Reverse((
+                Instant::now() + after,
+                seq,
+                worker,
+                token,
+            )));
+        }
         self.cv.notify_one();
+        true
     }
 
     fn run(shared: &Shared) {
@@ -663,6 +697,40 @@ impl HostHandle {
         )
     }
 
+    /// `siphon_limit_hits_total{limit=...}` rows of the host's tables (see
+    /// [`Self::render_limits_gauges`] for their usage).
+    pub fn render_limits_rows(&self, o: &mut String) {
+        self.shared.limit_hits.render(o);
+    }
+
+    /// Usage gauges of the host's capped tables.
+    pub fn render_limits_gauges(&self, o: &mut String) {
+        use std::fmt::Write as _;
+        let s = &self.shared;
+        let (entries, bytes) = s.cache.usage();
+        let timers = lock(&s.timers.heap).len();
+        for (name, help, v) in [
+            (
+                "siphon_cache_entries",
+                "Entries in the script cache",
+                entries,
+            ),
+            (
+                "siphon_cache_bytes",
+                "Bytes held by the script cache",
+                bytes,
+            ),
+            (
+                "siphon_rate_limit_keys",
+                "Keys proxy.rate_limit remembers",
+                s.rate.len(),
+            ),
+            ("siphon_script_timers", "Pending script timers", timers),
+        ] {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+    }
+
     /// Value of a metric series (tests, admin API).
     pub fn metric_value(&self, name: &str, labels: &[&str]) -> Option<f64> {
         self.shared.metrics.value(name, labels)
@@ -676,6 +744,20 @@ impl HostHandle {
     /// The shared cache.
     pub fn cache(&self) -> &Cache {
         &self.shared.cache
+    }
+
+    /// Add or replace a digest user (`realm` `None`: every realm), as `auth.users` does.
+    pub fn add_auth_user(&self, realm: Option<&str>, username: &str, password: &str) {
+        self.shared.auth.add_user(realm, username, password);
+    }
+
+    /// Make the event with this id start with `request.auth_user` set to `user`, as if an
+    /// earlier step had authenticated it (the SDK's `send_request(auth_user=...)`). Call it
+    /// before [`HostHandle::submit`]; the node itself presets nothing.
+    pub fn preset_auth_user(&self, id: u64, user: &str) {
+        let mut g = lock(&self.shared.preset_auth);
+        g.insert(id, user.to_owned());
+        self.shared.presets.store(g.len() as u64, Ordering::Release);
     }
 }
 
@@ -771,6 +853,7 @@ impl Host {
                 ),
             );
         }
+        let limit_hits = Arc::new(crate::limits::LimitHits::default());
         let state_log: crate::state::StateLog = {
             let log = Arc::clone(&log);
             Arc::new(move |err, msg: &str| {
@@ -780,6 +863,8 @@ impl Host {
         let (registrar, loaded) = Registrar::open(
             cfg.registrar.clone(),
             &cfg.registrar_backend,
+            cfg.limits,
+            Arc::clone(&limit_hits),
             Arc::clone(&state_log),
         )
         .map_err(HostError::Store)?;
@@ -791,12 +876,23 @@ impl Host {
             );
         }
         let cache = if cfg.caches.is_empty() {
-            Cache::new(cfg.cache_names.clone())
+            Cache::bounded(
+                cfg.cache_names.clone(),
+                cfg.limits.cache_entries,
+                cfg.limits.cache_bytes,
+                Arc::clone(&limit_hits),
+            )
         } else {
-            Cache::from_specs(&cfg.caches, state_log)
-                .map_err(|e| HostError::Store(e.to_string()))?
+            Cache::from_specs(
+                &cfg.caches,
+                cfg.limits.cache_entries,
+                cfg.limits.cache_bytes,
+                Arc::clone(&limit_hits),
+                state_log,
+            )
+            .map_err(|e| HostError::Store(e.to_string()))?
         };
-        let metrics = Metrics::default();
+        let metrics = Metrics::bounded(cfg.limits.metric_series, Arc::clone(&limit_hits));
         metrics.declare(
             MetricKind::Counter,
             "siphon_script_reloads_total",
@@ -843,16 +939,20 @@ impl Host {
                     .chain(&cfg.own_addresses)
                     .cloned()
                     .collect(),
+                cfg.limits.nonce_windows,
                 cfg.auth_nonce_secret.as_deref(),
                 cfg.auth_nonce_ttl,
             ),
-            rate: RateLimiter::default(),
+            rate: RateLimiter::bounded(cfg.limits.rate_limit_keys, Arc::clone(&limit_hits)),
             metrics,
+            limit_hits,
             stats: Stats::default(),
             outbound: SegQueue::new(),
             next_token: AtomicU64::new(1),
             http_routes: Mutex::new((0, Vec::new())),
             http_started: AtomicU64::new(0),
+            preset_auth: Mutex::new(HashMap::new()),
+            presets: AtomicU64::new(0),
             timers: Timers {
                 heap: Mutex::new(BinaryHeap::new()),
                 cv: Condvar::new(),

@@ -12,6 +12,7 @@
 pub mod event;
 pub mod host;
 pub mod http;
+pub mod limits;
 pub mod message;
 mod native;
 pub mod presence;
@@ -26,13 +27,14 @@ pub use event::{
     Actions, Disposition, Event, EventKind, ForkStrategy, ForkTarget, Meta, OutboundRequest,
 };
 pub use host::{
-    Doorbell, Host, HostConfig, HostError, HostHandle, InlineWorker, LogSink, Mode, ReloadMode,
-    python_version,
+    AuthObserver, Doorbell, Host, HostConfig, HostError, HostHandle, InlineWorker, LogSink, Mode,
+    ReloadMode, python_version,
 };
 pub use http::{
     HttpAnswer, HttpCall, HttpClientSpec, HttpCompleter, HttpInbound, HttpReply, HttpSink,
     Responder, RouteDef,
 };
+pub use limits::HostLimits;
 pub use message::SipMessage;
 pub use smpp::{SmppAnswer, SmppEvent, SmppOut, SmppSend, SmppValue, SmppVia, bind_owner};
 pub use worker::LogLevel;

@@ -602,7 +602,15 @@ fn auth_digest(a: &Args<'_>) -> PyResult<Ret> {
         } else {
             DigestMode::Www
         };
-        match shared.auth.check(&s.ev.request, dm, realm, password, ha1) {
+        let checked = shared.auth.check(&s.ev.request, dm, realm, password, ha1);
+        if let Some(observe) = &shared.cfg.auth_observer {
+            let accepted = matches!(checked, DigestCheck::Ok(_));
+            if accepted || matches!(checked, DigestCheck::Challenge { failed: true, .. }) {
+                let meta = &s.ev.meta;
+                observe(meta.source, meta.transport != "udp", accepted);
+            }
+        }
+        match checked {
             DigestCheck::Ok(user) => {
                 if mode != 2 {
                     s.act.auth_user = Some(user);
@@ -613,6 +621,7 @@ fn auth_digest(a: &Args<'_>) -> PyResult<Ret> {
                 status,
                 reason,
                 headers,
+                ..
             } => {
                 if mode != 2 {
                     let mut d = Actions::reply(status, reason);
@@ -716,7 +725,16 @@ fn timer_start(a: &Args<'_>) -> PyResult<Ret> {
     let (token, ms) = (a.int(0)?, a.float(1)?);
     let d = seconds(ms / 1000.0, "timer delay")?;
     with_ctx(|c| {
-        c.shared.timers.schedule(c.worker, token as u64, d);
+        let cap = c.shared.cfg.limits.timers;
+        if !c.shared.timers.schedule(c.worker, token as u64, d, cap) {
+            c.shared
+                .limit_hits
+                .timers
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(PyErrSpec::Runtime(format!(
+                "too many pending timers (limits.max_script_timers = {cap})"
+            )));
+        }
         Ok(Ret::None)
     })
 }

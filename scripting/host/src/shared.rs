@@ -43,6 +43,19 @@ struct CacheEntry {
     expires: Option<Instant>,
     /// When this node last wrote it or read it from Redis (`local_ttl_secs` counts from here).
     at: Instant,
+    /// Write order: the smallest is evicted first at the cache's caps.
+    seq: u64,
+}
+
+impl CacheEntry {
+    /// Bytes charged against `limits.cache_max_bytes` (key, value, bookkeeping).
+    fn size(&self, key: &(String, String)) -> usize {
+        let v = match &self.value {
+            CacheValue::Str(s) => s.len(),
+            CacheValue::List(l) => l.iter().map(|i| i.len() + 24).sum(),
+        };
+        key.0.len() + key.1.len() + v + 64
+    }
 }
 
 /// A named cache on Redis (`cache: [{name, url, local_ttl_secs}]`): writes go through the
@@ -59,17 +72,47 @@ struct Remote {
 #[derive(Debug)]
 pub struct Cache {
     shards: Vec<Mutex<HashMap<(String, String), CacheEntry>>>,
+    /// Bytes held per shard (changed under that shard's lock).
+    bytes: Vec<std::sync::atomic::AtomicUsize>,
+    /// Caps per shard: (entries, bytes) from `limits.cache_max_*`.
+    cap: (usize, usize),
+    seq: std::sync::atomic::AtomicU64,
+    hits: Arc<crate::limits::LimitHits>,
     names: Vec<String>,
     remote: HashMap<String, Remote>,
+    /// Names made known after start by [`Cache::set_data`] (the SDK harness presets).
+    added: Mutex<Vec<String>>,
 }
 
 impl Cache {
     /// A cache knowing `names` (`has_cache`); any name works for storage.
     pub fn new(names: Vec<String>) -> Self {
+        let l = crate::limits::HostLimits::default();
+        Self::bounded(names, l.cache_entries, l.cache_bytes, Arc::default())
+    }
+
+    /// A cache holding at most `entries` entries and `bytes` bytes over all names: past
+    /// either, the oldest writes are evicted (an eighth of a shard at a time) and counted.
+    pub fn bounded(
+        names: Vec<String>,
+        entries: usize,
+        bytes: usize,
+        hits: Arc<crate::limits::LimitHits>,
+    ) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            bytes: (0..SHARDS)
+                .map(|_| std::sync::atomic::AtomicUsize::new(0))
+                .collect(),
+            cap: (
+                entries.div_ceil(SHARDS).max(1),
+                bytes.div_ceil(SHARDS).max(1),
+            ),
+            seq: std::sync::atomic::AtomicU64::new(0),
+            hits,
             names,
             remote: HashMap::new(),
+            added: Mutex::new(Vec::new()),
         }
     }
 
@@ -77,9 +120,13 @@ impl Cache {
     /// at start is not an error: the node serves local state and replays writes later).
     pub fn from_specs(
         specs: &[crate::state::CacheSpec],
+        entries: usize,
+        bytes: usize,
+        hits: Arc<crate::limits::LimitHits>,
         log: crate::state::StateLog,
     ) -> Result<Self, crate::state::redis::RedisSetupError> {
-        let mut c = Self::new(specs.iter().map(|s| s.name.clone()).collect());
+        let names = specs.iter().map(|s| s.name.clone()).collect();
+        let mut c = Self::bounded(names, entries, bytes, hits);
         for s in specs {
             if let Some(url) = &s.url {
                 let link = crate::state::redis::RedisLink::start(
@@ -147,19 +194,96 @@ impl Cache {
         key: &str,
         f: impl FnOnce(&mut HashMap<(String, String), CacheEntry>, (String, String)) -> R,
     ) -> R {
-        let mut g = lock(&self.shards[shard_of(key)]);
+        use std::sync::atomic::Ordering::Relaxed;
+        let i = shard_of(key);
+        let mut g = lock(&self.shards[i]);
         let k = (name.to_owned(), key.to_owned());
+        let mut before = 0;
         if let Some(e) = g.get(&k) {
+            before = e.size(&k);
             if e.expires.is_some_and(|t| t <= Instant::now()) {
                 g.remove(&k);
             }
         }
-        f(&mut g, k)
+        let probe = k.clone();
+        let r = f(&mut g, k);
+        let after = g.get(&probe).map_or(0, |e| e.size(&probe));
+        let held = (self.bytes[i].load(Relaxed) + after).saturating_sub(before);
+        self.bytes[i].store(held, Relaxed);
+        if g.len() > self.cap.0 || held > self.cap.1 {
+            self.evict(i, &mut g);
+        }
+        r
+    }
+
+    /// Drop the oldest eighth of a shard (expired entries first) until it is within its caps.
+    fn evict(&self, i: usize, g: &mut HashMap<(String, String), CacheEntry>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = Instant::now();
+        let n0 = g.len();
+        g.retain(|_, e| e.expires.is_none_or(|t| t > now));
+        let mut held: usize = g.iter().map(|(k, e)| e.size(k)).sum();
+        while !g.is_empty() && (g.len() > self.cap.0 || held > self.cap.1) {
+            let n = (g.len() / 8).max(1);
+            for k in crate::limits::oldest(g, n, |e| e.seq) {
+                if let Some(e) = g.remove(&k) {
+                    held = held.saturating_sub(e.size(&k));
+                }
+            }
+        }
+        self.bytes[i].store(held, Relaxed);
+        self.hits
+            .cache_evicted
+            .fetch_add((n0 - g.len()) as u64, Relaxed);
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Entries and bytes held (all names).
+    pub fn usage(&self) -> (usize, usize) {
+        let entries = self.shards.iter().map(|s| lock(s).len()).sum();
+        let bytes = self
+            .bytes
+            .iter()
+            .map(|b| b.load(std::sync::atomic::Ordering::Relaxed))
+            .sum();
+        (entries, bytes)
     }
 
     /// `cache.has_cache(name)`.
     pub fn has(&self, name: &str) -> bool {
-        self.names.iter().any(|n| n == name)
+        self.names.iter().any(|n| n == name) || lock(&self.added).iter().any(|n| n == name)
+    }
+
+    /// Create or replace the named cache `name` with `data` (no TTL); `has(name)` is true
+    /// afterwards. The SDK harness presets test data with it (`harness.cache.set_data`).
+    pub fn set_data(&self, name: &str, data: &[(String, String)]) {
+        for (i, shard) in self.shards.iter().enumerate() {
+            let mut g = lock(shard);
+            g.retain(|(n, _), _| n != name);
+            let held = g.iter().map(|(k, e)| e.size(k)).sum();
+            self.bytes[i].store(held, std::sync::atomic::Ordering::Relaxed);
+        }
+        {
+            let mut added = lock(&self.added);
+            if !self.names.iter().any(|n| n == name) && !added.iter().any(|n| n == name) {
+                added.push(name.to_owned());
+            }
+        }
+        for (k, v) in data {
+            self.store(name, k, v, None);
+        }
+    }
+
+    /// Drop every entry of every cache and forget the names [`Cache::set_data`] added.
+    pub fn clear(&self) {
+        for (i, shard) in self.shards.iter().enumerate() {
+            lock(shard).clear();
+            self.bytes[i].store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+        lock(&self.added).clear();
     }
 
     /// `cache.fetch`.
@@ -167,6 +291,7 @@ impl Cache {
         if !self.local_fresh(name, key) {
             // Ask Redis: `Some(v)` is its answer (a miss included); `None` = cannot tell now.
             if let Some(v) = self.remote_read::<Option<String>>(name, key, "GET") {
+                let seq = self.next_seq();
                 self.with(name, key, |m, k| match &v {
                     Some(s) => {
                         m.insert(
@@ -175,6 +300,7 @@ impl Cache {
                                 value: CacheValue::Str(s.clone()),
                                 expires: None,
                                 at: Instant::now(),
+                                seq,
                             },
                         );
                     }
@@ -195,6 +321,7 @@ impl Cache {
     pub fn store(&self, name: &str, key: &str, value: &str, ttl: Option<f64>) {
         let ttl = ttl.filter(|t| *t > 0.0);
         let expires = ttl.map(|t| Instant::now() + Duration::from_secs_f64(t));
+        let seq = self.next_seq();
         self.with(name, key, |m, k| {
             m.insert(
                 k,
@@ -202,6 +329,7 @@ impl Cache {
                     value: CacheValue::Str(value.to_owned()),
                     expires,
                     at: Instant::now(),
+                    seq,
                 },
             );
         });
@@ -257,11 +385,13 @@ impl Cache {
         let mut c = redis::cmd("RPUSH");
         c.arg(key).arg(item);
         self.remote_write(name, key, c);
+        let seq = self.next_seq();
         self.with(name, key, |m, k| {
             let e = m.entry(k).or_insert_with(|| CacheEntry {
                 value: CacheValue::List(Vec::new()),
                 expires: None,
                 at: Instant::now(),
+                seq,
             });
             if let CacheValue::Str(_) = e.value {
                 e.value = CacheValue::List(Vec::new());
@@ -350,6 +480,11 @@ pub struct Registrar {
     stats: Option<(&'static str, Arc<crate::state::BackendStats>)>,
     /// Stops the backend's writer (flushing what the local store has pending).
     closer: Option<Box<dyn Fn() + Send + Sync>>,
+    /// Node-wide caps (`limits.max_registrar_aors/bindings`) and the hit counter.
+    limits: crate::limits::HostLimits,
+    hits: Arc<crate::limits::LimitHits>,
+    /// Bindings counted at the last full count (at most once a second) and when.
+    counted: Mutex<(usize, Option<Instant>)>,
 }
 
 impl std::fmt::Debug for Registrar {
@@ -376,9 +511,22 @@ fn aor_of(uri: &str) -> Option<siphon_sip::registrar::Aor> {
 impl Registrar {
     /// An empty in-memory store with these limits.
     pub fn new(cfg: RegistrarConfig) -> Self {
+        Self::bounded(cfg, crate::limits::HostLimits::default(), Arc::default())
+    }
+
+    /// A store refusing new AoRs past `limits.registrar_aors` and new bindings past
+    /// `limits.registrar_bindings` (503 with `Retry-After`).
+    pub fn bounded(
+        cfg: RegistrarConfig,
+        limits: crate::limits::HostLimits,
+        hits: Arc<crate::limits::LimitHits>,
+    ) -> Self {
         let store = Arc::new(siphon_sip::registrar::MemoryLocationStore::new());
         Self {
             inner: siphon_sip::registrar::Registrar::new(cfg, store),
+            limits,
+            hits,
+            counted: Mutex::new((0, None)),
             commits: None,
             stats: None,
             closer: None,
@@ -391,11 +539,13 @@ impl Registrar {
     pub fn open(
         cfg: RegistrarConfig,
         backend: &crate::state::RegistrarBackend,
+        limits: crate::limits::HostLimits,
+        hits: Arc<crate::limits::LimitHits>,
         log: crate::state::StateLog,
     ) -> Result<(Self, usize), String> {
         use crate::state::RegistrarBackend as B;
         match backend {
-            B::Memory => Ok((Self::new(cfg), 0)),
+            B::Memory => Ok((Self::bounded(cfg, limits, hits), 0)),
             B::Local { path } => {
                 let (store, n) =
                     crate::state::local::LocalLocationStore::open(path, SystemTime::now(), log)
@@ -408,6 +558,9 @@ impl Registrar {
                         stats: Some(("local", Arc::clone(store.stats()))),
                         closer: Some(Box::new(move || closer.close())),
                         inner: siphon_sip::registrar::Registrar::new(cfg, store),
+                        limits,
+                        hits,
+                        counted: Mutex::new((0, None)),
                     },
                     n,
                 ))
@@ -423,6 +576,9 @@ impl Registrar {
                         stats: Some(("redis", Arc::clone(link.stats()))),
                         closer: Some(Box::new(move || link.close())),
                         inner: siphon_sip::registrar::Registrar::new(cfg, store),
+                        limits,
+                        hits,
+                        counted: Mutex::new((0, None)),
                     },
                     n,
                 ))
@@ -449,6 +605,51 @@ impl Registrar {
         }
     }
 
+    /// Whether `rr` must be refused at a node-wide cap: a new AoR past `registrar_aors`, or
+    /// a contact not bound yet past `registrar_bindings` (refreshes and removals pass).
+    fn over_cap(&self, rr: &siphon_sip::registrar::RegisterRequest) -> bool {
+        use siphon_sip::registrar::ContactEntry;
+        let adds: Vec<&str> = rr
+            .contacts
+            .iter()
+            .filter_map(|c| match c {
+                ContactEntry::Binding(b) if b.expires.or(rr.expires) != Some(0) => {
+                    Some(b.uri.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        if adds.is_empty() {
+            return false;
+        }
+        let store = self.inner.store();
+        let existing = store.get(&rr.aor).unwrap_or_default();
+        let l = self.limits;
+        if existing.is_empty()
+            && l.registrar_aors > 0
+            && store.aor_count().unwrap_or(0) >= l.registrar_aors
+        {
+            return true;
+        }
+        if l.registrar_bindings == 0 || adds.iter().all(|u| existing.iter().any(|b| b.uri == *u)) {
+            return false;
+        }
+        // Counting every binding is O(AoRs): do it at most once a second and charge each
+        // admitted REGISTER its new contacts meanwhile (an upper bound until the next count).
+        let mut g = lock(&self.counted);
+        let now = Instant::now();
+        if g.1
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            *g = (store.binding_count().unwrap_or(0), Some(now));
+        }
+        if g.0 + adds.len() > l.registrar_bindings {
+            return true;
+        }
+        g.0 += adds.len();
+        false
+    }
+
     /// Process a REGISTER (`registrar.save`) that came from `source` over `transport`
     /// (`udp`, `tcp` ...): update bindings, say how to answer. Each binding records the source
     /// as its `received` URI, `sip:IP:PORT;transport=x` (OpenSIPS' `received_avp` form, as
@@ -458,6 +659,21 @@ impl Registrar {
         req: &SipMessage,
         source: std::net::SocketAddr,
         transport: &str,
+        auth_user: Option<&str>,
+    ) -> SaveOutcome {
+        self.save_with(req, Some(received_uri(source, transport)), auth_user)
+    }
+
+    /// Write the bindings of a REGISTER that came from nowhere (no `received`): the SDK
+    /// harness seeds the location service with it (`harness.registrar.add_contact`).
+    pub fn seed(&self, req: &SipMessage) -> SaveOutcome {
+        self.save_with(req, None, None)
+    }
+
+    fn save_with(
+        &self,
+        req: &SipMessage,
+        received: Option<String>,
         auth_user: Option<&str>,
     ) -> SaveOutcome {
         let bad = |reason| SaveOutcome::Reject {
@@ -471,8 +687,21 @@ impl Registrar {
         let Ok(mut rr) = siphon_sip::registrar::RegisterRequest::from_message(&msg) else {
             return bad("Bad Request");
         };
-        rr.received = Some(received_uri(source, transport));
+        rr.received = received;
         rr.auth_user = auth_user.map(str::to_owned);
+        if self.over_cap(&rr) {
+            self.hits
+                .registrar
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return SaveOutcome::Reject {
+                status: 503,
+                reason: "Service Unavailable",
+                headers: vec![(
+                    "Retry-After".into(),
+                    self.limits.retry_after_secs.to_string(),
+                )],
+            };
+        }
         match self.inner.register(SystemTime::now(), &rr) {
             Ok(out) => {
                 let path = req
@@ -586,6 +815,9 @@ pub enum DigestCheck {
         reason: &'static str,
         /// `WWW-Authenticate`/`Proxy-Authenticate` values.
         headers: Vec<(String, String)>,
+        /// Credentials were present and wrong (not absent, not merely stale): a failed
+        /// authentication for `security.failed_auth_ban`.
+        failed: bool,
     },
 }
 
@@ -598,8 +830,17 @@ impl Auth {
         users: HashMap<String, String>,
         uri_check: siphon_sip::auth::DigestUriCheck,
         local_hosts: Vec<String>,
+        nc_capacity: usize,
     ) -> Self {
-        Self::with_nonces(realm, users, uri_check, local_hosts, None, None)
+        Self::with_nonces(
+            realm,
+            users,
+            uri_check,
+            local_hosts,
+            nc_capacity,
+            None,
+            None,
+        )
     }
 
     /// [`Auth::new`] with `auth.nonce_secret` (nodes sharing it, and this node after a
@@ -610,6 +851,7 @@ impl Auth {
         users: HashMap<String, String>,
         uri_check: siphon_sip::auth::DigestUriCheck,
         local_hosts: Vec<String>,
+        nc_capacity: usize,
         nonce_secret: Option<&str>,
         nonce_ttl: Option<Duration>,
     ) -> Self {
@@ -628,12 +870,22 @@ impl Auth {
         }
         config.uri_check = uri_check;
         config.local_hosts = local_hosts;
+        config.nc_capacity = nc_capacity.max(1);
         let digest = siphon_sip::auth::DigestAuth::new(config, secret.as_bytes(), now as u64);
         Self {
             realm,
             digest,
             users: store,
         }
+    }
+
+    /// Add or replace a user: `realm` `None` matches every realm (as `auth.users` in config).
+    pub fn add_user(&self, realm: Option<&str>, username: &str, password: &str) {
+        self.users.insert(
+            realm,
+            username,
+            siphon_sip::auth::Credential::Password(password.to_owned()),
+        );
     }
 
     /// `auth.generate_nonce`.
@@ -681,7 +933,8 @@ impl Auth {
             &self.users,
         ) {
             Ok(ok) => DigestCheck::Ok(ok.username),
-            Err((_, ch)) => DigestCheck::Challenge {
+            Err((e, ch)) => DigestCheck::Challenge {
+                failed: e.is_failure(),
                 status: ch.status,
                 reason: ch.reason,
                 headers: ch
@@ -695,22 +948,68 @@ impl Auth {
 }
 
 /// Sliding-window counters for `proxy.rate_limit(request, window, max)`, keyed by source IP.
-#[derive(Debug, Default)]
+/// At most `cap` keys (`limits.rate_limit_keys`): past it the least recently used eighth is
+/// evicted (counted), so spoofed sources cannot grow it.
+#[derive(Debug)]
 pub struct RateLimiter {
-    map: Mutex<HashMap<String, (Instant, u32)>>,
+    map: Mutex<HashMap<String, (Instant, u32, Instant)>>,
+    cap: usize,
+    hits: Arc<crate::limits::LimitHits>,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        Self::bounded(
+            crate::limits::HostLimits::default().rate_limit_keys,
+            Arc::default(),
+        )
+    }
 }
 
 impl RateLimiter {
+    /// A limiter remembering at most `cap` keys.
+    pub fn bounded(cap: usize, hits: Arc<crate::limits::LimitHits>) -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+            cap: cap.max(1),
+            hits,
+        }
+    }
+
     /// Count one request for `key`; false once `max` is exceeded within `window`.
     pub fn allow(&self, key: &str, window: Duration, max: u32) -> bool {
         let now = Instant::now();
         let mut m = lock(&self.map);
-        let e = m.entry(key.to_owned()).or_insert((now, 0));
+        if m.len() >= self.cap && !m.contains_key(key) {
+            let n = (self.cap / 8).max(1);
+            let epoch = now.checked_sub(Duration::from_secs(1 << 20)).unwrap_or(now);
+            for k in crate::limits::oldest(&m, n, |e| {
+                u64::try_from(e.2.saturating_duration_since(epoch).as_micros()).unwrap_or(u64::MAX)
+            }) {
+                m.remove(&k);
+            }
+            self.hits
+                .rate_limit_evicted
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        let e = m.entry(key.to_owned()).or_insert((now, 0, now));
         if now.duration_since(e.0) >= window {
-            *e = (now, 0);
+            e.0 = now;
+            e.1 = 0;
         }
         e.1 += 1;
+        e.2 = now;
         e.1 <= max
+    }
+
+    /// Keys remembered.
+    pub fn len(&self) -> usize {
+        lock(&self.map).len()
+    }
+
+    /// Whether no key is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -736,9 +1035,22 @@ struct Family {
 }
 
 /// The `metrics` namespace registry (user metrics plus the engine's own), Prometheus text out.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     families: Mutex<BTreeMap<String, Family>>,
+    /// Label sets per family (`limits.max_metric_series`); updates of new ones past it are
+    /// dropped and counted.
+    series_cap: usize,
+    hits: Arc<crate::limits::LimitHits>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::bounded(
+            crate::limits::HostLimits::default().metric_series,
+            Arc::default(),
+        )
+    }
 }
 
 /// Default histogram buckets (Prometheus client defaults).
@@ -747,6 +1059,15 @@ const DEFAULT_BUCKETS: [f64; 11] = [
 ];
 
 impl Metrics {
+    /// A registry keeping at most `series_cap` label sets per family.
+    pub fn bounded(series_cap: usize, hits: Arc<crate::limits::LimitHits>) -> Self {
+        Self {
+            families: Mutex::new(BTreeMap::new()),
+            series_cap: series_cap.max(1),
+            hits,
+        }
+    }
+
     /// Declare (or re-adopt on reload) a metric family.
     pub fn declare(
         &self,
@@ -773,6 +1094,12 @@ impl Metrics {
             return false;
         };
         let nb = fam.buckets.len();
+        if fam.series.len() >= self.series_cap && !fam.series.contains_key(&label_values) {
+            self.hits
+                .metric_series
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return false;
+        }
         let s = fam
             .series
             .entry(label_values)

@@ -141,7 +141,8 @@ impl WorkerCtx {
     fn insert(&mut self, ev: Event) -> u64 {
         self.next_gen = self.next_gen.wrapping_add(1);
         let generation_no = self.next_gen;
-        let act = Actions::new(ev.id, ev.core);
+        let mut act = Actions::new(ev.id, ev.core);
+        act.auth_user = self.shared.take_preset_auth(ev.id);
         let slot = Slot {
             ev,
             act,

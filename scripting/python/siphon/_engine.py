@@ -334,7 +334,12 @@ def new_timer(entry, delay_s):
     _next_token[0] += 1
     tok = _next_token[0]
     _timers[tok] = entry
-    _siphon.timer_start(tok, delay_s * 1000.0)
+    try:
+        _siphon.timer_start(tok, delay_s * 1000.0)
+    except BaseException:
+        # limits.max_script_timers reached: forget the entry, the caller sees RuntimeError.
+        _timers.pop(tok, None)
+        raise
     return tok
 
 

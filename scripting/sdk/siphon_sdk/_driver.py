@@ -11,6 +11,8 @@ import subprocess
 import tempfile
 import threading
 
+from . import _engine
+
 
 class HarnessError(RuntimeError):
     pass
@@ -22,7 +24,7 @@ class DriverProcess:
     the driver's lines in ``_read(proc)``, putting control messages on ``self._control``."""
 
     def _init_driver(self, prefix, cores, driver):
-        self._driver = driver or os.environ.get("SIPHON_DRIVER", "siphon-script-driver")
+        self._driver = driver or _engine.driver_path()
         self._cores = cores
         self._tmp = tempfile.TemporaryDirectory(prefix=prefix)
         self._script = os.path.join(self._tmp.name, "__siphon_script__.py")
@@ -46,7 +48,7 @@ class DriverProcess:
         argv = [self._driver, "--script", self._script, "--cores", str(self._cores),
                 "--config", cfg_path, "--reload", "sighup"]
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      text=True, bufsize=1)
+                                      text=True, bufsize=1, env=_engine.driver_env())
         self._control = queue.Queue()
         self._reader = threading.Thread(target=self._read, args=(self._proc,), daemon=True)
         self._reader.start()
@@ -55,6 +57,8 @@ class DriverProcess:
             self._stop()
             raise HarnessError(first.get("message", str(first)))
         self.mode = first["mode"]
+        # user -> load_source/load_script -> _start -> _spawn -> announce_mode
+        _engine.announce_mode(self.mode, first.get("python"), stacklevel=5)
 
     def _stop(self):
         proc, self._proc = self._proc, None

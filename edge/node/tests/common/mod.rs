@@ -20,7 +20,8 @@ pub fn siphon_bin() -> PathBuf {
 
 /// The repository root (for bench/sipp scenarios and deploy/ examples).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"))
+        .join("../..")
 }
 
 /// A loopback UDP port nobody holds right now that is also free on TCP.

@@ -15,6 +15,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::branch::{Branch, branch_loop_hash, loop_hash, owner_core, stateless_branch};
+use super::relay::{BranchEdits, relay_request};
 use super::route::{
     Interface, is_local, next_hop_uri, preprocess_routes, stamp_received, strict_next_hop,
     via_destination,
@@ -344,7 +345,7 @@ impl Proxy {
             Some(top) => {
                 let mut parts = request.parts();
                 parts.vias[0] = top;
-                TxRequest::from_parts(parts, request.bytes().clone())
+                request.with_parts(parts)
             }
             None => request,
         };
@@ -652,7 +653,7 @@ impl Proxy {
             *top = stamp_received(top, c.source.addr);
         }
         preprocess_routes(&mut parts, &self.config.interfaces, &self.config.domains);
-        c.request = TxRequest::from_parts(parts, request.bytes().clone());
+        c.request = request.with_parts(parts);
         Ok(())
     }
 
@@ -768,14 +769,37 @@ impl Proxy {
         destination: Remote,
     ) {
         let branch = stateless_branch(self.config.core, request);
+        let iface = self.interface_for(destination);
+        let via = iface.via(branch.as_str());
+        // The received bytes plus edits (Route processing already done on the parts).
+        if let Some(msg) = request.message() {
+            let edits = BranchEdits {
+                top_via: request.vias().first().map(|v| &**v),
+                interfaces: &self.config.interfaces,
+                domains: &self.config.domains,
+                uri,
+                routes: &[],
+                record_routes: &[],
+                via: Some(&via),
+            };
+            if let Some(out) = relay_request(msg, &edits)
+                .ok()
+                .and_then(|m| TxRequest::try_from(&m).ok())
+            {
+                self.transmits.push_back(Transmit {
+                    destination,
+                    message: Outgoing::Request(out),
+                });
+                return;
+            }
+        }
         let mut parts = request.parts();
         if let Some(u) = uri {
             parts.uri = u.to_string();
         }
         parts.max_forwards = Some(parts.max_forwards.map_or(70, |m| m.saturating_sub(1)));
         strict_next_hop(&mut parts);
-        let iface = self.interface_for(destination);
-        parts.vias.insert(0, iface.via(branch.as_str()));
+        parts.vias.insert(0, via);
         self.transmits.push_back(Transmit {
             destination,
             message: Outgoing::Request(TxRequest::build(parts)),
@@ -880,7 +904,7 @@ impl Proxy {
                     let (routes, uri) = (parts.routes.len(), parts.uri.clone());
                     preprocess_routes(&mut parts, &self.config.interfaces, &self.config.domains);
                     let routed = parts.routes.len() != routes || parts.uri != uri;
-                    let request = TxRequest::from_parts(parts, request.bytes().clone());
+                    let request = request.with_parts(parts);
                     self.events.push_back(ProxyEvent::Stateless {
                         request,
                         source,
@@ -968,7 +992,7 @@ impl Proxy {
         }
         let mut parts = request.parts();
         preprocess_routes(&mut parts, &self.config.interfaces, &self.config.domains);
-        let request = TxRequest::from_parts(parts, request.bytes().clone());
+        let request = request.with_parts(parts);
         let ctx = ContextId(key);
         self.contexts.insert(
             ctx,
@@ -1111,16 +1135,6 @@ impl Proxy {
         let in_iface = self.config.interfaces.get(c.interface).copied();
         self.counter += 1;
         let branch = Branch::new(core, c.loop_hash, self.counter);
-        let mut parts = c.request.parts();
-        if let Some(uri) = &target.uri {
-            parts.uri.clone_from(uri);
-        }
-        // RFC 3327 §5.3: a binding's Path becomes this branch's Route set.
-        if !target.routes.is_empty() {
-            parts.routes.clone_from(&target.routes);
-        }
-        // §16.6 item 3.
-        parts.max_forwards = Some(parts.max_forwards.map_or(70, |m| m.saturating_sub(1)));
         let ifs = &self.config.interfaces;
         let out_iface = ifs
             .iter()
@@ -1132,21 +1146,79 @@ impl Proxy {
             .copied();
         // §16.6 item 4, with a second value when the request changes interface (the
         // "double Record-Route" of RFC 5658): top = side facing the callee.
+        let mut record_routes = Vec::new();
         if c.record_route {
-            if let Some(i) = in_iface {
-                parts.record_routes.insert(0, i.record_route());
-            }
             if let Some(o) = out_iface
                 && Some(o) != in_iface
             {
-                parts.record_routes.insert(0, o.record_route());
+                record_routes.push(o.record_route());
+            }
+            if let Some(i) = in_iface {
+                record_routes.push(i.record_route());
             }
         }
-        strict_next_hop(&mut parts);
-        if let Some(o) = out_iface {
-            parts.vias.insert(0, o.via(branch.as_str()));
+        let via = out_iface.map(|o| o.via(branch.as_str()));
+        // The received bytes plus this branch's edits, written once (no re-encode).
+        let relayed = c.request.message().and_then(|msg| {
+            let edits = BranchEdits {
+                top_via: c.request.vias().first().map(|v| &**v),
+                interfaces: ifs,
+                domains: &self.config.domains,
+                uri: target.uri.as_deref(),
+                routes: &target.routes,
+                record_routes: &record_routes,
+                via: via.as_deref(),
+            };
+            relay_request(msg, &edits)
+                .ok()
+                .and_then(|m| TxRequest::try_from(&m).ok())
+        });
+        let request = match relayed {
+            Some(r) => r,
+            None => Self::encode_branch(&c.request, &target, &record_routes, via),
+        };
+        self.send_built_branch(now, ctx, target, replace, may_switch, request);
+    }
+
+    /// A branch request re-encoded from the parts (requests the proxy built itself, without a
+    /// message-layer view).
+    fn encode_branch(
+        request: &TxRequest,
+        target: &Target,
+        record_routes: &[String],
+        via: Option<String>,
+    ) -> TxRequest {
+        let mut parts = request.parts();
+        if let Some(uri) = &target.uri {
+            parts.uri.clone_from(uri);
         }
-        let request = TxRequest::build(parts);
+        // RFC 3327 §5.3: a binding's Path becomes this branch's Route set.
+        if !target.routes.is_empty() {
+            parts.routes.clone_from(&target.routes);
+        }
+        // §16.6 item 3.
+        parts.max_forwards = Some(parts.max_forwards.map_or(70, |m| m.saturating_sub(1)));
+        for rr in record_routes.iter().rev() {
+            parts.record_routes.insert(0, rr.clone());
+        }
+        strict_next_hop(&mut parts);
+        if let Some(v) = via {
+            parts.vias.insert(0, v);
+        }
+        TxRequest::build(parts)
+    }
+
+    /// Send one built branch request (see [`Self::send_branch`]).
+    fn send_built_branch(
+        &mut self,
+        now: Instant,
+        ctx: ContextId,
+        target: Target,
+        replace: Option<usize>,
+        may_switch: bool,
+        request: TxRequest,
+    ) {
+        let ifs = &self.config.interfaces;
         // RFC 3261 §18.1.1: too close to the path MTU for UDP, switch to TCP (the Via and the
         // Record-Route then name our TCP interface), keeping UDP as the fallback.
         if may_switch

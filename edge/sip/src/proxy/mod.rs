@@ -5,6 +5,7 @@
 
 mod branch;
 mod core;
+mod relay;
 mod route;
 mod select;
 
@@ -18,6 +19,7 @@ pub use core::{
     Answer, ContextId, DEFAULT_UDP_MTU, Hooks, Proxy, ProxyConfig, ProxyError, ProxyEvent, ReplyId,
     Target,
 };
+pub(crate) use relay::relay_response;
 pub use route::{
     Interface, is_local, is_our_record_route, next_hop_uri, preprocess_routes, stamp_received,
     strict_next_hop, strip_angle, uri_has_lr, uri_host_port, via_destination, via_transport,

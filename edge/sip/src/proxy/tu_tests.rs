@@ -37,7 +37,10 @@ fn proxy(hooks: Hooks) -> Proxy {
             transport: Transport::Udp,
         }],
         domains: vec!["proxy.example.com".into()],
-        transactions: Config::default(),
+        transactions: Config {
+            trying_delay: Duration::ZERO,
+            ..Config::default()
+        },
         hooks,
         udp_mtu: DEFAULT_UDP_MTU,
     })
@@ -386,4 +389,75 @@ fn a_transport_error_fails_over_and_fails_the_last_at_once() {
     let finals = responses(&ts);
     assert_eq!(finals.len(), 1);
     assert!(finals[0].status() >= 500);
+}
+
+/// §16.6: the relayed request is the received bytes plus exactly the proxy's edits (our Via
+/// on top, `received`/`rport` on the sender's, our Route popped, Max-Forwards decremented,
+/// Record-Route added), every other byte as received: compact names, odd spacing, unknown
+/// headers and the body included. The 180 back is the received bytes minus our Via.
+#[test]
+fn a_relayed_request_is_the_received_bytes_plus_the_edits() {
+    let now = origin();
+    let mut p = proxy(Hooks::default());
+    let received = "INVITE sip:bob@10.0.0.9:5060 SIP/2.0\r\n\
+v: SIP/2.0/UDP 192.0.2.1:5070;rport;branch=z9hG4bK-e1\r\n\
+Route: <sip:10.0.0.5;lr>\r\n\
+Max-Forwards:   12\r\n\
+f: <sip:alice@example.com>;tag=a1\r\n\
+To:<sip:bob@example.com>\r\n\
+i: edit-exact\r\n\
+CSeq: 7 INVITE\r\n\
+X-Odd  :  kept as is\r\n\
+Content-Type: application/sdp\r\n\
+l: 5\r\n\
+\r\n\
+v=0\r\n";
+    let msg = crate::Message::parse(received.as_bytes().to_vec()).unwrap();
+    p.handle_request(now, udp(UA), 0, TxRequest::try_from(&msg).unwrap());
+    let mut ctx = None;
+    while let Some(ev) = p.poll_event() {
+        if let ProxyEvent::Request { ctx: c, .. } = ev {
+            ctx = Some(c);
+        }
+    }
+    let ctx = ctx.expect("a request event");
+    p.forward(now, ctx, vec![target(ip(9), &[])], true).unwrap();
+    let fwd = requests_to(&transmits(&mut p), ip(9));
+    assert_eq!(fwd.len(), 1);
+    let branch = fwd[0].branch().unwrap().to_string();
+    let expected = format!(
+        "INVITE sip:bob@10.0.0.9:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.5:5060;branch={branch};rport\r\n\
+v: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK-e1;received=10.0.0.1;rport=5070\r\n\
+Record-Route: <sip:10.0.0.5:5060;lr>\r\n\
+Max-Forwards: 11\r\n\
+f: <sip:alice@example.com>;tag=a1\r\n\
+To:<sip:bob@example.com>\r\n\
+i: edit-exact\r\n\
+CSeq: 7 INVITE\r\n\
+X-Odd  :  kept as is\r\n\
+Content-Type: application/sdp\r\n\
+l: 5\r\n\
+\r\n\
+v=0\r\n"
+    );
+    assert_eq!(String::from_utf8_lossy(fwd[0].bytes()), expected);
+    // The 180 back: the callee's bytes minus our Via, nothing else touched.
+    let ringing = format!(
+        "SIP/2.0 180 Ringing\r\n\
+Via: SIP/2.0/UDP 10.0.0.5:5060;branch={branch};rport=5060, \
+SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK-e1;received=10.0.0.1;rport=5070\r\n\
+Record-Route: <sip:10.0.0.5:5060;lr>\r\n\
+f: <sip:alice@example.com>;tag=a1\r\nTo:<sip:bob@example.com>;tag=b\r\n\
+i: edit-exact\r\nCSeq: 7 INVITE\r\nX-Callee:  1\r\nContent-Length: 0\r\n\r\n"
+    );
+    let r = crate::Message::parse(ringing.clone().into_bytes()).unwrap();
+    p.handle_response(now, udp(ip(9)), TxResponse::try_from(&r).unwrap());
+    let up = responses(&transmits(&mut p));
+    assert_eq!(up.len(), 1);
+    let our_via = format!("SIP/2.0/UDP 10.0.0.5:5060;branch={branch};rport=5060, ");
+    assert_eq!(
+        String::from_utf8_lossy(up[0].bytes()),
+        ringing.replacen(&our_via, "", 1)
+    );
 }

@@ -97,7 +97,7 @@ impl TryFrom<&Message> for TxRequest {
                 .ok_or(FromMessageError::Missing(HeaderName::CallId))?,
             cseq,
         };
-        Ok(Self::from_parts(parts, msg.bytes().clone()))
+        Ok(Self::from_message_parts(parts, msg))
     }
 }
 
@@ -123,7 +123,7 @@ impl TryFrom<&Message> for TxResponse {
             cseq: cseq.seq,
             cseq_method: cseq.method_str.to_string(),
         };
-        Ok(Self::from_parts(parts, msg.bytes().clone()))
+        Ok(Self::from_message_parts(parts, msg))
     }
 }
 

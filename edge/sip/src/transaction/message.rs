@@ -9,6 +9,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+
+use crate::Message;
 use std::fmt::Write as _;
 
 /// RFC 3261 §8.1.1.7: the magic cookie that marks an RFC 3261 branch.
@@ -61,7 +63,22 @@ struct RequestData {
     cseq: u32,
     /// Serialized message, sent as is on every (re)transmission.
     bytes: Bytes,
+    /// The parsed view of `bytes` when it came from the message layer (received, or written
+    /// by the [`crate::Editor`]): the proxy edits it instead of re-encoding the parts.
+    view: View,
 }
+
+/// The message-layer view of a transaction message, if it has one. Equality is the bytes'.
+#[derive(Debug, Clone, Default)]
+struct View(Option<Message>);
+
+impl PartialEq for View {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for View {}
 
 /// A response as the transaction layer sees it (cheap to clone, like [`TxRequest`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +99,7 @@ struct ResponseData {
     cseq: u32,
     cseq_method: Box<str>,
     bytes: Bytes,
+    view: View,
 }
 
 /// Header field values a request is built from (raw text, as on the wire).
@@ -125,6 +143,25 @@ impl TxRequest {
     /// serializer (the bytes are not checked against the parts).
     pub fn from_parts(parts: RequestParts, bytes: Bytes) -> Self {
         Self(Arc::new(RequestData::new(parts, bytes)))
+    }
+
+    /// A request from its parts and the message they were read from (bytes and view shared).
+    pub(crate) fn from_message_parts(parts: RequestParts, msg: &Message) -> Self {
+        let mut data = RequestData::new(parts, msg.bytes().clone());
+        data.view = View(Some(msg.clone()));
+        Self(Arc::new(data))
+    }
+
+    /// These parts (processed by the proxy core) over this request's bytes and view.
+    pub(crate) fn with_parts(&self, parts: RequestParts) -> Self {
+        let mut data = RequestData::new(parts, self.0.bytes.clone());
+        data.view = self.0.view.clone();
+        Self(Arc::new(data))
+    }
+
+    /// The message-layer view of the bytes, when the request came from the message layer.
+    pub fn message(&self) -> Option<&Message> {
+        self.0.view.0.as_ref()
     }
 
     /// The parts this request was built from (to edit and [`Self::build`] again).
@@ -270,6 +307,7 @@ impl RequestData {
             call_id: parts.call_id.into(),
             cseq: parts.cseq,
             bytes,
+            view: View::default(),
         }
     }
 
@@ -337,6 +375,18 @@ impl TxResponse {
     /// A response from its parts and its serialized form.
     pub fn from_parts(parts: ResponseParts, bytes: Bytes) -> Self {
         Self(Arc::new(ResponseData::new(parts, bytes)))
+    }
+
+    /// A response from its parts and the message they were read from.
+    pub(crate) fn from_message_parts(parts: ResponseParts, msg: &Message) -> Self {
+        let mut data = ResponseData::new(parts, msg.bytes().clone());
+        data.view = View(Some(msg.clone()));
+        Self(Arc::new(data))
+    }
+
+    /// The message-layer view of the bytes, when the response came from the message layer.
+    pub fn message(&self) -> Option<&Message> {
+        self.0.view.0.as_ref()
     }
 
     /// The parts this response was built from.
@@ -442,9 +492,16 @@ impl TxResponse {
     pub fn branch(&self) -> Option<&str> {
         self.0.top.branch(&self.0.vias)
     }
-    /// This response with its top Via removed and re-serialized by the minimal encoder
-    /// (used by the test proxy; real proxies use the message serializer).
+    /// This response with its top Via removed: the received bytes edited when it has a
+    /// message-layer view, else re-serialized by the minimal encoder.
     pub fn without_top_via(&self) -> Self {
+        // Received: the same bytes minus the Via line's first value (an edit, no re-encode).
+        if let Some(m) = self.message()
+            && let Ok(out) = crate::proxy::relay_response(m)
+            && let Ok(r) = Self::try_from(&out)
+        {
+            return r;
+        }
         let mut parts = self.parts();
         if !parts.vias.is_empty() {
             parts.vias.remove(0);
@@ -470,6 +527,7 @@ impl ResponseData {
             cseq: parts.cseq,
             cseq_method: parts.cseq_method.into(),
             bytes,
+            view: View::default(),
         }
     }
 

@@ -5,7 +5,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::client::{ClientTxn, OnResponse, OnTimer};
 use super::key::{KeyIndex, MatchKey};
@@ -72,9 +72,13 @@ impl TransactionKey {
 pub struct Config {
     /// T1/T2/T4 and friends.
     pub timers: TimerConfig,
-    /// Send 100 Trying as soon as an INVITE server transaction is created (§17.2.1 allows
-    /// skipping it only when the TU answers within 200 ms; a proxy always sends it, §16.2).
+    /// Send 100 Trying for an INVITE server transaction (§17.2.1, §16.2), after
+    /// [`Self::trying_delay`] unless a provisional or final response went out first.
     pub send_trying: bool,
+    /// How long the 100 Trying waits for the TU's own response (RFC 3261 §17.2.1: 200 ms;
+    /// `Duration::ZERO` sends it as soon as the transaction is created). A callee that rings
+    /// within the delay saves one datagram per call.
+    pub trying_delay: Duration,
     /// RFC 6026 INVITE handling (default): after a 2xx both INVITE transactions wait in
     /// Accepted (Timers L/M, 64*T1) instead of terminating, so that a retransmitted INVITE is
     /// absorbed rather than seen as a new request, and 2xx retransmissions are matched.
@@ -87,6 +91,7 @@ impl Default for Config {
         Self {
             timers: TimerConfig::default(),
             send_trying: true,
+            trying_delay: Duration::from_millis(200),
             accepted_state: true,
         }
     }
@@ -240,6 +245,8 @@ pub struct TransactionLayer {
     free: Vec<u32>,
     index: KeyIndex,
     deadlines: BinaryHeap<Reverse<(Instant, TransactionKey, Timer)>>,
+    /// INVITE server transactions whose 100 Trying is due then, unless they answered first.
+    trying: BinaryHeap<Reverse<(Instant, TransactionKey)>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
 }
@@ -339,9 +346,12 @@ impl TransactionLayer {
             key_hash,
         });
         if invite && self.config.send_trying {
-            let trying = TxResponse::to_request(&request, 100, "Trying", None);
-            // A fresh server transaction in Proceeding always accepts a 1xx.
-            let _ = self.send_response(now, key, trying);
+            if self.config.trying_delay.is_zero() {
+                self.send_trying(now, key);
+            } else {
+                self.trying
+                    .push(Reverse((now + self.config.trying_delay, key)));
+            }
         }
         self.events.push_back(Event::Request {
             key,
@@ -483,8 +493,34 @@ impl TransactionLayer {
         self.remove(key);
     }
 
+    /// Send the 100 Trying of INVITE server transaction `key` if it has sent no response yet.
+    fn send_trying(&mut self, now: Instant, key: TransactionKey) {
+        let Some(entry) = self.entry(key) else {
+            return;
+        };
+        if !matches!(entry.machine, Machine::Server { last: None, .. }) {
+            return;
+        }
+        let trying = TxResponse::to_request(&entry.request, 100, "Trying", None);
+        // A server transaction that has sent nothing is in Proceeding: it accepts a 1xx.
+        let _ = self.send_response(now, key, trying);
+    }
+
+    /// Whether the 100 Trying queued for `key` would still be sent.
+    fn trying_pending(&self, key: TransactionKey) -> bool {
+        self.entry(key)
+            .is_some_and(|e| matches!(e.machine, Machine::Server { last: None, .. }))
+    }
+
     /// Fire every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&Reverse((at, key))) = self.trying.peek() {
+            if at > now {
+                break;
+            }
+            self.trying.pop();
+            self.send_trying(now, key);
+        }
         while let Some(&Reverse((at, key, timer))) = self.deadlines.peek() {
             if at > now {
                 break;
@@ -532,16 +568,24 @@ impl TransactionLayer {
     /// The next time [`Self::handle_timeout`] must be called, if any timer is armed.
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Instant> {
+        // 100 Trying of transactions that answered (or ended) meanwhile: never due.
+        while let Some(&Reverse((_, key))) = self.trying.peek() {
+            if self.trying_pending(key) {
+                break;
+            }
+            self.trying.pop();
+        }
+        let trying = self.trying.peek().map(|Reverse((at, _))| *at);
         while let Some(&Reverse((at, key, timer))) = self.deadlines.peek() {
             if self
                 .entry(key)
                 .is_some_and(|e| e.timers().get(timer) == Some(at))
             {
-                return Some(at);
+                return Some(trying.map_or(at, |t| t.min(at)));
             }
             self.deadlines.pop();
         }
-        None
+        trying
     }
 
     /// The next message to send.

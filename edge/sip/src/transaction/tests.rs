@@ -20,15 +20,23 @@ fn request(method: &str, branch: &str) -> TxRequest {
     })
 }
 
+/// These tests predate the delayed 100 Trying: they expect it as soon as the INVITE arrives.
+fn immediate() -> Config {
+    Config {
+        trying_delay: Duration::ZERO,
+        ..Config::default()
+    }
+}
+
 fn layer() -> TransactionLayer {
-    TransactionLayer::new(Config::default())
+    TransactionLayer::new(immediate())
 }
 
 /// Pure RFC 3261 INVITE handling (no RFC 6026 Accepted state).
 fn layer_3261() -> TransactionLayer {
     TransactionLayer::new(Config {
         accepted_state: false,
-        ..Config::default()
+        ..immediate()
     })
 }
 
@@ -93,7 +101,7 @@ fn timers_follow_configured_t1_t2() {
             t2: ms(300),
             ..TimerConfig::default()
         },
-        ..Config::default()
+        ..immediate()
     };
     let mut uac = TxnNode::new(1, TransactionLayer::new(config), &net);
     uac.layer
@@ -562,7 +570,7 @@ fn rfc6026_accepted_absorbs_invite_retransmissions_and_passes_2xx() {
         2,
         TransactionLayer::new(Config {
             send_trying: false,
-            ..Config::default()
+            ..immediate()
         }),
         &net,
     );
@@ -659,4 +667,29 @@ fn invite_server_resends_final_on_retransmission_in_completed() {
     assert!(matches!(&again.message, Outgoing::Response(r) if r.status() == 486));
     assert_eq!(again.destination, udp(1));
     assert!(l.poll_event().is_none());
+}
+
+/// RFC 3261 §17.2.1: with the default 200 ms delay, a UAS that answers 180 within it sends no
+/// 100 Trying; one that stays silent gets the 100 at 200 ms.
+#[test]
+fn delayed_100_trying_only_when_the_tu_is_slow() {
+    for (answer_after, expect_100) in [(ms(50), false), (ms(1000), true)] {
+        let mut net = Net::new(1);
+        let mut uac = TxnNode::new(1, TransactionLayer::new(Config::default()), &net);
+        let mut uas = TxnNode::new(2, TransactionLayer::new(Config::default()), &net);
+        uas.answer.responses = vec![(answer_after, 180), (answer_after + ms(10), 486)];
+        uac.layer
+            .send_request(net.now, udp(2), request("INVITE", "z9hG4bKd"))
+            .unwrap();
+        net.run(&mut [&mut uac, &mut uas], secs(40.0));
+        let trying = net.times("100", addr(2));
+        if expect_100 {
+            // Sent 200 ms after the INVITE arrived (10 ms transit).
+            assert_eq!(trying, [ms(210)]);
+        } else {
+            assert!(trying.is_empty(), "{trying:?}");
+        }
+        assert_eq!(net.times("180", addr(2)).len(), 1);
+        assert!(labels(&uac).contains(&"Response 486".to_string()));
+    }
 }

@@ -8,12 +8,17 @@
 //!    "request_id":7,"transport":"udp","source":"192.0.2.1:5060"}
 //!   {"op":"respond","worker":0,"token":3,"reply":"<raw SIP>"|null}
 //!   {"op":"reload"} {"op":"metrics"} {"op":"info"} {"op":"sync","wait":true} {"op":"quit"}
+//!   {"op":"registrar_add","msg":"<raw REGISTER>"} {"op":"registrar_lookup","aor":"sip:a@b"}
+//!   {"op":"registrar_remove","aor":"sip:a@b"} {"op":"auth_add_user","realm":"r"|null,
+//!    "username":"u","password":"p"} {"op":"cache_set","name":"n","data":{"k":"v"}}
+//!   {"op":"cache_clear"} {"op":"cache_fetch","name":"n","key":"k"}
 //! ```
+//! An `event` may carry `"auth_user"`: the request starts authenticated as that user.
 //! With the `smpp` feature also `smpp_event` and `smpp_complete` (see `smpp.rs`); with the
 //! `http` feature `http_request`, `http_complete`, `http_routes`, `http_cancel` and
 //! `http_shutdown` (see `http.rs`).
 //! stdout, one JSON object per line: `ready`, `actions`, `log`, `outbound`, `reloaded`,
-//! `metrics`, `info`, `sync`, `error`, `bye` (the `type` field).
+//! `metrics`, `info`, `sync`, `registrar`, `ok`, `cache`, `error`, `bye` (the `type` field).
 
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
@@ -23,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
+use siphon_script::shared::SaveOutcome;
 use siphon_script::{
     Actions, Disposition, Event, EventKind, ForkStrategy, Host, HostConfig, HostHandle, Meta, Mode,
     ReloadMode, SipMessage, python_version,
@@ -170,9 +176,13 @@ fn opts() -> anyhow::Result<Opts> {
             "--inline" => o.inline = true,
             "--bench" => o.bench = it.next(),
             "--events" => o.events = it.next().context("--events N")?.parse()?,
+            "--version" | "-V" => {
+                println!("{}", version_line());
+                std::process::exit(0);
+            }
             "--help" | "-h" => {
                 println!(
-                    "usage: siphon-script-driver --script app.py [--cores N] [--reload auto|sighup] [--config cfg.json] [--force-shared]\n       siphon-script-driver --bench trivial|async|headers [--cores N] [--events N] [--inline]"
+                    "usage: siphon-script-driver --version\n       siphon-script-driver --script app.py [--cores N] [--reload auto|sighup] [--config cfg.json] [--force-shared]\n       siphon-script-driver --bench trivial|async|headers [--cores N] [--events N] [--inline]"
                 );
                 std::process::exit(0);
             }
@@ -180,6 +190,28 @@ fn opts() -> anyhow::Result<Opts> {
         }
     }
     Ok(o)
+}
+
+/// `siphon-script-driver --version` (what `python -m siphon_sdk --version` shows): the engine's
+/// version, the Python it embeds as the loaded libpython reports it, and the interpreter mode.
+fn version_line() -> String {
+    // SAFETY: Py_GetVersion is one of the informative functions CPython documents as safe to
+    // call before Py_Initialize; it returns a pointer to a static NUL-terminated string.
+    let full = unsafe { std::ffi::CStr::from_ptr(pyo3_ffi::Py_GetVersion()) };
+    let full = full.to_string_lossy();
+    let python = full
+        .split_whitespace()
+        .next()
+        .map_or_else(|| python_version().to_owned(), str::to_owned);
+    let mode = if cfg!(Py_3_12) {
+        "per-core: one own-GIL subinterpreter per core"
+    } else {
+        "shared: degraded mode, every core shares one interpreter (Python < 3.12)"
+    };
+    format!(
+        "siphon engine {} (siphon-script-driver), embedded Python {python}, {mode}",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 fn config_from(o: &Opts, script: &str, out: Option<Out>) -> anyhow::Result<HostConfig> {
@@ -301,6 +333,9 @@ fn main() -> anyhow::Result<()> {
         match v["op"].as_str().unwrap_or("") {
             "event" => match parse_event(&v) {
                 Ok(mut ev) => {
+                    if let Some(user) = v["auth_user"].as_str() {
+                        handle.preset_auth_user(ev.id, user);
+                    }
                     while let Err(back) = handle.submit(ev) {
                         ev = back;
                         std::thread::sleep(Duration::from_micros(100));
@@ -353,6 +388,11 @@ fn main() -> anyhow::Result<()> {
                 let worker = v["worker"].as_u64().unwrap_or(0) as usize;
                 handle.complete_outbound(worker, v["token"].as_u64().unwrap_or(0), reply);
             }
+            op @ ("registrar_add" | "registrar_lookup" | "registrar_remove" | "auth_add_user"
+            | "cache_set" | "cache_clear" | "cache_fetch") => match state_op(&handle, op, &v) {
+                Ok(answer) => emit(&out, &answer),
+                Err(e) => emit(&out, &json!({"type": "error", "message": e.to_string()})),
+            },
             #[cfg(feature = "smpp")]
             "smpp_event" => match smpp::parse_event(&v) {
                 Ok(ev) if ev.core >= handle.cores() => emit(
@@ -402,6 +442,64 @@ fn main() -> anyhow::Result<()> {
     host.shutdown();
     emit(&out, &json!({"type": "bye"}));
     Ok(())
+}
+
+/// The SDK harness's helpers on engine state (`harness.registrar/auth/cache`): seed the
+/// location service, add digest users, preset cache data. One answer line each.
+fn state_op(handle: &HostHandle, op: &str, v: &Value) -> anyhow::Result<Value> {
+    let s = |k: &str| v[k].as_str().with_context(|| format!("{op}: {k}"));
+    Ok(match op {
+        "registrar_add" => {
+            let msg = SipMessage::parse(s("msg")?.as_bytes())?;
+            match handle.registrar().seed(&msg) {
+                SaveOutcome::Ok { .. } => json!({"type": "registrar", "status": 200}),
+                SaveOutcome::Reject { status, reason, .. } => {
+                    json!({"type": "registrar", "status": status, "reason": reason})
+                }
+            }
+        }
+        "registrar_lookup" => {
+            let now = std::time::SystemTime::now();
+            let contacts: Vec<Value> = handle
+                .registrar()
+                .lookup(s("aor")?)
+                .iter()
+                .map(|b| {
+                    json!({
+                        "uri": b.uri,
+                        "q": b.q.map_or(1.0, |q| f64::from(q.millis()) / 1000.0),
+                        "expires": b.remaining_secs(now), "age_secs": b.age_secs(now),
+                        "received": b.received, "path": b.path, "instance_id": b.instance_id,
+                    })
+                })
+                .collect();
+            json!({"type": "registrar", "contacts": contacts})
+        }
+        "registrar_remove" => {
+            json!({"type": "registrar", "removed": handle.registrar().remove(s("aor")?)})
+        }
+        "auth_add_user" => {
+            handle.add_auth_user(v["realm"].as_str(), s("username")?, s("password")?);
+            json!({"type": "ok"})
+        }
+        "cache_set" => {
+            let data: Vec<(String, String)> = v["data"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, x)| Some((k.clone(), x.as_str()?.to_owned())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            handle.cache().set_data(s("name")?, &data);
+            json!({"type": "ok"})
+        }
+        "cache_clear" => {
+            handle.cache().clear();
+            json!({"type": "ok"})
+        }
+        _ => json!({"type": "cache", "value": handle.cache().fetch(s("name")?, s("key")?)}),
+    })
 }
 
 fn wait_emitted(emitted: &AtomicU64, submitted: u64, timeout: Duration) {
