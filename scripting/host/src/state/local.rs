@@ -24,18 +24,21 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use redb::{Database, ReadableTable, TableDefinition};
 use siphon_sip::registrar::{
     Aor, Binding, Commit, Expired, LocationStore, MemoryLocationStore, StoreError,
 };
 
-use super::codec::{decode_list, encode_list};
+use super::codec::{decode_stored, encode_compact};
 use super::{BackendStats, CommitLog, StateLog};
 use crate::shared::lock;
 
 const TABLE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("bindings");
+
+/// Least time between the starts of two commits (see [`writer`]).
+const MIN_COMMIT_INTERVAL: Duration = Duration::from_millis(2);
 
 /// Why the local store could not open.
 #[derive(Debug, thiserror::Error)]
@@ -53,8 +56,9 @@ pub enum LocalStoreError {
 
 #[derive(Default)]
 struct Pending {
-    /// AoR → its binding list after the latest update (`None`: remove the AoR).
-    map: HashMap<Aor, Option<Vec<Binding>>>,
+    /// AoR → its binding list after the latest update, already encoded
+    /// ([`encode_compact`]; `None`: remove the AoR).
+    map: HashMap<Aor, Option<Vec<u8>>>,
     /// Sequence number of the latest update in `map`.
     seq: u64,
     shutdown: bool,
@@ -110,7 +114,7 @@ impl LocalLocationStore {
                         gone.push(aor_s.to_owned());
                         continue;
                     };
-                    let Some(mut list) = decode_list(v.value()) else {
+                    let Some(mut list) = decode_stored(v.value()) else {
                         log(
                             true,
                             &format!("registrar store: undecodable entry for {aor_s}; dropped"),
@@ -181,16 +185,22 @@ impl LocalLocationStore {
     }
 
     fn record(&self, aor: &Aor, list: &[Binding]) {
+        // Encoded here, not copied for the writer: one allocation instead of a clone of
+        // every string of every binding, and the writer's batch is plain bytes.
+        let value = (!list.is_empty()).then(|| encode_compact(list));
         let mut p = lock(&self.inner.pending);
-        p.map
-            .insert(aor.clone(), (!list.is_empty()).then(|| list.to_vec()));
+        let was_empty = p.map.is_empty();
+        p.map.insert(aor.clone(), value);
         p.seq = self.inner.commits.next();
         self.inner
             .stats
             .queued
             .store(p.map.len() as u64, Ordering::Relaxed);
         drop(p);
-        self.inner.cv.notify_one();
+        // The writer only waits while the map is empty; a notify costs a futex syscall.
+        if was_empty {
+            self.inner.cv.notify_one();
+        }
     }
 
     /// Stop the writer after it committed what is pending.
@@ -211,8 +221,13 @@ impl Drop for LocalLocationStore {
 
 fn writer(inner: &Inner, db: &Database, log: &StateLog) {
     let mut failing = false;
+    let interval = MIN_COMMIT_INTERVAL;
+    let mut last: Option<Instant> = None;
+    // The map handed back after each commit, emptied with its capacity kept, so the next
+    // batch does not regrow a fresh one insert by insert.
+    let mut spare: HashMap<Aor, Option<Vec<u8>>> = HashMap::new();
     loop {
-        let (batch, seq) = {
+        {
             let mut p = lock(&inner.pending);
             while p.map.is_empty() && !p.shutdown {
                 p = inner
@@ -223,11 +238,26 @@ fn writer(inner: &Inner, db: &Database, log: &StateLog) {
             if p.map.is_empty() && p.shutdown {
                 return;
             }
-            (std::mem::take(&mut p.map), p.seq)
+        }
+        // Group commit: start commits at most once per interval, so under load a batch
+        // gathers what arrived meanwhile (the CPU cost of a commit is mostly per commit, not
+        // per AoR); a write that finds the writer idle for longer is committed at once.
+        if let Some(due) = last.map(|t| t + interval) {
+            let now = Instant::now();
+            if now < due {
+                std::thread::sleep(due - now);
+            }
+        }
+        last = Some(Instant::now());
+        let (batch, seq) = {
+            let mut p = lock(&inner.pending);
+            (
+                std::mem::replace(&mut p.map, std::mem::take(&mut spare)),
+                p.seq,
+            )
         };
-        let now = SystemTime::now();
         let n = batch.len() as u64;
-        match commit(db, &batch, now) {
+        match commit(db, &batch) {
             Ok(()) => {
                 if failing {
                     log(false, "registrar store: writes succeed again");
@@ -240,6 +270,8 @@ fn writer(inner: &Inner, db: &Database, log: &StateLog) {
                     .queued
                     .store(lock(&inner.pending).map.len() as u64, Ordering::Relaxed);
                 inner.commits.advance(seq);
+                spare = batch;
+                spare.clear();
             }
             Err(e) => {
                 inner.stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -264,20 +296,18 @@ fn writer(inner: &Inner, db: &Database, log: &StateLog) {
     }
 }
 
-fn commit(
-    db: &Database,
-    batch: &HashMap<Aor, Option<Vec<Binding>>>,
-    now: SystemTime,
-) -> Result<(), String> {
+fn commit(db: &Database, batch: &HashMap<Aor, Option<Vec<u8>>>) -> Result<(), String> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
+    // In key order: consecutive inserts land in the leaf the previous one made writable.
+    let mut sorted: Vec<_> = batch.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
     let w = db.begin_write().map_err(|x| e(&x))?;
     {
         let mut t = w.open_table(TABLE).map_err(|x| e(&x))?;
-        for (aor, list) in batch {
-            match list {
-                Some(l) => {
-                    t.insert(aor.as_str(), encode_list(l, now).as_slice())
-                        .map_err(|x| e(&x))?;
+        for (aor, value) in sorted {
+            match value {
+                Some(v) => {
+                    t.insert(aor.as_str(), v.as_slice()).map_err(|x| e(&x))?;
                 }
                 None => {
                     t.remove(aor.as_str()).map_err(|x| e(&x))?;
