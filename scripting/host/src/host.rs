@@ -965,12 +965,14 @@ impl Host {
             .presence
             .set_contact(&notifier_contact(&shared.cfg.local_addrs));
         if let Some(commits) = shared.registrar.commits() {
-            // A batch committed: wake the workers holding 200 OKs it covers.
+            // A batch committed: wake the workers holding 200 OKs it covers (`u64::MAX`, a
+            // nudge: every worker holding any, to check their commit timeouts).
             let weak = Arc::downgrade(&shared);
             commits.set_waker(Box::new(move |done| {
                 if let Some(s) = weak.upgrade() {
                     for (w, ws) in s.workers.iter().enumerate() {
-                        if ws.held_min.load(Ordering::Acquire) <= done {
+                        let held = ws.held_min.load(Ordering::Acquire);
+                        if held != u64::MAX && held <= done {
                             s.wake(w);
                         }
                     }

@@ -546,10 +546,17 @@ impl Registrar {
         use crate::state::RegistrarBackend as B;
         match backend {
             B::Memory => Ok((Self::bounded(cfg, limits, hits), 0)),
-            B::Local { path } => {
-                let (store, n) =
-                    crate::state::local::LocalLocationStore::open(path, SystemTime::now(), log)
-                        .map_err(|e| e.to_string())?;
+            B::Local {
+                path,
+                commit_timeout,
+            } => {
+                let (store, n) = crate::state::local::LocalLocationStore::open(
+                    path,
+                    SystemTime::now(),
+                    *commit_timeout,
+                    log,
+                )
+                .map_err(|e| e.to_string())?;
                 let store = Arc::new(store);
                 let closer = Arc::clone(&store);
                 Ok((
@@ -595,6 +602,14 @@ impl Registrar {
     pub fn render_metrics(&self, out: &mut String) {
         if let Some((label, st)) = &self.stats {
             st.render(label, out);
+            if let Some(c) = &self.commits {
+                use std::fmt::Write as _;
+                let _ = writeln!(
+                    out,
+                    "siphon_state_commit_timeouts_total{{backend=\"{label}\"}} {}",
+                    c.timed_out()
+                );
+            }
         }
     }
 

@@ -241,6 +241,17 @@ impl MemoryLocationStore {
         }
     }
 
+    /// Call `f` with every AOR and its bindings, one shard at a time under its read lock
+    /// (consistent per shard; updates of other shards may interleave). A durable backend
+    /// rewrites its file from it.
+    pub fn for_each(&self, mut f: impl FnMut(&Aor, &[Binding])) {
+        for shard in &*self.shards {
+            for (aor, list) in read(shard).iter() {
+                f(aor, list);
+            }
+        }
+    }
+
     fn shard(&self, aor: &Aor) -> &Shard {
         let h = self.hasher.hash_one(aor.as_str());
         let n = self.shards.len() as u64;

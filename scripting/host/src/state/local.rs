@@ -65,6 +65,8 @@ struct Pending {
 }
 
 struct Inner {
+    /// What lookups read, and what the writer rewrites the file from after a failure.
+    mem: MemoryLocationStore,
     pending: Mutex<Pending>,
     cv: Condvar,
     commits: Arc<CommitLog>,
@@ -73,7 +75,6 @@ struct Inner {
 
 /// The memory store with a group-committed redb file behind it.
 pub struct LocalLocationStore {
-    mem: MemoryLocationStore,
     inner: Arc<Inner>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -86,12 +87,15 @@ impl std::fmt::Debug for LocalLocationStore {
 
 impl LocalLocationStore {
     /// Open (or create) the file at `path`, load what has not expired at `now`, and start
-    /// the writer thread. Returns the store and the number of bindings loaded.
+    /// the writer thread; a REGISTER's 200 OK waits at most `commit_timeout` for its commit.
+    /// Returns the store and the number of bindings loaded.
     pub fn open(
         path: &Path,
         now: SystemTime,
+        commit_timeout: Duration,
         log: StateLog,
     ) -> Result<(Self, usize), LocalStoreError> {
+        ignore_sigxfsz();
         let err = |e: &dyn std::fmt::Display| LocalStoreError::Open {
             path: path.to_owned(),
             reason: e.to_string(),
@@ -154,19 +158,20 @@ impl LocalLocationStore {
         let stats = Arc::new(BackendStats::default());
         stats.up.store(true, Ordering::Relaxed);
         let inner = Arc::new(Inner {
+            mem,
             pending: Mutex::new(Pending::default()),
             cv: Condvar::new(),
-            commits: CommitLog::new(),
+            commits: CommitLog::with_hold_limit(commit_timeout),
             stats,
         });
         let w = Arc::clone(&inner);
+        let file = path.to_owned();
         let writer = std::thread::Builder::new()
             .name("siphon-regstore".into())
-            .spawn(move || writer(&w, &db, &log))
+            .spawn(move || writer(&w, db, &file, &log))
             .map_err(|e| err(&e))?;
         Ok((
             Self {
-                mem,
                 inner,
                 writer: Mutex::new(Some(writer)),
             },
@@ -219,7 +224,23 @@ impl Drop for LocalLocationStore {
     }
 }
 
-fn writer(inner: &Inner, db: &Database, log: &StateLog) {
+/// A write past `RLIMIT_FSIZE` raises SIGXFSZ, whose default action kills the process; with
+/// it ignored the write fails with `EFBIG` and the store treats it as any failed commit
+/// (replies held, then 503), as it does a full disk.
+fn ignore_sigxfsz() {
+    // SAFETY: installs the SIG_IGN disposition for one signal; no handler code runs, and no
+    // other part of the node handles SIGXFSZ.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+fn writer(inner: &Inner, db: Database, path: &Path, log: &StateLog) {
+    // `None` after a failed commit: redb refuses every operation after an I/O error, and
+    // its repair of a file that saw partial writes in a live process is not to be trusted
+    // (seen: a panic freeing a page twice on the next commit). The writer then rewrites the
+    // file from memory instead (see `rebuild`).
+    let mut db = Some(db);
     let mut failing = false;
     let interval = MIN_COMMIT_INTERVAL;
     let mut last: Option<Instant> = None;
@@ -257,7 +278,19 @@ fn writer(inner: &Inner, db: &Database, log: &StateLog) {
             )
         };
         let n = batch.len() as u64;
-        match commit(db, &batch) {
+        let result = match &db {
+            Some(d) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit(d, &batch)))
+                .unwrap_or_else(|_| Err("redb panicked during the commit".into())),
+            // Every update taken above is in memory already, so the rewrite covers `seq`.
+            None => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rebuild(path, &inner.mem)))
+                    .unwrap_or_else(|_| Err("redb panicked during the rewrite".into()))
+                    .map(|d| {
+                        db = Some(d);
+                    })
+            }
+        };
+        match result {
             Ok(()) => {
                 if failing {
                     log(false, "registrar store: writes succeed again");
@@ -279,21 +312,70 @@ fn writer(inner: &Inner, db: &Database, log: &StateLog) {
                     log(
                         true,
                         &format!(
-                            "registrar store: commit failed ({e}); 200 OKs are held until it succeeds"
+                            "registrar store: commit failed ({e}); 200 OKs are held until it \
+                             succeeds, at most {} ms (then 503)",
+                            inner.commits.hold_limit().as_millis()
                         ),
                     );
                     failing = true;
                 }
-                // Put the batch back under anything newer and retry shortly.
+                // Close the file, put the batch back under anything newer and retry (a
+                // rewrite from memory) shortly; meanwhile workers answer the replies held
+                // past the commit timeout with 503.
+                db = None;
                 let mut p = lock(&inner.pending);
+                if p.shutdown {
+                    log(
+                        true,
+                        &format!(
+                            "registrar store: stopping with {} AoR updates not written ({e})",
+                            p.map.len() + batch.len()
+                        ),
+                    );
+                    return;
+                }
                 for (k, v) in batch {
                     p.map.entry(k).or_insert(v);
                 }
                 drop(p);
+                inner.commits.nudge();
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
     }
+}
+
+/// Write every AoR in memory to a fresh file beside `path`, then rename it over `path` and
+/// open it. Used after a failed commit: it does not depend on the old file at all.
+fn rebuild(path: &Path, mem: &MemoryLocationStore) -> Result<Database, String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let tmp = path.with_extension("rebuild");
+    let _ = std::fs::remove_file(&tmp);
+    let mut all: Vec<(String, Vec<u8>)> = Vec::new();
+    mem.for_each(|aor, list| {
+        if !list.is_empty() {
+            all.push((aor.as_str().to_owned(), encode_compact(list)));
+        }
+    });
+    all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    {
+        let db = Database::create(&tmp).map_err(|x| e(&x))?;
+        let w = db.begin_write().map_err(|x| e(&x))?;
+        {
+            let mut t = w.open_table(TABLE).map_err(|x| e(&x))?;
+            for (k, v) in &all {
+                t.insert(k.as_str(), v.as_slice()).map_err(|x| e(&x))?;
+            }
+        }
+        w.commit().map_err(|x| e(&x))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|x| e(&x))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|x| e(&x))?;
+    }
+    Database::create(path).map_err(|x| e(&x))
 }
 
 fn commit(db: &Database, batch: &HashMap<Aor, Option<Vec<u8>>>) -> Result<(), String> {
@@ -320,7 +402,7 @@ fn commit(db: &Database, batch: &HashMap<Aor, Option<Vec<u8>>>) -> Result<(), St
 
 impl LocationStore for LocalLocationStore {
     fn get(&self, aor: &Aor) -> Result<Vec<Binding>, StoreError> {
-        self.mem.get(aor)
+        self.inner.mem.get(aor)
     }
 
     fn update(
@@ -329,7 +411,7 @@ impl LocationStore for LocalLocationStore {
         f: &mut dyn FnMut(&mut Vec<Binding>) -> Commit,
     ) -> Result<Commit, StoreError> {
         // Record inside the shard lock: the file sees updates of one AoR in memory's order.
-        self.mem.update(aor, &mut |list| {
+        self.inner.mem.update(aor, &mut |list| {
             let answer = f(list);
             if answer == Commit::Yes {
                 self.record(aor, list);
@@ -339,7 +421,7 @@ impl LocationStore for LocalLocationStore {
     }
 
     fn sweep_expired(&self, now: SystemTime) -> Result<Expired, StoreError> {
-        let out = self.mem.sweep_expired(now)?;
+        let out = self.inner.mem.sweep_expired(now)?;
         for (aor, _) in &out {
             // Write what is left now (under the lock, after any concurrent refresh).
             self.update(aor, &mut |_| Commit::Yes)?;
@@ -348,11 +430,11 @@ impl LocationStore for LocalLocationStore {
     }
 
     fn aor_count(&self) -> Result<usize, StoreError> {
-        self.mem.aor_count()
+        self.inner.mem.aor_count()
     }
 
     fn binding_count(&self) -> Result<usize, StoreError> {
-        self.mem.binding_count()
+        self.inner.mem.binding_count()
     }
 }
 
@@ -400,7 +482,7 @@ mod tests {
                     .unwrap()
                     .as_millis() as u64,
             );
-        let (s, n) = LocalLocationStore::open(&path, now, quiet()).unwrap();
+        let (s, n) = LocalLocationStore::open(&path, now, Duration::from_secs(4), quiet()).unwrap();
         assert_eq!(n, 0);
         let a = Aor::from_uri("sip:alice@example.com").unwrap();
         let c = Aor::from_uri("sip:carol@example.com").unwrap();
@@ -411,13 +493,15 @@ mod tests {
         assert!(s.commits().done() >= t);
         drop(s);
         let later = now + Duration::from_secs(5);
-        let (s, n) = LocalLocationStore::open(&path, later, quiet()).unwrap();
+        let (s, n) =
+            LocalLocationStore::open(&path, later, Duration::from_secs(4), quiet()).unwrap();
         assert_eq!(n, 1);
         assert_eq!(s.get(&a).unwrap(), vec![b("sip:alice@10.0.0.1", now, 600)]);
         assert!(s.get(&c).unwrap().is_empty());
         s.remove_aor(&a).unwrap();
         drop(s);
-        let (_, n) = LocalLocationStore::open(&path, later, quiet()).unwrap();
+        let (_, n) =
+            LocalLocationStore::open(&path, later, Duration::from_secs(4), quiet()).unwrap();
         assert_eq!(n, 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
