@@ -567,6 +567,51 @@ fn message(ua: &Ua, node: &Node, op: &str, key: &str, value: &str) -> String {
         .map_or(String::new(), |v| (*v).to_owned())
 }
 
+/// A number on a metrics line starting with `prefix`.
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in:\n{text}"))
+}
+
+/// `local_max_entries` of a Redis cache bounds what the node keeps of it: past the cap the
+/// oldest local entries are dropped and counted, and a dropped key is still read (from
+/// Redis).
+#[test]
+fn redis_cache_local_max_entries_evicts_the_oldest() {
+    let dir = scratch("state-cache-max");
+    let redis = Redis::start(free_port(), &dir);
+    let metrics = free_port();
+    let extra = format!(
+        "cache:\n  - name: shared\n    url: \"{}\"\n    local_max_entries: 10\n\
+         metrics:\n  prometheus:\n    listen: \"127.0.0.1:{metrics}\"\n",
+        redis.url()
+    );
+    let node = Node::start(
+        "state-cache-max",
+        &config("  backend: memory\n", &extra),
+        &[("s.py", SCRIPT)],
+    );
+    let ua = Ua::new();
+    for i in 0..60 {
+        message(&ua, &node, "store", &format!("k{i}"), &format!("v{i}"));
+    }
+    let text = http_get(SocketAddr::from(([127, 0, 0, 1], metrics)), "/metrics");
+    let evicted = metric(
+        &text,
+        "siphon_state_local_evictions_total{backend=\"cache:shared\"} ",
+    );
+    // Entries whose write is still queued are kept, so the count is not exact; but most of
+    // the 50 beyond the cap went, and what is left is near the cap.
+    assert!(evicted >= 40.0, "{text}");
+    let held = metric(&text, "siphon_cache_entries ");
+    assert!(held <= 12.0, "{text}");
+    // All 60 are on Redis, and the oldest (dropped here) is still read, through Redis.
+    assert_eq!(redis.cli(&["DBSIZE"]), "60");
+    assert_eq!(message(&ua, &node, "fetch", "k0", ""), "v0");
+}
+
 #[test]
 fn two_nodes_share_bindings_cache_and_nonces_through_redis() {
     let dir = scratch("state-redis");

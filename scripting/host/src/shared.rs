@@ -65,6 +65,14 @@ impl CacheEntry {
 struct Remote {
     link: Arc<crate::state::redis::RedisLink>,
     local_ttl: Option<Duration>,
+    /// `local_max_entries`: most entries of this cache kept in this process.
+    max_local: usize,
+    /// Entries of this cache held here: exact after each eviction scan, else an upper bound
+    /// (the node-wide caps evict without lowering it, which only brings the next scan
+    /// forward).
+    count: std::sync::atomic::AtomicUsize,
+    /// Local entries dropped at `local_max_entries`.
+    evicted: std::sync::atomic::AtomicU64,
 }
 
 /// The `cache` backend: named caches of string keys, shared by all cores, each kept in this
@@ -141,6 +149,9 @@ impl Cache {
                     Remote {
                         link,
                         local_ttl: s.local_ttl,
+                        max_local: s.local_max_entries.max(1),
+                        count: std::sync::atomic::AtomicUsize::new(0),
+                        evicted: std::sync::atomic::AtomicU64::new(0),
                     },
                 );
             }
@@ -150,9 +161,61 @@ impl Cache {
 
     /// `siphon_state_*{backend="cache:NAME"}` lines for each Redis-backed cache.
     pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
         for (name, r) in &self.remote {
             r.link.stats().render(&format!("cache:{name}"), out);
+            let _ = writeln!(
+                out,
+                "siphon_state_local_evictions_total{{backend=\"cache:{name}\"}} {}",
+                r.evicted.load(std::sync::atomic::Ordering::Relaxed)
+            );
         }
+    }
+
+    /// Keep the Redis cache `name` within `local_max_entries` here: past it, drop its oldest
+    /// local entries (an eighth of the cap beyond, so the scan is amortised), counted. They
+    /// are still on Redis and a read fetches them again; entries whose write is still queued
+    /// (the only copy until Redis has it) are kept.
+    fn enforce_local_max(&self, name: &str) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(r) = self.remote.get(name) else {
+            return;
+        };
+        if r.count.load(Relaxed) <= r.max_local {
+            return;
+        }
+        let mut mine: Vec<(u64, usize, String)> = Vec::new();
+        for (i, s) in self.shards.iter().enumerate() {
+            mine.extend(
+                lock(s)
+                    .iter()
+                    .filter(|((n, _), _)| n == name)
+                    .map(|((_, k), e)| (e.seq, i, k.clone())),
+            );
+        }
+        let total = mine.len();
+        let mut removed = 0usize;
+        if total > r.max_local {
+            let want = total - r.max_local + r.max_local / 8;
+            mine.sort_unstable_by_key(|m| m.0);
+            for (_, i, k) in mine {
+                if removed >= want {
+                    break;
+                }
+                if r.link.has_pending(&k) {
+                    continue;
+                }
+                let key = (name.to_owned(), k);
+                let mut g = lock(&self.shards[i]);
+                if let Some(e) = g.remove(&key) {
+                    let held = self.bytes[i].load(Relaxed).saturating_sub(e.size(&key));
+                    self.bytes[i].store(held, Relaxed);
+                    removed += 1;
+                }
+            }
+        }
+        r.count.store(total - removed, Relaxed);
+        r.evicted.fetch_add(removed as u64, Relaxed);
     }
 
     /// Stop the Redis writers.
@@ -199,6 +262,8 @@ impl Cache {
         let mut g = lock(&self.shards[i]);
         let k = (name.to_owned(), key.to_owned());
         let mut before = 0;
+        let remote = self.remote.get(name);
+        let was = remote.is_some() && g.contains_key(&k);
         if let Some(e) = g.get(&k) {
             before = e.size(&k);
             if e.expires.is_some_and(|t| t <= Instant::now()) {
@@ -208,6 +273,19 @@ impl Cache {
         let probe = k.clone();
         let r = f(&mut g, k);
         let after = g.get(&probe).map_or(0, |e| e.size(&probe));
+        if let Some(rm) = remote {
+            match (was, g.contains_key(&probe)) {
+                (false, true) => {
+                    rm.count.fetch_add(1, Relaxed);
+                }
+                (true, false) => {
+                    let _ = rm
+                        .count
+                        .fetch_update(Relaxed, Relaxed, |c| Some(c.saturating_sub(1)));
+                }
+                _ => {}
+            }
+        }
         let held = (self.bytes[i].load(Relaxed) + after).saturating_sub(before);
         self.bytes[i].store(held, Relaxed);
         if g.len() > self.cap.0 || held > self.cap.1 {
@@ -283,6 +361,9 @@ impl Cache {
             lock(shard).clear();
             self.bytes[i].store(0, std::sync::atomic::Ordering::Relaxed);
         }
+        for r in self.remote.values() {
+            r.count.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
         lock(&self.added).clear();
     }
 
@@ -308,6 +389,7 @@ impl Cache {
                         m.remove(&k);
                     }
                 });
+                self.enforce_local_max(name);
                 return v;
             }
         }
@@ -339,6 +421,7 @@ impl Cache {
             c.arg("PX").arg(((t * 1000.0) as u64).max(1));
         }
         self.remote_write(name, key, c);
+        self.enforce_local_max(name);
     }
 
     /// `cache.delete`.
@@ -386,7 +469,7 @@ impl Cache {
         c.arg(key).arg(item);
         self.remote_write(name, key, c);
         let seq = self.next_seq();
-        self.with(name, key, |m, k| {
+        let n = self.with(name, key, |m, k| {
             let e = m.entry(k).or_insert_with(|| CacheEntry {
                 value: CacheValue::List(Vec::new()),
                 expires: None,
@@ -403,7 +486,9 @@ impl Cache {
                 }
                 CacheValue::Str(_) => 0,
             }
-        })
+        });
+        self.enforce_local_max(name);
+        n
     }
 
     /// `cache.list_pop_all`. On Redis: LRANGE + DEL in one transaction, so items pushed by

@@ -255,7 +255,9 @@ pub const STATS_HEADER: &str = "\
 # HELP siphon_state_errors_total Failed writes or reads of the state backend\n\
 # TYPE siphon_state_errors_total counter\n\
 # HELP siphon_state_commit_timeouts_total REGISTERs answered 503 because their write was not durable in time\n\
-# TYPE siphon_state_commit_timeouts_total counter\n";
+# TYPE siphon_state_commit_timeouts_total counter\n\
+# HELP siphon_state_local_evictions_total Entries of a Redis cache dropped from this node at local_max_entries\n\
+# TYPE siphon_state_local_evictions_total counter\n";
 
 /// Log sink for background threads: (is_error, message).
 pub type StateLog = Arc<dyn Fn(bool, &str) + Send + Sync>;
