@@ -37,6 +37,9 @@ use crate::shared::lock;
 
 const TABLE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("bindings");
 
+/// Most entries the writer's reused batch map may keep room for between batches.
+const SPARE_CAP: usize = 4096;
+
 /// Least time between the starts of two commits (see [`writer`]).
 const MIN_COMMIT_INTERVAL: Duration = Duration::from_millis(2);
 
@@ -303,8 +306,11 @@ fn writer(inner: &Inner, db: Database, path: &Path, log: &StateLog) {
                     .queued
                     .store(lock(&inner.pending).map.len() as u64, Ordering::Relaxed);
                 inner.commits.advance(seq);
-                spare = batch;
-                spare.clear();
+                // Keep the map's room for the next batch, unless a burst made it large.
+                if batch.capacity() <= SPARE_CAP {
+                    spare = batch;
+                    spare.clear();
+                }
             }
             Err(e) => {
                 inner.stats.errors.fetch_add(1, Ordering::Relaxed);
