@@ -92,6 +92,9 @@ $reg
 auth:
   realm: 127.0.0.1
 $(cat "$WORK/users.yaml")
+limits:
+  # 2 transactions per flow, each kept 32 s (Timer J): more than the default 20,000.
+  max_transactions_per_core: 1000000
 log:
   level: warn
 EOF
@@ -152,27 +155,28 @@ report() {
 	echo "# bench/sip/state.sh: REGISTER with digest (REGISTER, 401, REGISTER, 200 flows), one siphon core"
 	echo "# (CPU 0, inline script), SIPp on CPU 1, $COUNT distinct AoRs, $CONC flows in flight,"
 	echo "# $ROUNDS interleaved rounds; medians. cpu-capacity = flows / siphon CPU seconds (utime+stime"
-	echo "# of the process over the run): the REGISTER/s one saturated core would do. wall = flows / SIPp"
-	echo "# wall time (bounded by SIPp on the other core on this 2-vCPU VM). PSS after the run."
+	echo "# of the process over the run): the REGISTER/s one saturated core would do. vs memory = median"
+	echo "# of the per-round ratios to the memory run just before (the machine's noise moves both)."
+	echo "# wall = flows / SIPp wall time (bounded by SIPp on the other core on this 2-vCPU VM). PSS after"
+	echo "# the run."
 	echo "# $(uname -srm); $(nproc) CPUs; $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null)"
 	printf '%-8s %14s %10s %10s %9s %8s  %s\n' backend "cpu-capacity/s" "vs memory" "wall/s" "PSS MiB" failed "rounds (cpu-capacity/s)"
-	local mem_rate=""
 	for b in ${BACKENDS:-memory local redis}; do
-		python3 - "$b" "${results[$b]}" "$mem_rate" <<'PY'
+		python3 - "$b" "${results[$b]}" "${results[memory]:-}" <<'PY'
 import statistics, sys
 b, text, mem = sys.argv[1], sys.argv[2], sys.argv[3]
-rows = [l.split() for l in text.strip().splitlines() if l.strip()]
-cap = [float(r[4]) for r in rows]
-wall = [float(r[0]) for r in rows]
-pss = [float(r[1]) / 1024 for r in rows]
-failed = sum(int(r[3]) for r in rows)
-med = statistics.median(cap)
-rel = f"{med / float(mem) * 100:.0f} %" if mem else "100 %"
-print(f"{b:<8} {med:14.0f} {rel:>10} {statistics.median(wall):10.0f} {statistics.median(pss):9.1f} {failed:8d}  {' '.join(f'{x:.0f}' for x in cap)}")
+def rows(t):
+    return [l.split() for l in t.strip().splitlines() if l.strip()]
+r = rows(text)
+cap = [float(x[4]) for x in r]
+wall = [float(x[0]) for x in r]
+pss = [float(x[1]) / 1024 for x in r]
+failed = sum(int(x[3]) for x in r)
+m = [float(x[4]) for x in rows(mem)]
+ratios = [c / mc for c, mc in zip(cap, m) if mc > 0]
+rel = f"{statistics.median(ratios) * 100:.0f} %" if ratios else "-"
+print(f"{b:<8} {statistics.median(cap):14.0f} {rel:>10} {statistics.median(wall):10.0f} {statistics.median(pss):9.1f} {failed:8d}  {' '.join(f'{x:.0f}' for x in cap)}")
 PY
-		if [[ $b == memory ]]; then
-			mem_rate=$(python3 -c "import statistics,sys; print(statistics.median(float(l.split()[4]) for l in sys.argv[1].strip().splitlines()))" "${results[$b]}")
-		fi
 	done
 }
 if [[ -n $OUT ]]; then report | tee "$OUT"; else report; fi

@@ -277,6 +277,14 @@ impl Default for Registrar {
 pub struct RegistrarLocal {
     /// The database file (created with its directory when missing).
     pub path: PathBuf,
+    /// Longest a REGISTER's 200 OK waits for its commit; past it (the disk is full or
+    /// failing) the REGISTER gets 503 with `Retry-After`.
+    #[serde(default = "default_commit_timeout_ms")]
+    pub commit_timeout_ms: u64,
+}
+
+fn default_commit_timeout_ms() -> u64 {
+    4_000
 }
 
 /// `registrar.redis:` (upstream's keys plus our timeouts and queue cap).

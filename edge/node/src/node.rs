@@ -404,6 +404,7 @@ fn state_backend(l: &Loaded) -> siphon_script::state::RegistrarBackend {
     match (r.backend, &r.local, &r.redis) {
         (config::RegistrarBackend::Local, Some(local), _) => B::Local {
             path: local.path.clone(),
+            commit_timeout: Duration::from_millis(local.commit_timeout_ms.max(1)),
         },
         (config::RegistrarBackend::Redis, _, Some(rc)) => {
             let mut s = RedisSettings::new(&rc.url);

@@ -241,6 +241,184 @@ fn kill_9_during_register_burst_loses_no_200() {
     assert_routable(&node, &acked);
 }
 
+/// A node whose stderr is a pipe read by a thread (not a file: the test below limits the
+/// node's file size, which would also stop its log).
+struct PipedNode {
+    child: Child,
+    sip: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl PipedNode {
+    fn start(name: &str, config: &str) -> PipedNode {
+        use std::io::BufRead;
+        let dir = scratch(name);
+        let port = free_port();
+        std::fs::write(dir.join("s.py"), SCRIPT).expect("script");
+        std::fs::write(
+            dir.join("siphon.yaml"),
+            config.replace("{sip}", &port.to_string()),
+        )
+        .expect("config");
+        let mut child = Command::new(common::siphon_bin())
+            .args(["-c", "siphon.yaml"])
+            .current_dir(&dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start siphon");
+        let log: Arc<Mutex<String>> = Arc::default();
+        let stderr = child.stderr.take().expect("stderr pipe");
+        {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    let mut g = log.lock().expect("log lock");
+                    g.push_str(&line);
+                    g.push('\n');
+                }
+            });
+        }
+        let sip = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::UdpSocket::bind(sip).is_ok() {
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!(
+                    "siphon exited early ({st}):\n{}",
+                    log.lock().expect("log lock")
+                );
+            }
+            assert!(Instant::now() < deadline, "siphon did not bind {sip}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PipedNode { child, sip, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().expect("log lock").clone()
+    }
+}
+
+impl Drop for PipedNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Set the soft `RLIMIT_FSIZE` of process `pid` (the hard limit stays).
+fn set_file_size_limit(pid: u32, soft: u64) {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a query (null new limit) with a valid out-pointer.
+    let rc = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_FSIZE,
+            std::ptr::null(),
+            &mut old,
+        )
+    };
+    assert_eq!(rc, 0, "prlimit query: {}", std::io::Error::last_os_error());
+    let new = libc::rlimit {
+        rlim_cur: soft.min(old.rlim_max),
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: valid pointer to the new limit; no old limit asked for.
+    let rc = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_FSIZE,
+            &new,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "prlimit set: {}", std::io::Error::last_os_error());
+}
+
+/// A REGISTER's 200 OK leaves only once its binding is committed: with the node's writes
+/// failing (its file-size limit lowered below the store's size, as a full disk would) the
+/// 200 is held, and it leaves once writes succeed again. A commit that keeps failing does not
+/// hold replies for ever: past `commit_timeout_ms` the REGISTER gets 503 with Retry-After,
+/// counted and logged. Every binding is on disk once the store recovered.
+#[test]
+fn register_200_waits_for_its_commit_and_gives_up_with_503() {
+    let dir = scratch("state-held");
+    let db = dir.join("registrar.redb");
+    let metrics = free_port();
+    let backend = format!(
+        "  backend: local\n  local:\n    path: {}\n    commit_timeout_ms: 1500\n",
+        db.display()
+    );
+    let extra = format!("metrics:\n  prometheus:\n    listen: \"127.0.0.1:{metrics}\"\n");
+    let cfg = config(&backend, &extra);
+    let node = PipedNode::start("state-held-a", &cfg);
+    let pid = node.child.id();
+    let ua = Ua::new();
+    let r = ask(&ua, node.sip, &register("alice", ua.addr, "held-1", ""));
+    assert_eq!(status(&r), Some(200), "{r}");
+
+    // Writes fail: bob's 200 is held (nothing arrives while the store cannot commit).
+    set_file_size_limit(pid, 4096);
+    ua.timeout(Duration::from_millis(700));
+    ua.send(node.sip, &register("bob", ua.addr, "held-2", ""));
+    assert_eq!(
+        ua.recv_final(),
+        None,
+        "answered before its commit; log:\n{}",
+        node.log()
+    );
+    // Writes succeed again: the held 200 leaves.
+    set_file_size_limit(pid, u64::MAX);
+    ua.timeout(Duration::from_secs(5));
+    let r = ua
+        .recv_final()
+        .unwrap_or_else(|| panic!("held 200 never sent; log:\n{}", node.log()));
+    assert_eq!(status(&r), Some(200), "{r}");
+    assert!(header(&r, "To")[0].contains("bob@"), "{r}");
+
+    // Writes keep failing: past commit_timeout_ms carol gets 503 with Retry-After.
+    set_file_size_limit(pid, 4096);
+    let r = ask(&ua, node.sip, &register("carol", ua.addr, "held-3", ""));
+    assert_eq!(status(&r), Some(503), "{r}\nlog:\n{}", node.log());
+    assert_eq!(header(&r, "Retry-After").len(), 1, "{r}");
+    let text = http_get(SocketAddr::from(([127, 0, 0, 1], metrics)), "/metrics");
+    assert!(
+        text.contains("siphon_state_commit_timeouts_total{backend=\"local\"} 1\n"),
+        "{text}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !node.log().contains("REGISTERs answered 503") {
+        assert!(Instant::now() < deadline, "not logged:\n{}", node.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(node.log().contains("commit failed"), "{}", node.log());
+
+    // The store recovers: new REGISTERs get their 200, and carol's binding (kept in memory
+    // meanwhile) is written with them.
+    set_file_size_limit(pid, u64::MAX);
+    let r = ask(&ua, node.sip, &register("dave", ua.addr, "held-4", ""));
+    assert_eq!(status(&r), Some(200), "{r}\nlog:\n{}", node.log());
+    assert!(
+        node.log().contains("writes succeed again"),
+        "{}",
+        node.log()
+    );
+    drop(node); // SIGKILL
+    let node = Node::start("state-held-b", &config(&backend, ""), &[("s.py", SCRIPT)]);
+    let users: Vec<String> = ["alice", "bob", "carol", "dave"]
+        .iter()
+        .map(|u| (*u).to_owned())
+        .collect();
+    assert_routable(&node, &users);
+}
+
 /// A `redis-server` on a loopback port, stopped when dropped.
 struct Redis {
     child: Child,
@@ -387,6 +565,51 @@ fn message(ua: &Ua, node: &Node, op: &str, key: &str, value: &str) -> String {
     header(&r, "X-Value")
         .first()
         .map_or(String::new(), |v| (*v).to_owned())
+}
+
+/// A number on a metrics line starting with `prefix`.
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in:\n{text}"))
+}
+
+/// `local_max_entries` of a Redis cache bounds what the node keeps of it: past the cap the
+/// oldest local entries are dropped and counted, and a dropped key is still read (from
+/// Redis).
+#[test]
+fn redis_cache_local_max_entries_evicts_the_oldest() {
+    let dir = scratch("state-cache-max");
+    let redis = Redis::start(free_port(), &dir);
+    let metrics = free_port();
+    let extra = format!(
+        "cache:\n  - name: shared\n    url: \"{}\"\n    local_max_entries: 10\n\
+         metrics:\n  prometheus:\n    listen: \"127.0.0.1:{metrics}\"\n",
+        redis.url()
+    );
+    let node = Node::start(
+        "state-cache-max",
+        &config("  backend: memory\n", &extra),
+        &[("s.py", SCRIPT)],
+    );
+    let ua = Ua::new();
+    for i in 0..60 {
+        message(&ua, &node, "store", &format!("k{i}"), &format!("v{i}"));
+    }
+    let text = http_get(SocketAddr::from(([127, 0, 0, 1], metrics)), "/metrics");
+    let evicted = metric(
+        &text,
+        "siphon_state_local_evictions_total{backend=\"cache:shared\"} ",
+    );
+    // Entries whose write is still queued are kept, so the count is not exact; but most of
+    // the 50 beyond the cap went, and what is left is near the cap.
+    assert!(evicted >= 40.0, "{text}");
+    let held = metric(&text, "siphon_cache_entries ");
+    assert!(held <= 12.0, "{text}");
+    // All 60 are on Redis, and the oldest (dropped here) is still read, through Redis.
+    assert_eq!(redis.cli(&["DBSIZE"]), "60");
+    assert_eq!(message(&ua, &node, "fetch", "k0", ""), "v0");
 }
 
 #[test]

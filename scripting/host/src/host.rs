@@ -937,9 +937,9 @@ impl Host {
         let (registrar, loaded) = Registrar::open(
             cfg.registrar.clone(),
             &cfg.registrar_backend,
-            Arc::clone(&state_log),
             cfg.limits,
             Arc::clone(&limit_hits),
+            Arc::clone(&state_log),
         )
         .map_err(HostError::Store)?;
         if cfg.registrar_backend != crate::state::RegistrarBackend::Memory {
@@ -959,10 +959,10 @@ impl Host {
         } else {
             Cache::from_specs(
                 &cfg.caches,
-                state_log,
                 cfg.limits.cache_entries,
                 cfg.limits.cache_bytes,
                 Arc::clone(&limit_hits),
+                state_log,
             )
             .map_err(|e| HostError::Store(e.to_string()))?
         };
@@ -1042,12 +1042,14 @@ impl Host {
             .presence
             .set_contact(&notifier_contact(&shared.cfg.local_addrs));
         if let Some(commits) = shared.registrar.commits() {
-            // A batch committed: wake the workers holding 200 OKs it covers.
+            // A batch committed: wake the workers holding 200 OKs it covers (`u64::MAX`, a
+            // nudge: every worker holding any, to check their commit timeouts).
             let weak = Arc::downgrade(&shared);
             commits.set_waker(Box::new(move |done| {
                 if let Some(s) = weak.upgrade() {
                     for (w, ws) in s.workers.iter().enumerate() {
-                        if ws.held_min.load(Ordering::Acquire) <= done {
+                        let held = ws.held_min.load(Ordering::Acquire);
+                        if held != u64::MAX && held <= done {
                             s.wake(w);
                         }
                     }

@@ -65,6 +65,14 @@ impl CacheEntry {
 struct Remote {
     link: Arc<crate::state::redis::RedisLink>,
     local_ttl: Option<Duration>,
+    /// `local_max_entries`: most entries of this cache kept in this process.
+    max_local: usize,
+    /// Entries of this cache held here: exact after each eviction scan, else an upper bound
+    /// (the node-wide caps evict without lowering it, which only brings the next scan
+    /// forward).
+    count: std::sync::atomic::AtomicUsize,
+    /// Local entries dropped at `local_max_entries`.
+    evicted: std::sync::atomic::AtomicU64,
 }
 
 /// The `cache` backend: named caches of string keys, shared by all cores, each kept in this
@@ -79,9 +87,9 @@ pub struct Cache {
     seq: std::sync::atomic::AtomicU64,
     hits: Arc<crate::limits::LimitHits>,
     names: Vec<String>,
+    remote: HashMap<String, Remote>,
     /// Names made known after start by [`Cache::set_data`] (the SDK harness presets).
     added: Mutex<Vec<String>>,
-    remote: HashMap<String, Remote>,
 }
 
 impl Cache {
@@ -111,8 +119,8 @@ impl Cache {
             seq: std::sync::atomic::AtomicU64::new(0),
             hits,
             names,
-            added: Mutex::new(Vec::new()),
             remote: HashMap::new(),
+            added: Mutex::new(Vec::new()),
         }
     }
 
@@ -120,17 +128,13 @@ impl Cache {
     /// at start is not an error: the node serves local state and replays writes later).
     pub fn from_specs(
         specs: &[crate::state::CacheSpec],
-        log: crate::state::StateLog,
         entries: usize,
         bytes: usize,
         hits: Arc<crate::limits::LimitHits>,
+        log: crate::state::StateLog,
     ) -> Result<Self, crate::state::redis::RedisSetupError> {
-        let mut c = Self::bounded(
-            specs.iter().map(|s| s.name.clone()).collect(),
-            entries,
-            bytes,
-            hits,
-        );
+        let names = specs.iter().map(|s| s.name.clone()).collect();
+        let mut c = Self::bounded(names, entries, bytes, hits);
         for s in specs {
             if let Some(url) = &s.url {
                 let link = crate::state::redis::RedisLink::start(
@@ -145,6 +149,9 @@ impl Cache {
                     Remote {
                         link,
                         local_ttl: s.local_ttl,
+                        max_local: s.local_max_entries.max(1),
+                        count: std::sync::atomic::AtomicUsize::new(0),
+                        evicted: std::sync::atomic::AtomicU64::new(0),
                     },
                 );
             }
@@ -154,9 +161,61 @@ impl Cache {
 
     /// `siphon_state_*{backend="cache:NAME"}` lines for each Redis-backed cache.
     pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
         for (name, r) in &self.remote {
             r.link.stats().render(&format!("cache:{name}"), out);
+            let _ = writeln!(
+                out,
+                "siphon_state_local_evictions_total{{backend=\"cache:{name}\"}} {}",
+                r.evicted.load(std::sync::atomic::Ordering::Relaxed)
+            );
         }
+    }
+
+    /// Keep the Redis cache `name` within `local_max_entries` here: past it, drop its oldest
+    /// local entries (an eighth of the cap beyond, so the scan is amortised), counted. They
+    /// are still on Redis and a read fetches them again; entries whose write is still queued
+    /// (the only copy until Redis has it) are kept.
+    fn enforce_local_max(&self, name: &str) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(r) = self.remote.get(name) else {
+            return;
+        };
+        if r.count.load(Relaxed) <= r.max_local {
+            return;
+        }
+        let mut mine: Vec<(u64, usize, String)> = Vec::new();
+        for (i, s) in self.shards.iter().enumerate() {
+            mine.extend(
+                lock(s)
+                    .iter()
+                    .filter(|((n, _), _)| n == name)
+                    .map(|((_, k), e)| (e.seq, i, k.clone())),
+            );
+        }
+        let total = mine.len();
+        let mut removed = 0usize;
+        if total > r.max_local {
+            let want = total - r.max_local + r.max_local / 8;
+            mine.sort_unstable_by_key(|m| m.0);
+            for (_, i, k) in mine {
+                if removed >= want {
+                    break;
+                }
+                if r.link.has_pending(&k) {
+                    continue;
+                }
+                let key = (name.to_owned(), k);
+                let mut g = lock(&self.shards[i]);
+                if let Some(e) = g.remove(&key) {
+                    let held = self.bytes[i].load(Relaxed).saturating_sub(e.size(&key));
+                    self.bytes[i].store(held, Relaxed);
+                    removed += 1;
+                }
+            }
+        }
+        r.count.store(total - removed, Relaxed);
+        r.evicted.fetch_add(removed as u64, Relaxed);
     }
 
     /// Stop the Redis writers.
@@ -203,6 +262,8 @@ impl Cache {
         let mut g = lock(&self.shards[i]);
         let k = (name.to_owned(), key.to_owned());
         let mut before = 0;
+        let remote = self.remote.get(name);
+        let was = remote.is_some() && g.contains_key(&k);
         if let Some(e) = g.get(&k) {
             before = e.size(&k);
             if e.expires.is_some_and(|t| t <= Instant::now()) {
@@ -212,6 +273,19 @@ impl Cache {
         let probe = k.clone();
         let r = f(&mut g, k);
         let after = g.get(&probe).map_or(0, |e| e.size(&probe));
+        if let Some(rm) = remote {
+            match (was, g.contains_key(&probe)) {
+                (false, true) => {
+                    rm.count.fetch_add(1, Relaxed);
+                }
+                (true, false) => {
+                    let _ = rm
+                        .count
+                        .fetch_update(Relaxed, Relaxed, |c| Some(c.saturating_sub(1)));
+                }
+                _ => {}
+            }
+        }
         let held = (self.bytes[i].load(Relaxed) + after).saturating_sub(before);
         self.bytes[i].store(held, Relaxed);
         if g.len() > self.cap.0 || held > self.cap.1 {
@@ -287,6 +361,9 @@ impl Cache {
             lock(shard).clear();
             self.bytes[i].store(0, std::sync::atomic::Ordering::Relaxed);
         }
+        for r in self.remote.values() {
+            r.count.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
         lock(&self.added).clear();
     }
 
@@ -312,6 +389,7 @@ impl Cache {
                         m.remove(&k);
                     }
                 });
+                self.enforce_local_max(name);
                 return v;
             }
         }
@@ -332,8 +410,8 @@ impl Cache {
                 CacheEntry {
                     value: CacheValue::Str(value.to_owned()),
                     expires,
-                    seq,
                     at: Instant::now(),
+                    seq,
                 },
             );
         });
@@ -343,6 +421,7 @@ impl Cache {
             c.arg("PX").arg(((t * 1000.0) as u64).max(1));
         }
         self.remote_write(name, key, c);
+        self.enforce_local_max(name);
     }
 
     /// `cache.delete`.
@@ -386,16 +465,16 @@ impl Cache {
     /// `cache.list_push`: returns the new length (of this node's copy for a Redis cache:
     /// the RPUSH is queued, not awaited).
     pub fn list_push(&self, name: &str, key: &str, item: &str) -> usize {
-        let seq = self.next_seq();
         let mut c = redis::cmd("RPUSH");
         c.arg(key).arg(item);
         self.remote_write(name, key, c);
-        self.with(name, key, |m, k| {
+        let seq = self.next_seq();
+        let n = self.with(name, key, |m, k| {
             let e = m.entry(k).or_insert_with(|| CacheEntry {
                 value: CacheValue::List(Vec::new()),
                 expires: None,
-                seq,
                 at: Instant::now(),
+                seq,
             });
             if let CacheValue::Str(_) = e.value {
                 e.value = CacheValue::List(Vec::new());
@@ -407,7 +486,9 @@ impl Cache {
                 }
                 CacheValue::Str(_) => 0,
             }
-        })
+        });
+        self.enforce_local_max(name);
+        n
     }
 
     /// `cache.list_pop_all`. On Redis: LRANGE + DEL in one transaction, so items pushed by
@@ -478,17 +559,17 @@ pub enum SaveOutcome {
 /// store, given the wall clock here (the edge crate is sans-IO).
 pub struct Registrar {
     inner: siphon_sip::registrar::Registrar,
-    /// Node-wide caps (`limits.max_registrar_aors/bindings`) and the hit counter.
-    limits: crate::limits::HostLimits,
-    hits: Arc<crate::limits::LimitHits>,
-    /// Bindings counted at the last full count (at most once a second) and when.
-    counted: Mutex<(usize, Option<Instant>)>,
     /// Writes of a durable or shared backend; `None` for memory.
     commits: Option<Arc<crate::state::CommitLog>>,
     /// Backend label and counters for `/metrics`.
     stats: Option<(&'static str, Arc<crate::state::BackendStats>)>,
     /// Stops the backend's writer (flushing what the local store has pending).
     closer: Option<Box<dyn Fn() + Send + Sync>>,
+    /// Node-wide caps (`limits.max_registrar_aors/bindings`) and the hit counter.
+    limits: crate::limits::HostLimits,
+    hits: Arc<crate::limits::LimitHits>,
+    /// Bindings counted at the last full count (at most once a second) and when.
+    counted: Mutex<(usize, Option<Instant>)>,
 }
 
 impl std::fmt::Debug for Registrar {
@@ -543,36 +624,56 @@ impl Registrar {
     pub fn open(
         cfg: RegistrarConfig,
         backend: &crate::state::RegistrarBackend,
-        log: crate::state::StateLog,
         limits: crate::limits::HostLimits,
         hits: Arc<crate::limits::LimitHits>,
+        log: crate::state::StateLog,
     ) -> Result<(Self, usize), String> {
         use crate::state::RegistrarBackend as B;
-        let mut r = Self::bounded(cfg.clone(), limits, hits);
         match backend {
-            B::Memory => Ok((r, 0)),
-            B::Local { path } => {
-                let (store, n) =
-                    crate::state::local::LocalLocationStore::open(path, SystemTime::now(), log)
-                        .map_err(|e| e.to_string())?;
+            B::Memory => Ok((Self::bounded(cfg, limits, hits), 0)),
+            B::Local {
+                path,
+                commit_timeout,
+            } => {
+                let (store, n) = crate::state::local::LocalLocationStore::open(
+                    path,
+                    SystemTime::now(),
+                    *commit_timeout,
+                    log,
+                )
+                .map_err(|e| e.to_string())?;
                 let store = Arc::new(store);
                 let closer = Arc::clone(&store);
-                r.commits = Some(Arc::clone(store.commits()));
-                r.stats = Some(("local", Arc::clone(store.stats())));
-                r.closer = Some(Box::new(move || closer.close()));
-                r.inner = siphon_sip::registrar::Registrar::new(cfg, store);
-                Ok((r, n))
+                Ok((
+                    Self {
+                        commits: Some(Arc::clone(store.commits())),
+                        stats: Some(("local", Arc::clone(store.stats()))),
+                        closer: Some(Box::new(move || closer.close())),
+                        inner: siphon_sip::registrar::Registrar::new(cfg, store),
+                        limits,
+                        hits,
+                        counted: Mutex::new((0, None)),
+                    },
+                    n,
+                ))
             }
             B::Redis(settings) => {
                 let (store, n) = crate::state::redis::RedisLocationStore::open(settings, log)
                     .map_err(|e| e.to_string())?;
                 let store = Arc::new(store);
                 let link = Arc::clone(store.link());
-                r.commits = Some(Arc::clone(link.commits()));
-                r.stats = Some(("redis", Arc::clone(link.stats())));
-                r.closer = Some(Box::new(move || link.close()));
-                r.inner = siphon_sip::registrar::Registrar::new(cfg, store);
-                Ok((r, n))
+                Ok((
+                    Self {
+                        commits: Some(Arc::clone(link.commits())),
+                        stats: Some(("redis", Arc::clone(link.stats()))),
+                        closer: Some(Box::new(move || link.close())),
+                        inner: siphon_sip::registrar::Registrar::new(cfg, store),
+                        limits,
+                        hits,
+                        counted: Mutex::new((0, None)),
+                    },
+                    n,
+                ))
             }
         }
     }
@@ -586,6 +687,14 @@ impl Registrar {
     pub fn render_metrics(&self, out: &mut String) {
         if let Some((label, st)) = &self.stats {
             st.render(label, out);
+            if let Some(c) = &self.commits {
+                use std::fmt::Write as _;
+                let _ = writeln!(
+                    out,
+                    "siphon_state_commit_timeouts_total{{backend=\"{label}\"}} {}",
+                    c.timed_out()
+                );
+            }
         }
     }
 

@@ -112,8 +112,12 @@ pub(crate) struct WorkerCtx {
     bells: Vec<bool>,
     /// Inbound HTTP requests being handled here, by id.
     pub(crate) http_responders: std::collections::HashMap<u64, crate::http::Responder>,
-    /// Finished events whose replies wait for their registrar write (ticket order).
-    held: std::collections::VecDeque<(u64, Actions)>,
+    /// Finished events whose replies wait for their registrar write: (ticket, held since,
+    /// actions), in ticket order (and so in time order).
+    held: std::collections::VecDeque<(u64, Instant, Actions)>,
+    /// Replies answered 503 at the commit timeout and not logged yet, and when it was last
+    /// logged (at most once a second).
+    held_timeouts: (u64, Option<Instant>),
 }
 
 thread_local! {
@@ -239,7 +243,7 @@ impl WorkerCtx {
                 // Hold the 200 OK until the write is durable; the writer wakes this worker.
                 let me = &self.shared.workers[self.worker];
                 me.held_min.fetch_min(t, Ordering::AcqRel);
-                self.held.push_back((t, act));
+                self.held.push_back((t, Instant::now(), act));
                 return Ok(());
             }
         }
@@ -250,31 +254,68 @@ impl WorkerCtx {
         Ok(())
     }
 
-    /// Push the held actions whose registrar writes are now durable; returns how many.
+    /// Push the held actions whose registrar writes are now durable, and answer those held
+    /// past the backend's commit timeout with 503 + `Retry-After` (the binding stays in
+    /// memory and is written when the store recovers; the UA retries); returns how many.
     fn release_held(&mut self) -> usize {
-        if self.held.is_empty() {
+        if self.held.is_empty() && self.held_timeouts.0 == 0 {
             return 0;
         }
-        let done = self
-            .shared
-            .registrar
-            .commits()
-            .map_or(u64::MAX, |c| c.done());
-        let mut n = 0;
-        // Tickets are taken in order on this worker, so the queue is sorted.
-        while self.held.front().is_some_and(|(t, _)| *t <= done) {
-            if let Some((_, act)) = self.held.pop_front() {
-                let core = self.shared.push_actions(act);
-                if let Some(b) = self.bells.get_mut(core) {
-                    *b = true;
-                }
-                n += 1;
+        let shared = Arc::clone(&self.shared);
+        let commits = shared.registrar.commits();
+        let done = commits.map_or(u64::MAX, |c| c.done());
+        let limit = commits.map_or(Duration::MAX, |c| c.hold_limit());
+        let now = Instant::now();
+        let (mut n, mut expired) = (0, 0u64);
+        // Tickets are taken in order on this worker, so the queue is sorted by ticket and by
+        // time: stop at the first entry neither durable nor expired.
+        while let Some((t, since, _)) = self.held.front() {
+            let durable = *t <= done;
+            if !durable && now.saturating_duration_since(*since) < limit {
+                break;
             }
+            let Some((_, _, mut act)) = self.held.pop_front() else {
+                break;
+            };
+            if !durable {
+                let mut d = Actions::reply(503, "Service Unavailable");
+                if let Disposition::Reply { headers, .. } = &mut d {
+                    headers.push((
+                        "Retry-After".into(),
+                        shared.cfg.limits.retry_after_secs.to_string(),
+                    ));
+                }
+                act.disposition = d;
+                expired += 1;
+            }
+            let core = shared.push_actions(act);
+            if let Some(b) = self.bells.get_mut(core) {
+                *b = true;
+            }
+            n += 1;
         }
-        let next = self.held.front().map_or(u64::MAX, |(t, _)| *t);
-        self.shared.workers[self.worker]
+        let next = self.held.front().map_or(u64::MAX, |(t, _, _)| *t);
+        shared.workers[self.worker]
             .held_min
             .store(next, Ordering::Release);
+        if expired > 0 {
+            if let Some(c) = commits {
+                c.count_timed_out(expired);
+            }
+            self.held_timeouts.0 += expired;
+        }
+        let (pending, last) = self.held_timeouts;
+        if pending > 0 && last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+            self.log(
+                LogLevel::Error,
+                &format!(
+                    "registrar store: {pending} REGISTERs answered 503: their write was not \
+                     durable within {} ms",
+                    limit.as_millis()
+                ),
+            );
+            self.held_timeouts = (0, Some(now));
+        }
         n
     }
 }
@@ -608,6 +649,7 @@ impl WorkerCore {
                 bells: vec![false; shared.lanes.len()],
                 http_responders: std::collections::HashMap::new(),
                 held: std::collections::VecDeque::new(),
+                held_timeouts: (0, None),
             });
         });
         let path = shared.cfg.script_path.to_string_lossy().into_owned();

@@ -241,6 +241,17 @@ impl MemoryLocationStore {
         }
     }
 
+    /// Call `f` with every AOR and its bindings, one shard at a time under its read lock
+    /// (consistent per shard; updates of other shards may interleave). A durable backend
+    /// rewrites its file from it.
+    pub fn for_each(&self, mut f: impl FnMut(&Aor, &[Binding])) {
+        for shard in &*self.shards {
+            for (aor, list) in read(shard).iter() {
+                f(aor, list);
+            }
+        }
+    }
+
     fn shard(&self, aor: &Aor) -> &Shard {
         let h = self.hasher.hash_one(aor.as_str());
         let n = self.shards.len() as u64;
@@ -277,6 +288,8 @@ impl LocationStore for MemoryLocationStore {
             if list.is_empty() {
                 map.remove(aor);
             } else {
+                // A pushed-to Vec has room for 4 bindings (~1.3 KiB); most AORs keep one.
+                list.shrink_to_fit();
                 map.insert(aor.clone(), list);
             }
         }

@@ -24,18 +24,24 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use redb::{Database, ReadableTable, TableDefinition};
 use siphon_sip::registrar::{
     Aor, Binding, Commit, Expired, LocationStore, MemoryLocationStore, StoreError,
 };
 
-use super::codec::{decode_list, encode_list};
+use super::codec::{decode_stored, encode_compact};
 use super::{BackendStats, CommitLog, StateLog};
 use crate::shared::lock;
 
 const TABLE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("bindings");
+
+/// Most entries the writer's reused batch map may keep room for between batches.
+const SPARE_CAP: usize = 4096;
+
+/// Least time between the starts of two commits (see [`writer`]).
+const MIN_COMMIT_INTERVAL: Duration = Duration::from_millis(2);
 
 /// Why the local store could not open.
 #[derive(Debug, thiserror::Error)]
@@ -53,14 +59,17 @@ pub enum LocalStoreError {
 
 #[derive(Default)]
 struct Pending {
-    /// AoR → its binding list after the latest update (`None`: remove the AoR).
-    map: HashMap<Aor, Option<Vec<Binding>>>,
+    /// AoR → its binding list after the latest update, already encoded
+    /// ([`encode_compact`]; `None`: remove the AoR).
+    map: HashMap<Aor, Option<Vec<u8>>>,
     /// Sequence number of the latest update in `map`.
     seq: u64,
     shutdown: bool,
 }
 
 struct Inner {
+    /// What lookups read, and what the writer rewrites the file from after a failure.
+    mem: MemoryLocationStore,
     pending: Mutex<Pending>,
     cv: Condvar,
     commits: Arc<CommitLog>,
@@ -69,7 +78,6 @@ struct Inner {
 
 /// The memory store with a group-committed redb file behind it.
 pub struct LocalLocationStore {
-    mem: MemoryLocationStore,
     inner: Arc<Inner>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -82,12 +90,15 @@ impl std::fmt::Debug for LocalLocationStore {
 
 impl LocalLocationStore {
     /// Open (or create) the file at `path`, load what has not expired at `now`, and start
-    /// the writer thread. Returns the store and the number of bindings loaded.
+    /// the writer thread; a REGISTER's 200 OK waits at most `commit_timeout` for its commit.
+    /// Returns the store and the number of bindings loaded.
     pub fn open(
         path: &Path,
         now: SystemTime,
+        commit_timeout: Duration,
         log: StateLog,
     ) -> Result<(Self, usize), LocalStoreError> {
+        ignore_sigxfsz();
         let err = |e: &dyn std::fmt::Display| LocalStoreError::Open {
             path: path.to_owned(),
             reason: e.to_string(),
@@ -110,7 +121,7 @@ impl LocalLocationStore {
                         gone.push(aor_s.to_owned());
                         continue;
                     };
-                    let Some(mut list) = decode_list(v.value()) else {
+                    let Some(mut list) = decode_stored(v.value()) else {
                         log(
                             true,
                             &format!("registrar store: undecodable entry for {aor_s}; dropped"),
@@ -150,19 +161,20 @@ impl LocalLocationStore {
         let stats = Arc::new(BackendStats::default());
         stats.up.store(true, Ordering::Relaxed);
         let inner = Arc::new(Inner {
+            mem,
             pending: Mutex::new(Pending::default()),
             cv: Condvar::new(),
-            commits: CommitLog::new(),
+            commits: CommitLog::with_hold_limit(commit_timeout),
             stats,
         });
         let w = Arc::clone(&inner);
+        let file = path.to_owned();
         let writer = std::thread::Builder::new()
             .name("siphon-regstore".into())
-            .spawn(move || writer(&w, &db, &log))
+            .spawn(move || writer(&w, db, &file, &log))
             .map_err(|e| err(&e))?;
         Ok((
             Self {
-                mem,
                 inner,
                 writer: Mutex::new(Some(writer)),
             },
@@ -181,16 +193,22 @@ impl LocalLocationStore {
     }
 
     fn record(&self, aor: &Aor, list: &[Binding]) {
+        // Encoded here, not copied for the writer: one allocation instead of a clone of
+        // every string of every binding, and the writer's batch is plain bytes.
+        let value = (!list.is_empty()).then(|| encode_compact(list));
         let mut p = lock(&self.inner.pending);
-        p.map
-            .insert(aor.clone(), (!list.is_empty()).then(|| list.to_vec()));
+        let was_empty = p.map.is_empty();
+        p.map.insert(aor.clone(), value);
         p.seq = self.inner.commits.next();
         self.inner
             .stats
             .queued
             .store(p.map.len() as u64, Ordering::Relaxed);
         drop(p);
-        self.inner.cv.notify_one();
+        // The writer only waits while the map is empty; a notify costs a futex syscall.
+        if was_empty {
+            self.inner.cv.notify_one();
+        }
     }
 
     /// Stop the writer after it committed what is pending.
@@ -209,10 +227,31 @@ impl Drop for LocalLocationStore {
     }
 }
 
-fn writer(inner: &Inner, db: &Database, log: &StateLog) {
+/// A write past `RLIMIT_FSIZE` raises SIGXFSZ, whose default action kills the process; with
+/// it ignored the write fails with `EFBIG` and the store treats it as any failed commit
+/// (replies held, then 503), as it does a full disk.
+fn ignore_sigxfsz() {
+    // SAFETY: installs the SIG_IGN disposition for one signal; no handler code runs, and no
+    // other part of the node handles SIGXFSZ.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+fn writer(inner: &Inner, db: Database, path: &Path, log: &StateLog) {
+    // `None` after a failed commit: redb refuses every operation after an I/O error, and
+    // its repair of a file that saw partial writes in a live process is not to be trusted
+    // (seen: a panic freeing a page twice on the next commit). The writer then rewrites the
+    // file from memory instead (see `rebuild`).
+    let mut db = Some(db);
     let mut failing = false;
+    let interval = MIN_COMMIT_INTERVAL;
+    let mut last: Option<Instant> = None;
+    // The map handed back after each commit, emptied with its capacity kept, so the next
+    // batch does not regrow a fresh one insert by insert.
+    let mut spare: HashMap<Aor, Option<Vec<u8>>> = HashMap::new();
     loop {
-        let (batch, seq) = {
+        {
             let mut p = lock(&inner.pending);
             while p.map.is_empty() && !p.shutdown {
                 p = inner
@@ -223,11 +262,38 @@ fn writer(inner: &Inner, db: &Database, log: &StateLog) {
             if p.map.is_empty() && p.shutdown {
                 return;
             }
-            (std::mem::take(&mut p.map), p.seq)
+        }
+        // Group commit: start commits at most once per interval, so under load a batch
+        // gathers what arrived meanwhile (the CPU cost of a commit is mostly per commit, not
+        // per AoR); a write that finds the writer idle for longer is committed at once.
+        if let Some(due) = last.map(|t| t + interval) {
+            let now = Instant::now();
+            if now < due {
+                std::thread::sleep(due - now);
+            }
+        }
+        last = Some(Instant::now());
+        let (batch, seq) = {
+            let mut p = lock(&inner.pending);
+            (
+                std::mem::replace(&mut p.map, std::mem::take(&mut spare)),
+                p.seq,
+            )
         };
-        let now = SystemTime::now();
         let n = batch.len() as u64;
-        match commit(db, &batch, now) {
+        let result = match &db {
+            Some(d) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit(d, &batch)))
+                .unwrap_or_else(|_| Err("redb panicked during the commit".into())),
+            // Every update taken above is in memory already, so the rewrite covers `seq`.
+            None => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rebuild(path, &inner.mem)))
+                    .unwrap_or_else(|_| Err("redb panicked during the rewrite".into()))
+                    .map(|d| {
+                        db = Some(d);
+                    })
+            }
+        };
+        match result {
             Ok(()) => {
                 if failing {
                     log(false, "registrar store: writes succeed again");
@@ -240,6 +306,11 @@ fn writer(inner: &Inner, db: &Database, log: &StateLog) {
                     .queued
                     .store(lock(&inner.pending).map.len() as u64, Ordering::Relaxed);
                 inner.commits.advance(seq);
+                // Keep the map's room for the next batch, unless a burst made it large.
+                if batch.capacity() <= SPARE_CAP {
+                    spare = batch;
+                    spare.clear();
+                }
             }
             Err(e) => {
                 inner.stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -247,37 +318,84 @@ fn writer(inner: &Inner, db: &Database, log: &StateLog) {
                     log(
                         true,
                         &format!(
-                            "registrar store: commit failed ({e}); 200 OKs are held until it succeeds"
+                            "registrar store: commit failed ({e}); 200 OKs are held until it \
+                             succeeds, at most {} ms (then 503)",
+                            inner.commits.hold_limit().as_millis()
                         ),
                     );
                     failing = true;
                 }
-                // Put the batch back under anything newer and retry shortly.
+                // Close the file, put the batch back under anything newer and retry (a
+                // rewrite from memory) shortly; meanwhile workers answer the replies held
+                // past the commit timeout with 503.
+                db = None;
                 let mut p = lock(&inner.pending);
+                if p.shutdown {
+                    log(
+                        true,
+                        &format!(
+                            "registrar store: stopping with {} AoR updates not written ({e})",
+                            p.map.len() + batch.len()
+                        ),
+                    );
+                    return;
+                }
                 for (k, v) in batch {
                     p.map.entry(k).or_insert(v);
                 }
                 drop(p);
+                inner.commits.nudge();
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
     }
 }
 
-fn commit(
-    db: &Database,
-    batch: &HashMap<Aor, Option<Vec<Binding>>>,
-    now: SystemTime,
-) -> Result<(), String> {
+/// Write every AoR in memory to a fresh file beside `path`, then rename it over `path` and
+/// open it. Used after a failed commit: it does not depend on the old file at all.
+fn rebuild(path: &Path, mem: &MemoryLocationStore) -> Result<Database, String> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
+    let tmp = path.with_extension("rebuild");
+    let _ = std::fs::remove_file(&tmp);
+    let mut all: Vec<(String, Vec<u8>)> = Vec::new();
+    mem.for_each(|aor, list| {
+        if !list.is_empty() {
+            all.push((aor.as_str().to_owned(), encode_compact(list)));
+        }
+    });
+    all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    {
+        let db = Database::create(&tmp).map_err(|x| e(&x))?;
+        let w = db.begin_write().map_err(|x| e(&x))?;
+        {
+            let mut t = w.open_table(TABLE).map_err(|x| e(&x))?;
+            for (k, v) in &all {
+                t.insert(k.as_str(), v.as_slice()).map_err(|x| e(&x))?;
+            }
+        }
+        w.commit().map_err(|x| e(&x))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|x| e(&x))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|x| e(&x))?;
+    }
+    Database::create(path).map_err(|x| e(&x))
+}
+
+fn commit(db: &Database, batch: &HashMap<Aor, Option<Vec<u8>>>) -> Result<(), String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    // In key order: consecutive inserts land in the leaf the previous one made writable.
+    let mut sorted: Vec<_> = batch.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
     let w = db.begin_write().map_err(|x| e(&x))?;
     {
         let mut t = w.open_table(TABLE).map_err(|x| e(&x))?;
-        for (aor, list) in batch {
-            match list {
-                Some(l) => {
-                    t.insert(aor.as_str(), encode_list(l, now).as_slice())
-                        .map_err(|x| e(&x))?;
+        for (aor, value) in sorted {
+            match value {
+                Some(v) => {
+                    t.insert(aor.as_str(), v.as_slice()).map_err(|x| e(&x))?;
                 }
                 None => {
                     t.remove(aor.as_str()).map_err(|x| e(&x))?;
@@ -290,7 +408,7 @@ fn commit(
 
 impl LocationStore for LocalLocationStore {
     fn get(&self, aor: &Aor) -> Result<Vec<Binding>, StoreError> {
-        self.mem.get(aor)
+        self.inner.mem.get(aor)
     }
 
     fn update(
@@ -299,7 +417,7 @@ impl LocationStore for LocalLocationStore {
         f: &mut dyn FnMut(&mut Vec<Binding>) -> Commit,
     ) -> Result<Commit, StoreError> {
         // Record inside the shard lock: the file sees updates of one AoR in memory's order.
-        self.mem.update(aor, &mut |list| {
+        self.inner.mem.update(aor, &mut |list| {
             let answer = f(list);
             if answer == Commit::Yes {
                 self.record(aor, list);
@@ -309,7 +427,7 @@ impl LocationStore for LocalLocationStore {
     }
 
     fn sweep_expired(&self, now: SystemTime) -> Result<Expired, StoreError> {
-        let out = self.mem.sweep_expired(now)?;
+        let out = self.inner.mem.sweep_expired(now)?;
         for (aor, _) in &out {
             // Write what is left now (under the lock, after any concurrent refresh).
             self.update(aor, &mut |_| Commit::Yes)?;
@@ -318,11 +436,11 @@ impl LocationStore for LocalLocationStore {
     }
 
     fn aor_count(&self) -> Result<usize, StoreError> {
-        self.mem.aor_count()
+        self.inner.mem.aor_count()
     }
 
     fn binding_count(&self) -> Result<usize, StoreError> {
-        self.mem.binding_count()
+        self.inner.mem.binding_count()
     }
 }
 
@@ -370,7 +488,7 @@ mod tests {
                     .unwrap()
                     .as_millis() as u64,
             );
-        let (s, n) = LocalLocationStore::open(&path, now, quiet()).unwrap();
+        let (s, n) = LocalLocationStore::open(&path, now, Duration::from_secs(4), quiet()).unwrap();
         assert_eq!(n, 0);
         let a = Aor::from_uri("sip:alice@example.com").unwrap();
         let c = Aor::from_uri("sip:carol@example.com").unwrap();
@@ -381,13 +499,15 @@ mod tests {
         assert!(s.commits().done() >= t);
         drop(s);
         let later = now + Duration::from_secs(5);
-        let (s, n) = LocalLocationStore::open(&path, later, quiet()).unwrap();
+        let (s, n) =
+            LocalLocationStore::open(&path, later, Duration::from_secs(4), quiet()).unwrap();
         assert_eq!(n, 1);
         assert_eq!(s.get(&a).unwrap(), vec![b("sip:alice@10.0.0.1", now, 600)]);
         assert!(s.get(&c).unwrap().is_empty());
         s.remove_aor(&a).unwrap();
         drop(s);
-        let (_, n) = LocalLocationStore::open(&path, later, quiet()).unwrap();
+        let (_, n) =
+            LocalLocationStore::open(&path, later, Duration::from_secs(4), quiet()).unwrap();
         assert_eq!(n, 0);
         let _ = std::fs::remove_dir_all(&dir);
     }

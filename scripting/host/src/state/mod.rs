@@ -31,6 +31,9 @@ pub enum RegistrarBackend {
     Local {
         /// The database file.
         path: std::path::PathBuf,
+        /// Longest a REGISTER's 200 OK waits for its commit (`registrar.local.commit_timeout_ms`);
+        /// past it the REGISTER is answered 503 with `Retry-After`.
+        commit_timeout: Duration,
     },
     /// Redis (`registrar.redis`).
     Redis(RedisSettings),
@@ -82,16 +85,35 @@ pub struct CacheSpec {
     pub queue_cap: usize,
 }
 
+/// Longest a 200 OK waits for its write unless the backend says otherwise.
+pub const DEFAULT_COMMIT_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// Sequence numbers of writes handed to a background writer and of those it finished.
 ///
 /// A REGISTER that changed bindings takes a ticket ([`CommitLog::ticket`]) once its update is
 /// queued; its 200 OK is held by the worker until [`CommitLog::done`] reaches the ticket. The
-/// writer calls [`CommitLog::advance`] after each batch, which wakes the workers.
-#[derive(Default)]
+/// writer calls [`CommitLog::advance`] after each batch, which wakes the workers. A reply
+/// held longer than [`CommitLog::hold_limit`] (the writer keeps failing, the disk hangs) is
+/// answered 503 instead and counted in [`CommitLog::timed_out`]; while failing, the writer
+/// calls [`CommitLog::nudge`] on each retry so workers look at their deadlines.
 pub struct CommitLog {
     enqueued: AtomicU64,
     done: AtomicU64,
+    hold_limit: Duration,
+    timed_out: AtomicU64,
     waker: OnceLock<Box<dyn Fn(u64) + Send + Sync>>,
+}
+
+impl Default for CommitLog {
+    fn default() -> Self {
+        Self {
+            enqueued: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            hold_limit: DEFAULT_COMMIT_TIMEOUT,
+            timed_out: AtomicU64::new(0),
+            waker: OnceLock::new(),
+        }
+    }
 }
 
 impl std::fmt::Debug for CommitLog {
@@ -107,6 +129,37 @@ impl CommitLog {
     /// A new log behind an `Arc` (writer and workers share it).
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// A new log whose held replies give up after `hold_limit`.
+    pub fn with_hold_limit(hold_limit: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            hold_limit,
+            ..Self::default()
+        })
+    }
+
+    /// Longest a reply is held for its write.
+    pub fn hold_limit(&self) -> Duration {
+        self.hold_limit
+    }
+
+    /// Count `n` held replies answered 503 because their write outlived [`Self::hold_limit`].
+    pub fn count_timed_out(&self, n: u64) {
+        self.timed_out.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Held replies answered 503 so far.
+    pub fn timed_out(&self) -> u64 {
+        self.timed_out.load(Ordering::Relaxed)
+    }
+
+    /// Wake every worker holding replies so it checks their deadlines (the writer, while its
+    /// commits fail).
+    pub fn nudge(&self) {
+        if let Some(w) = self.waker.get() {
+            w(u64::MAX);
+        }
     }
 
     /// Count one queued write; returns its sequence number. Call it under the lock that
@@ -200,7 +253,11 @@ pub const STATS_HEADER: &str = "\
 # HELP siphon_state_writes_total Updates written to the state backend\n\
 # TYPE siphon_state_writes_total counter\n\
 # HELP siphon_state_errors_total Failed writes or reads of the state backend\n\
-# TYPE siphon_state_errors_total counter\n";
+# TYPE siphon_state_errors_total counter\n\
+# HELP siphon_state_commit_timeouts_total REGISTERs answered 503 because their write was not durable in time\n\
+# TYPE siphon_state_commit_timeouts_total counter\n\
+# HELP siphon_state_local_evictions_total Entries of a Redis cache dropped from this node at local_max_entries\n\
+# TYPE siphon_state_local_evictions_total counter\n";
 
 /// Log sink for background threads: (is_error, message).
 pub type StateLog = Arc<dyn Fn(bool, &str) + Send + Sync>;
