@@ -2,15 +2,22 @@
 //! registrations survive a restart and a `kill -9`.
 //!
 //! Reads (lookups, INVITE routing) are served from memory only. Every committed update of an
-//! AoR records the AoR's new binding list in a pending map *under the memory shard's lock*
-//! (so two updates of one AoR reach the file in the order they were applied) and takes a
-//! sequence number from the [`CommitLog`]. One writer thread drains the whole pending map into
-//! one redb write transaction and commits it (redb's default durability: fsync before
-//! `commit` returns), then advances the log. That is group commit: while one fsync runs, every
-//! REGISTER that arrives queues for the next one, so the cost of an fsync is shared by a batch
-//! instead of paid per REGISTER. The worker holds each 200 OK until its sequence number is
-//! committed (`worker.rs`), so a 200 never leaves before its binding is on disk, and the
-//! interpreter keeps routing in the meantime.
+//! AoR records the AoR's new binding list, encoded, in a pending map *under the memory
+//! shard's lock* (so two updates of one AoR reach the file in the order they were applied)
+//! and takes a sequence number from the [`CommitLog`]. One writer thread drains the whole
+//! pending map into one redb write transaction and commits it (redb's default durability:
+//! fsync before `commit` returns), then advances the log. That is group commit: while one
+//! fsync runs, every REGISTER that arrives queues for the next one (and commits start at most
+//! every 2 ms), so the cost of an fsync is shared by a batch instead of paid per REGISTER.
+//! The worker holds each 200 OK until its sequence number is committed
+//! (`worker.rs`), so a 200 never leaves before its binding is on disk, and the interpreter
+//! keeps routing in the meantime; past the commit timeout it answers 503 instead.
+//!
+//! The file has two tables: `bindings` (AoR → its bindings) and `log` (commit number → the
+//! batch). A commit appends its batch to `log`; past 4 MiB of log, one transaction applies
+//! the log to `bindings` and deletes it, and opening the file does the same first. (Updating `bindings` in place at every commit rewrote one 4 KiB leaf per AoR
+//! per commit; appending touches the last leaf, and a fold rewrites each leaf once.) After a
+//! failed commit the writer rewrites the whole file from memory.
 //!
 //! Why redb (README "Dependency notes"): pure Rust, ACID with checksummed copy-on-write
 //! commits (a torn write is never visible after a crash), no C toolchain, maintained.
@@ -19,14 +26,14 @@
 //! (and deleted from the file); the rest are loaded into memory before the script host
 //! starts, so before the node binds its SIP sockets and before `/ready` answers 200.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use siphon_sip::registrar::{
     Aor, Binding, Commit, Expired, LocationStore, MemoryLocationStore, StoreError,
 };
@@ -36,6 +43,16 @@ use super::{BackendStats, CommitLog, StateLog};
 use crate::shared::lock;
 
 const TABLE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("bindings");
+
+/// Commits not folded into [`TABLE`] yet: commit number → that batch's AoR updates
+/// ([`encode_batch`]). Appending one entry per commit touches the tree's last leaf only,
+/// where updating the AoRs in place rewrote one leaf page per AoR at every commit (most of
+/// the writer's CPU under load).
+const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log");
+
+/// Log bytes past which the writer folds the log into [`TABLE`] (one transaction that
+/// rewrites each touched leaf once, however many AoRs it holds).
+const FOLD_AT: u64 = 4 << 20;
 
 /// Most entries the writer's reused batch map may keep room for between batches.
 const SPARE_CAP: usize = 4096;
@@ -107,6 +124,8 @@ impl LocalLocationStore {
             std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
         }
         let db = Database::create(path).map_err(|e| err(&e))?;
+        // Commits logged but not folded before the last stop go into the table first.
+        fold(&db).map_err(|e| err(&e))?;
         let mem = MemoryLocationStore::new();
         let mut loaded = 0usize;
         let mut gone: Vec<String> = Vec::new();
@@ -250,6 +269,8 @@ fn writer(inner: &Inner, db: Database, path: &Path, log: &StateLog) {
     // The map handed back after each commit, emptied with its capacity kept, so the next
     // batch does not regrow a fresh one insert by insert.
     let mut spare: HashMap<Aor, Option<Vec<u8>>> = HashMap::new();
+    // Next log key and log bytes since the last fold (the log is empty after open).
+    let (mut log_id, mut log_bytes) = (0u64, 0u64);
     loop {
         {
             let mut p = lock(&inner.pending);
@@ -282,13 +303,26 @@ fn writer(inner: &Inner, db: Database, path: &Path, log: &StateLog) {
         };
         let n = batch.len() as u64;
         let result = match &db {
-            Some(d) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit(d, &batch)))
-                .unwrap_or_else(|_| Err("redb panicked during the commit".into())),
+            Some(d) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let bytes = append(d, &batch, log_id)?;
+                log_id += 1;
+                log_bytes += bytes;
+                if log_bytes < FOLD_AT {
+                    return Ok(());
+                }
+                // The batch is durable already; a failed fold only costs a rewrite.
+                inner.commits.advance(seq);
+                log_bytes = 0;
+                fold(d)
+            }))
+            .unwrap_or_else(|_| Err("redb panicked during the commit".into())),
             // Every update taken above is in memory already, so the rewrite covers `seq`.
             None => {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rebuild(path, &inner.mem)))
                     .unwrap_or_else(|_| Err("redb panicked during the rewrite".into()))
                     .map(|d| {
+                        // A fresh file: empty log.
+                        (log_id, log_bytes) = (0, 0);
                         db = Some(d);
                     })
             }
@@ -384,15 +418,87 @@ fn rebuild(path: &Path, mem: &MemoryLocationStore) -> Result<Database, String> {
     Database::create(path).map_err(|x| e(&x))
 }
 
-fn commit(db: &Database, batch: &HashMap<Aor, Option<Vec<u8>>>) -> Result<(), String> {
+/// A batch as one log value: per AoR its name, then 1 and its [`encode_compact`] value, or 0
+/// (removed). Lengths are LEB128 varints.
+fn encode_batch(batch: &HashMap<Aor, Option<Vec<u8>>>) -> Vec<u8> {
+    use super::codec::{put_str, put_varint};
+    let size: usize = batch
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.as_ref().map_or(0, Vec::len) + 21)
+        .sum();
+    let mut out = Vec::with_capacity(size);
+    for (aor, value) in batch {
+        put_str(&mut out, aor.as_str());
+        match value {
+            Some(v) => {
+                out.push(1);
+                put_varint(&mut out, v.len() as u64);
+                out.extend_from_slice(v);
+            }
+            None => out.push(0),
+        }
+    }
+    out
+}
+
+/// [`encode_batch`]'s records into `into` (later ones replace earlier ones); `None` when
+/// the value is damaged (what decoded before the damage is kept).
+fn decode_batch(bytes: &[u8], into: &mut BTreeMap<String, Option<Vec<u8>>>) -> Option<()> {
+    let mut r = super::codec::Reader(bytes);
+    while !r.0.is_empty() {
+        let aor = r.str()?.to_owned();
+        let value = match r.byte()? {
+            0 => None,
+            1 => {
+                let n = r.small::<usize>()?;
+                if n > r.0.len() {
+                    return None;
+                }
+                let (v, rest) = r.0.split_at(n);
+                r.0 = rest;
+                Some(v.to_vec())
+            }
+            _ => return None,
+        };
+        into.insert(aor, value);
+    }
+    Some(())
+}
+
+/// Append `batch` to the log as entry `id` and commit; returns the bytes logged.
+fn append(db: &Database, batch: &HashMap<Aor, Option<Vec<u8>>>, id: u64) -> Result<u64, String> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
-    // In key order: consecutive inserts land in the leaf the previous one made writable.
-    let mut sorted: Vec<_> = batch.iter().collect();
-    sorted.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    let value = encode_batch(batch);
     let w = db.begin_write().map_err(|x| e(&x))?;
     {
+        let mut t = w.open_table(LOG).map_err(|x| e(&x))?;
+        t.insert(id, value.as_slice()).map_err(|x| e(&x))?;
+    }
+    w.commit().map_err(|x| e(&x))?;
+    Ok(value.len() as u64)
+}
+
+/// Apply every logged batch, in order, to the bindings table and empty the log, in one
+/// transaction (a crash leaves either the log or its result, never half of it).
+fn fold(db: &Database) -> Result<(), String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let w = db.begin_write().map_err(|x| e(&x))?;
+    let mut merged = BTreeMap::new();
+    {
+        let log = w.open_table(LOG).map_err(|x| e(&x))?;
+        if log.is_empty().map_err(|x| e(&x))? {
+            return Ok(());
+        }
+        for item in log.iter().map_err(|x| e(&x))? {
+            let (_, v) = item.map_err(|x| e(&x))?;
+            // redb checksums its pages, so damage is not expected; what decodes is kept.
+            let _ = decode_batch(v.value(), &mut merged);
+        }
+    }
+    {
+        // In key order: each leaf of the table is rewritten once.
         let mut t = w.open_table(TABLE).map_err(|x| e(&x))?;
-        for (aor, value) in sorted {
+        for (aor, value) in &merged {
             match value {
                 Some(v) => {
                     t.insert(aor.as_str(), v.as_slice()).map_err(|x| e(&x))?;
@@ -403,6 +509,7 @@ fn commit(db: &Database, batch: &HashMap<Aor, Option<Vec<u8>>>) -> Result<(), St
             }
         }
     }
+    w.delete_table(LOG).map_err(|x| e(&x))?;
     w.commit().map_err(|x| e(&x))
 }
 
@@ -473,6 +580,40 @@ mod tests {
 
     fn quiet() -> StateLog {
         Arc::new(|_, _| {})
+    }
+
+    #[test]
+    fn fold_applies_logged_batches_in_order() {
+        let dir = std::env::temp_dir().join(format!("siphon-fold-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Database::create(dir.join("f.redb")).unwrap();
+        let now = SystemTime::now();
+        let a = Aor::from_uri("sip:a@example.com").unwrap();
+        let c = Aor::from_uri("sip:c@example.com").unwrap();
+        let va = encode_compact(&[b("sip:a@10.0.0.1", now, 60)]);
+        let vc = encode_compact(&[b("sip:c@10.0.0.3", now, 60)]);
+        let vc2 = encode_compact(&[b("sip:c@10.0.0.4", now, 60)]);
+        let batches: [HashMap<Aor, Option<Vec<u8>>>; 3] = [
+            [(a.clone(), Some(va)), (c.clone(), Some(vc))].into(),
+            [(a.clone(), None)].into(),
+            [(c.clone(), Some(vc2.clone()))].into(),
+        ];
+        for (i, batch) in batches.iter().enumerate() {
+            append(&db, batch, i as u64).unwrap();
+        }
+        fold(&db).unwrap();
+        let r = db.begin_read().unwrap();
+        let t = r.open_table(TABLE).unwrap();
+        assert!(t.get(a.as_str()).unwrap().is_none());
+        assert_eq!(t.get(c.as_str()).unwrap().unwrap().value(), vc2.as_slice());
+        assert!(
+            r.open_table(LOG)
+                .is_err_and(|e| matches!(e, redb::TableError::TableDoesNotExist(_)))
+        );
+        let mut m = BTreeMap::new();
+        assert_eq!(decode_batch(&[3, b'x'], &mut m), None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
