@@ -26,10 +26,18 @@ pub fn repo_root() -> PathBuf {
 
 /// A loopback UDP port nobody holds right now that is also free on TCP.
 pub fn free_port() -> u16 {
-    for _ in 0..100 {
-        let u = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
-        let port = u.local_addr().expect("addr").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+    // Below the kernel's ephemeral range (32768-60999 by default): a port the kernel handed
+    // out as free may be taken again at once by any outgoing connection (curl, a node's own
+    // client socket) before the node under test binds it. Ports here are only ever taken by
+    // someone binding them by number; a per-process counter keeps this binary's tests apart.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 10_000 + (std::process::id() % 2_000) * 11;
+    for _ in 0..22_000 {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (10_000 + (base - 10_000 + k) % 22_000) as u16;
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
             return port;
         }
     }
