@@ -63,6 +63,14 @@ class Client:
 
     name: str | None
     base_url: str | None
+    verify: str | None
+    """CA bundle an inline client trusts (``None``: the system roots)."""
+    cert: str | tuple[str, str] | None
+    """Client certificate (PEM with key, or ``(cert, key)``) of an inline client."""
+    timeout_ms: int | None
+    """Per-request timeout of an inline client, ms."""
+    http2_prior_knowledge: bool
+    """HTTP/2 without ALPN (cleartext h2c) for an inline client."""
     def __init__(self, name: str | None = None, base_url: str | None = None,
                  verify: str | None = None, cert: str | tuple[str, str] | None = None,
                  timeout_ms: int | None = None, http2_prior_knowledge: bool = False) -> None: ...
