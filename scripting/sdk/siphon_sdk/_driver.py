@@ -58,7 +58,7 @@ class DriverProcess:
             raise HarnessError(first.get("message", str(first)))
         self.mode = first["mode"]
         # user -> load_source/load_script -> _start -> _spawn -> announce_mode
-        _engine.announce_mode(self.mode, first.get("python"), stacklevel=5)
+        _engine.announce_mode(self.mode, first.get("python"))
 
     def _stop(self):
         proc, self._proc = self._proc, None

@@ -77,7 +77,7 @@ def driver_env():
     return env
 
 
-def announce_mode(mode, python, stacklevel=3):
+def announce_mode(mode, python, stacklevel=None):
     """Warn (:class:`DegradedModeWarning`) when the engine that just started runs the shared
     interpreter because its Python is older than 3.12."""
     try:
@@ -85,6 +85,13 @@ def announce_mode(mode, python, stacklevel=3):
     except ValueError:
         return
     if mode == "shared" and (major, minor) < (3, 12):
+        if stacklevel is None:
+            # Point at the first caller outside this package (the harness may start its
+            # engine from its constructor or lazily from any method).
+            pkg = os.path.dirname(os.path.abspath(__file__)) + os.sep
+            f, stacklevel = sys._getframe(1), 2
+            while f is not None and os.path.abspath(f.f_code.co_filename).startswith(pkg):
+                f, stacklevel = f.f_back, stacklevel + 1
         warnings.warn(DegradedModeWarning(
             f"siphon engine in degraded mode on Python {python}: every core shares one "
             f"interpreter (own-GIL subinterpreters per core need Python 3.12+)"),
