@@ -410,6 +410,13 @@ const PACKAGE: &[(&str, &str, &str, bool)] = &[
     ),
     #[cfg(feature = "smpp")]
     (
+        "siphon._smpp_codec",
+        "<siphon>/_smpp_codec.py",
+        include_str!("../../python/siphon/_smpp_codec.py"),
+        false,
+    ),
+    #[cfg(feature = "smpp")]
+    (
         "siphon.smpp",
         "<siphon>/smpp.py",
         include_str!("../../python/siphon/smpp.py"),

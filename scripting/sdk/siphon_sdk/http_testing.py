@@ -23,7 +23,6 @@ node, before listeners bind), so ``run_startup()`` only exists for upstream's su
 """
 
 import itertools
-import json
 import re
 import threading
 import time
@@ -167,6 +166,9 @@ def _match(pattern, path):
 class HttpTestHarness(DriverProcess):
     """Run an HTTP routing script in the real engine."""
 
+    _ANSWER = "http_answer"
+    _CALL = "http_call"
+
     def __init__(self, config=None, *, cores=1, driver=None):
         self._init_driver("siphon-http-test-", cores, driver)
         self.config = config
@@ -195,28 +197,10 @@ class HttpTestHarness(DriverProcess):
                        "any_client_name": self.config is None}
         self._spawn({"http_config": http_config, "cache_names": ["default", "main"]})
 
-    def _read(self, proc):
-        for line in proc.stdout:
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            t = msg.get("type")
-            if t == "http_call":
-                self._answer_call(proc, msg)
-                continue
-            with self._cond:
-                if t == "http_answer":
-                    self._answers[msg["id"]] = msg
-                elif t == "log":
-                    self.log.messages.append((msg["level"], msg["msg"]))
-                else:
-                    self._control.put(msg)
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
+    def _on_log(self, msg):
+        self.log.messages.append((msg["level"], msg["msg"]))
 
-    def _answer_call(self, proc, msg):
+    def _on_call(self, proc, msg):
         client = msg.get("client") or {}
         name = client.get("name")
         base = client.get("base_url")
@@ -244,22 +228,6 @@ class HttpTestHarness(DriverProcess):
         except (OSError, ValueError):
             pass
 
-    def _send(self, obj):
-        if self._proc is None:
-            self._start()
-        self._write(self._proc, obj)
-
-    def _wait(self, pred, timeout=_TIMEOUT):
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not pred():
-                left = deadline - time.monotonic()
-                if left <= 0 or self._proc is None or self._proc.poll() is not None:
-                    if pred():
-                        return
-                    raise HarnessError("timed out waiting for the engine")
-                self._cond.wait(min(left, 0.5))
-
     def _control_reply(self, obj, want):
         self._send(obj)
         deadline = time.monotonic() + _TIMEOUT
@@ -279,10 +247,6 @@ class HttpTestHarness(DriverProcess):
         self.log.clear()
         with self._cond:
             self._answers.clear()
-
-    def close(self):
-        self._stop()
-        self._tmp.cleanup()
 
     def load_source(self, source, name="<test>"):
         """Run ``source`` as the script (a reload swaps the handlers when the engine is up)."""
@@ -356,9 +320,3 @@ class HttpTestHarness(DriverProcess):
             a = self._answers.pop(rid)
         body = b"" if method == "HEAD" else bytes.fromhex(a["body"])
         return MockResponse(a["status"], body, {k: v for k, v in a["headers"]})
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -19,58 +19,17 @@ dispatch table's status rather than raised into the test, a PDU with no handler 
 documented default answer (not ``None``), and ``alert_notification`` returns ``None``.
 """
 
-import json
-import struct
-import time
 import uuid
 
 from ._driver import DriverProcess, HarnessError
+# The runtime's own tables and TLV codec: siphon_sdk/_smpp_codec.py is a link to the runtime's
+# scripting/python/siphon/_smpp_codec.py (the wheel ships the file). It is imported under this
+# package's name, never as `siphon`: a test environment may hold another `siphon` package.
+from ._smpp_codec import NAMES as _NAMES
+from ._smpp_codec import STATUSES, encode_tlvs, parse_tlvs  # noqa: F401 (public here too)
+from ._smpp_codec import status_code as _status_code
 
 _TIMEOUT = 30.0
-
-STATUSES = {
-    "ESME_ROK": 0x00, "ESME_RINVMSGLEN": 0x01, "ESME_RINVCMDLEN": 0x02, "ESME_RINVCMDID": 0x03,
-    "ESME_RINVBNDSTS": 0x04, "ESME_RALYBND": 0x05, "ESME_RINVPRTFLG": 0x06,
-    "ESME_RINVREGDLVFLG": 0x07, "ESME_RSYSERR": 0x08, "ESME_RINVSRCADR": 0x0A,
-    "ESME_RINVDSTADR": 0x0B, "ESME_RINVMSGID": 0x0C, "ESME_RBINDFAIL": 0x0D,
-    "ESME_RINVPASWD": 0x0E, "ESME_RINVSYSID": 0x0F, "ESME_RCANCELFAIL": 0x11,
-    "ESME_RREPLACEFAIL": 0x13, "ESME_RMSGQFUL": 0x14, "ESME_RINVSERTYP": 0x15,
-    "ESME_RINVNUMDESTS": 0x33, "ESME_RINVDLNAME": 0x34, "ESME_RINVDESTFLAG": 0x40,
-    "ESME_RINVSUBREP": 0x42, "ESME_RINVESMCLASS": 0x43, "ESME_RCNTSUBDL": 0x44,
-    "ESME_RSUBMITFAIL": 0x45, "ESME_RINVSRCTON": 0x48, "ESME_RINVSRCNPI": 0x49,
-    "ESME_RINVDSTTON": 0x50, "ESME_RINVDSTNPI": 0x51, "ESME_RINVSYSTYP": 0x53,
-    "ESME_RINVREPFLAG": 0x54, "ESME_RINVNUMMSGS": 0x55, "ESME_RTHROTTLED": 0x58,
-    "ESME_RINVSCHED": 0x61, "ESME_RINVEXPIRY": 0x62, "ESME_RINVDFTMSGID": 0x63,
-    "ESME_RX_T_APPN": 0x64, "ESME_RX_P_APPN": 0x65, "ESME_RX_R_APPN": 0x66,
-    "ESME_RQUERYFAIL": 0x67,
-}
-_NAMES = {v: k for k, v in STATUSES.items()}
-
-# Integer TLVs and their widths (SMPP 3.4 section 5.3.2), for ``tlvs={name: int}``.
-_TLVS = {
-    "dest_addr_subunit": (0x0005, 1), "dest_network_type": (0x0006, 1),
-    "dest_bearer_type": (0x0007, 1), "dest_telematics_id": (0x0008, 2),
-    "source_addr_subunit": (0x000D, 1), "source_network_type": (0x000E, 1),
-    "source_bearer_type": (0x000F, 1), "source_telematics_id": (0x0010, 1),
-    "qos_time_to_live": (0x0017, 4), "payload_type": (0x0019, 1),
-    "additional_status_info_text": (0x001D, 0), "receipted_message_id": (0x001E, 0),
-    "ms_msg_wait_facilities": (0x0030, 1), "privacy_indicator": (0x0201, 1),
-    "source_subaddress": (0x0202, 0), "dest_subaddress": (0x0203, 0),
-    "user_message_reference": (0x0204, 2), "user_response_code": (0x0205, 1),
-    "source_port": (0x020A, 2), "destination_port": (0x020B, 2),
-    "sar_msg_ref_num": (0x020C, 2), "language_indicator": (0x020D, 1),
-    "sar_total_segments": (0x020E, 1), "sar_segment_seqnum": (0x020F, 1),
-    "sc_interface_version": (0x0210, 1), "callback_num_pres_ind": (0x0302, 1),
-    "callback_num_atag": (0x0303, 0), "number_of_messages": (0x0304, 1),
-    "callback_num": (0x0381, 0), "dpf_result": (0x0420, 1), "set_dpf": (0x0421, 1),
-    "ms_availability_status": (0x0422, 1), "network_error_code": (0x0423, 0),
-    "message_payload": (0x0424, 0), "delivery_failure_reason": (0x0425, 1),
-    "more_messages_to_send": (0x0426, 1), "message_state": (0x0427, 1),
-    "ussd_service_op": (0x0501, 1), "display_time": (0x1201, 1), "sms_signal": (0x1203, 2),
-    "ms_validity": (0x1204, 1), "alert_on_message_delivery": (0x130C, 0),
-    "its_reply_type": (0x1380, 1), "its_session_info": (0x1383, 2),
-}
-_WIDTH = {tag: w for tag, w in _TLVS.values()}
 
 _INT_FIELDS = ("source_addr_ton", "source_addr_npi", "dest_addr_ton", "dest_addr_npi",
                "esme_addr_ton", "esme_addr_npi", "esm_class", "protocol_id", "priority_flag",
@@ -82,65 +41,8 @@ _OCTETS = ("source_addr_ton", "source_addr_npi", "dest_addr_ton", "dest_addr_npi
            "protocol_id", "priority_flag", "registered_delivery", "data_coding")
 
 
-def _tag(key):
-    if isinstance(key, int) and not isinstance(key, bool):
-        if not 0 <= key <= 0xFFFF:
-            raise ValueError(f"TLV tag {key} out of range")
-        return key
-    name = str(key).lower()
-    if name.startswith("tlv_"):
-        name = name[4:]
-    if name not in _TLVS:
-        raise ValueError(f"unknown TLV: {key}")
-    return _TLVS[name][0]
-
-
-def encode_tlvs(tlvs):
-    """``{name|tag: bytes|str|int}`` -> TLV wire octets (same rules as the send helpers)."""
-    out = bytearray()
-    seen = set()
-    for k, v in (tlvs or {}).items():
-        tag = _tag(k)
-        if tag in seen:
-            raise ValueError(f"TLV {k} given twice")
-        seen.add(tag)
-        if isinstance(v, (bytes, bytearray)):
-            val = bytes(v)
-        elif isinstance(v, str):
-            val = v.encode() + b"\0"
-        elif isinstance(v, int):
-            w = _WIDTH.get(tag, 0)
-            if w == 0:
-                raise ValueError(f"TLV {k} is not an integer TLV")
-            val = int(v).to_bytes(w, "big")
-        else:
-            raise TypeError(f"TLV {k}: bytes, str or int expected")
-        out += struct.pack(">HH", tag, len(val)) + val
-    return bytes(out)
-
-
-def parse_tlvs(raw):
-    """TLV wire octets -> ``{tag: bytes}`` (first occurrence wins)."""
-    out = {}
-    i = 0
-    while i + 4 <= len(raw):
-        tag, ln = struct.unpack_from(">HH", raw, i)
-        out.setdefault(tag, bytes(raw[i + 4:i + 4 + ln]))
-        i += 4 + ln
-    return out
-
-
 def _status_name(code):
     return _NAMES.get(code, f"0x{code:08x}")
-
-
-def _status_code(status):
-    if isinstance(status, int) and not isinstance(status, bool):
-        return status
-    code = STATUSES.get(str(status).upper())
-    if code is None:
-        raise ValueError(f"unknown SMPP status: {status}")
-    return code
 
 
 class BindResult:
@@ -227,6 +129,9 @@ class SmppTestHarness(DriverProcess):
     """Run an SMPP routing script in the real engine. ``config`` is the ``smpp.yaml``
     document the script reads through ``smpp.config()``/``binds()``/``routing_rules()``."""
 
+    _ANSWER = "smpp_answer"
+    _CALL = "smpp_send"
+
     def __init__(self, config=None, *, cores=1, driver=None):
         self._init_driver("siphon-smpp-test-", cores, driver)
         self._config = config
@@ -238,33 +143,10 @@ class SmppTestHarness(DriverProcess):
     def _start(self):
         self._spawn({"smpp_config": self._config, "cache_names": ["default", "main"]})
 
-    def _send(self, obj):
-        if self._proc is None:
-            self._start()
-        self._write(self._proc, obj)
+    def _on_log(self, msg):
+        self.log.messages.append((msg["level"], msg["msg"]))
 
-    def _read(self, proc):
-        for line in proc.stdout:
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            t = msg.get("type")
-            if t == "smpp_send":
-                self._answer_send(proc, msg)
-                continue
-            with self._cond:
-                if t == "smpp_answer":
-                    self._answers[msg["id"]] = msg
-                elif t == "log":
-                    self.log.messages.append((msg["level"], msg["msg"]))
-                else:
-                    self._control.put(msg)
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
-
-    def _answer_send(self, proc, msg):
+    def _on_call(self, proc, msg):
         op = _SEND_OPS.get(msg["command"], msg["command"])
         octets = dict(zip(_OCTETS, msg["octets"]))
         tlvs = parse_tlvs(bytes.fromhex(msg["tlvs"]))
@@ -295,17 +177,6 @@ class SmppTestHarness(DriverProcess):
                                "status": status, "message_id": mid})
         except (OSError, ValueError):
             pass
-
-    def _wait(self, pred, timeout=_TIMEOUT):
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not pred():
-                left = deadline - time.monotonic()
-                if left <= 0 or self._proc is None or self._proc.poll() is not None:
-                    if pred():
-                        return
-                    raise HarnessError("timed out waiting for the engine")
-                self._cond.wait(min(left, 0.5))
 
     def _event(self, kind, command, session_id, system_id, client_addr, fields, timeout=_TIMEOUT):
         eid = next(self._ids)
@@ -375,10 +246,6 @@ class SmppTestHarness(DriverProcess):
         self.log.clear()
         with self._cond:
             self._answers.clear()
-
-    def close(self):
-        self._stop()
-        self._tmp.cleanup()
 
     def load_source(self, source, name="<test>"):
         """Run ``source`` as the script (hot reload when the engine is up)."""
@@ -458,9 +325,3 @@ class SmppTestHarness(DriverProcess):
         """Wait until the script has sent ``count`` PDUs; returns ``h.sent``."""
         self._wait(lambda: len(self.sent) >= count, timeout)
         return list(self.sent)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -38,13 +38,8 @@ from __future__ import annotations
 
 import builtins
 import itertools
-import json
 import os
-import queue
-import subprocess
-import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -52,7 +47,7 @@ from .reply import Reply
 from .request import Request
 from .types import Action, Contact, SipUri
 
-from . import _engine
+from ._driver import DriverProcess, HarnessError
 
 _DEFAULT_TIMEOUT = 30.0
 
@@ -60,7 +55,7 @@ __all__ = ["SipTestHarness", "RequestResult", "ReplyResult", "DriverError", "Scr
            "NotSupported", "Request", "Reply", "Contact", "SipUri", "Action"]
 
 
-class DriverError(RuntimeError):
+class DriverError(HarnessError):
     """The engine process failed or did not answer."""
 
 
@@ -484,7 +479,7 @@ class ProxyHandle:
 # The harness
 # ---------------------------------------------------------------------------------------------
 
-class SipTestHarness:
+class SipTestHarness(DriverProcess):
     """Run a routing script in the real engine with ``cores`` interpreters.
 
     ``SipTestHarness(local_domains=["example.com"])`` then ``load_script(path)`` or
@@ -494,18 +489,18 @@ class SipTestHarness:
     ``force_shared`` (one shared interpreter), ``driver`` (path of siphon-script-driver).
     """
 
+    _ANSWER = "actions"
+    _CALL = "outbound"
+    _error = DriverError
+
     def __init__(self, local_domains: Optional[list] = None, *, script: Optional[str] = None,
                  source: Optional[str] = None, cores: int = 2, auth_users: Optional[dict] = None,
                  auth_realm: str = "example.com", script_config: Optional[dict] = None,
                  reload: str = "sighup", include_paths: Optional[list] = None,
                  min_expires: Optional[int] = None, driver: Optional[str] = None,
                  force_shared: bool = False) -> None:
-        # Find the engine first: a missing driver raises before anything needs cleaning up.
-        self._driver = driver or _engine.driver_path()
-        self._tmp = tempfile.TemporaryDirectory(prefix="siphon-test-")
-        self._source_path = os.path.join(self._tmp.name, "app.py")
+        self._init_driver("siphon-test-", cores, driver, "app.py")
         self.local_domains = list(local_domains or ["example.com"])
-        self.cores = cores
         self._cfg = {
             "local_domains": self.local_domains,
             "auth_realm": auth_realm,
@@ -518,28 +513,19 @@ class SipTestHarness:
             self._cfg["registrar"] = {"min_expires": min_expires}
         self._reload_mode = reload
         self._force_shared = force_shared
-        self._proc = None
-        self._reader = None
-        self._ids = itertools.count(1)
-        self._actions: dict = {}
-        self._cond = threading.Condition()
-        self._wlock = threading.Lock()
         self._clock = threading.RLock()
-        self._control: queue.Queue = queue.Queue()
         self._seeds: list = []
         self._aors: set = set()
         self.logs: list = []
         self.outbound: list = []
-        self.mode = None
-        self.python = None
         self.registrar = RegistrarHandle(self)
         self.auth = AuthHandle(self)
         self.cache = CacheHandle(self)
         self.log = LogHandle(self)
         self.proxy = ProxyHandle(self)
-        self.script = script or self._source_path
+        self.script = script or self._script
         if script is None:
-            with open(self._source_path, "w") as f:
+            with open(self._script, "w") as f:
                 f.write(source or "")
         if script is not None or source is not None:
             self._start()
@@ -549,99 +535,40 @@ class SipTestHarness:
             raise _unsupported(f"SipTestHarness.{name}", _UNSUPPORTED[name])
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
+    @property
+    def cores(self) -> int:
+        """How many cores (interpreters) the engine runs."""
+        return self._cores
+
+    @cores.setter
+    def cores(self, n: int) -> None:
+        self._cores = n
+
     # -- the engine process --
     def _start(self) -> None:
-        cfg_path = os.path.join(self._tmp.name, "cfg.json")
-        with open(cfg_path, "w") as f:
-            json.dump(self._cfg, f)
-        argv = [self._driver, "--script", self.script, "--cores", str(self.cores),
-                "--config", cfg_path, "--reload", self._reload_mode]
-        if self._force_shared:
-            argv.append("--force-shared")
-        self._control = queue.Queue()
-        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      text=True, bufsize=1, env=_engine.driver_env())
-        self._reader = threading.Thread(target=self._read, args=(self._proc,), daemon=True)
-        self._reader.start()
-        first = self._control.get(timeout=120)
-        if first.get("type") != "ready":
-            self._stop()
-            with self._cond:
-                errors = [m["msg"] for m in self.logs if m["level"] == "error"]
-            raise _load_error("\n".join([first.get("message", str(first))] + errors))
-        self.mode = first["mode"]
-        self.python = first["python"]
-        _engine.announce_mode(self.mode, self.python)
+        self._spawn(self._cfg, self.script, self._reload_mode,
+                    ["--force-shared"] if self._force_shared else [])
         for s in list(self._seeds):
             self._state(s)
 
-    def _ensure(self) -> None:
-        if self._proc is None:
-            self._start()
-
-    def _stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            try:
-                self._write(proc, {"op": "quit"})
-                proc.stdin.close()
-                proc.wait(timeout=30)
-            except (OSError, ValueError, subprocess.TimeoutExpired):
-                proc.kill()
-                proc.wait()
-        if self._reader is not None:
-            self._reader.join(timeout=10)
-        for f in (proc.stdin, proc.stdout):
-            try:
-                f.close()
-            except (OSError, ValueError):
-                pass
-
-    def _read(self, proc) -> None:
-        for line in proc.stdout:
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            t = msg.get("type")
-            with self._cond:
-                if t == "actions":
-                    self._actions[msg["id"]] = msg
-                elif t == "log":
-                    self.logs.append(msg)
-                elif t == "outbound":
-                    self.outbound.append(msg)
-                else:
-                    self._control.put(msg)
-                self._cond.notify_all()
-            if t == "outbound":
-                try:
-                    self.proxy._answer(msg)
-                except (OSError, ValueError):
-                    pass
+    def _start_error(self, first) -> ScriptLoadError:
         with self._cond:
+            errors = [m["msg"] for m in self.logs if m["level"] == "error"]
+        return _load_error("\n".join([first.get("message", str(first))] + errors))
+
+    def _on_log(self, msg) -> None:
+        self.logs.append(msg)
+
+    def _on_call(self, proc, msg) -> None:
+        """A request the script sent (``proxy.send_request``): kept, and answered when the
+        test set an answer for it."""
+        with self._cond:
+            self.outbound.append(msg)
             self._cond.notify_all()
-
-    def _write(self, proc, obj) -> None:
-        with self._wlock:
-            proc.stdin.write(json.dumps(obj) + "\n")
-            proc.stdin.flush()
-
-    def _send(self, obj) -> None:
-        self._ensure()
-        self._write(self._proc, obj)
-
-    def _wait(self, pred, timeout=_DEFAULT_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not pred():
-                left = deadline - time.monotonic()
-                proc = self._proc
-                if left <= 0 or (proc is None or proc.poll() is not None) and not pred():
-                    raise DriverError("timed out waiting for the engine")
-                self._cond.wait(min(left, 0.5))
+        try:
+            self.proxy._answer(msg)
+        except (OSError, ValueError):
+            pass
 
     def _control_reply(self, op, timeout=_DEFAULT_TIMEOUT, **kw):
         with self._clock:
@@ -678,9 +605,9 @@ class SipTestHarness:
         return eid
 
     def result(self, eid, timeout=_DEFAULT_TIMEOUT) -> dict:
-        self._wait(lambda: eid in self._actions, timeout)
+        self._wait(lambda: eid in self._answers, timeout)
         with self._cond:
-            return self._actions.pop(eid)
+            return self._answers.pop(eid)
 
     def _request_result(self, raw, sent, eid, req: Request) -> RequestResult:
         acts = _actions(raw)
@@ -707,13 +634,13 @@ class SipTestHarness:
 
     def load_source(self, source: str, name: str = "<test>") -> None:
         """Run ``source`` as the script, replacing the one running (hot reload)."""
-        with open(self._source_path, "w") as f:
+        with open(self._script, "w") as f:
             f.write(source)
-        if self._proc is not None and self.script == self._source_path:
+        if self._proc is not None and self.script == self._script:
             self._reload_or_raise()
             return
         self._stop()
-        self.script = self._source_path
+        self.script = self._script
         self._start()
 
     def _reload_or_raise(self) -> None:
@@ -819,21 +746,10 @@ class SipTestHarness:
         with self._cond:
             self.logs.clear()
             self.outbound.clear()
-            self._actions.clear()
-        with open(self._source_path, "w") as f:
+            self._answers.clear()
+        with open(self._script, "w") as f:
             f.write("")
-        self.script = self._source_path
-
-    def close(self) -> None:
-        """Stop the engine and remove the harness's files."""
-        self._stop()
-        self._tmp.cleanup()
-
-    def __enter__(self) -> "SipTestHarness":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        self.script = self._script
 
     # -- beyond upstream --
     def wait_outbound(self, count=1, timeout=_DEFAULT_TIMEOUT) -> list:

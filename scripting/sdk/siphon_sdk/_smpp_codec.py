@@ -1,0 +1,1 @@
+../../python/siphon/_smpp_codec.py
