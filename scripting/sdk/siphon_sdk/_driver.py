@@ -125,6 +125,35 @@ class DriverProcess:
                     raise self._error("timed out waiting for the engine")
                 self._cond.wait(min(left, 0.5))
 
+    def _ask(self, obj, want):
+        """Send ``obj``; the driver's control answer of type ``want`` (an ``error`` answer
+        raises)."""
+        self._send(obj)
+        deadline = time.monotonic() + _TIMEOUT
+        while True:
+            r = self._control.get(timeout=max(0.1, deadline - time.monotonic()))
+            if r.get("type") == want:
+                return r
+            if r.get("type") == "error":
+                raise HarnessError(r.get("message", str(r)))
+
+    def load_source(self, source, name="<test>"):
+        """Run ``source`` as the script (a reload swaps the handlers when the engine is up)."""
+        self._source = source
+        if self._proc is None:
+            self._start()
+            return None
+        with open(self._script, "w") as f:
+            f.write(source)
+        r = self._ask({"op": "reload"}, "reloaded")
+        if r.get("failed"):
+            raise HarnessError(f"{name}: the script did not load (see h.log.messages)")
+        return None
+
+    def load_script(self, path):
+        with open(path) as f:
+            return self.load_source(f.read(), name=path)
+
     def _read(self, proc):
         for line in proc.stdout:
             try:

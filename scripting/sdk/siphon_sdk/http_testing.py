@@ -25,10 +25,9 @@ node, before listeners bind), so ``run_startup()`` only exists for upstream's su
 import itertools
 import re
 import threading
-import time
 from urllib.parse import unquote, urlencode
 
-from ._driver import DriverProcess, HarnessError
+from ._driver import DriverProcess, HarnessError  # noqa: F401 (importable here, as before)
 
 _TIMEOUT = 30.0
 
@@ -228,16 +227,6 @@ class HttpTestHarness(DriverProcess):
         except (OSError, ValueError):
             pass
 
-    def _control_reply(self, obj, want):
-        self._send(obj)
-        deadline = time.monotonic() + _TIMEOUT
-        while True:
-            r = self._control.get(timeout=max(0.1, deadline - time.monotonic()))
-            if r.get("type") == want:
-                return r
-            if r.get("type") == "error":
-                raise HarnessError(r.get("message", str(r)))
-
     # -- upstream's surface --
     def reset(self):
         """Forget the script, the mock answers, the sent requests and the logs."""
@@ -248,23 +237,6 @@ class HttpTestHarness(DriverProcess):
         with self._cond:
             self._answers.clear()
 
-    def load_source(self, source, name="<test>"):
-        """Run ``source`` as the script (a reload swaps the handlers when the engine is up)."""
-        self._source = source
-        if self._proc is None:
-            self._start()
-            return None
-        with open(self._script, "w") as f:
-            f.write(source)
-        r = self._control_reply({"op": "reload"}, "reloaded")
-        if r.get("failed"):
-            raise HarnessError(f"{name}: the script did not load (see h.log.messages)")
-        return None
-
-    def load_script(self, path):
-        with open(path) as f:
-            return self.load_source(f.read(), name=path)
-
     def run_startup(self):
         """``on_startup`` hooks already ran when the script loaded (as in the node)."""
         if self._proc is None:
@@ -273,11 +245,11 @@ class HttpTestHarness(DriverProcess):
     def run_shutdown(self):
         """Run the ``@http.on_shutdown`` hooks (the node does on SIGTERM)."""
         self._send({"op": "http_shutdown"})
-        self._control_reply({"op": "sync", "wait": False}, "sync")
+        self._ask({"op": "sync", "wait": False}, "sync")
 
     def routes(self):
         """The loaded route table: ``[(path, [methods], "file:line")]``."""
-        r = self._control_reply({"op": "http_routes"}, "http_routes")
+        r = self._ask({"op": "http_routes"}, "http_routes")
         return [(p, m, o) for p, m, o in r["routes"]]
 
     def request(self, method, path, headers=None, query_params=None, path_params=None,

@@ -21,7 +21,7 @@ documented default answer (not ``None``), and ``alert_notification`` returns ``N
 
 import uuid
 
-from ._driver import DriverProcess, HarnessError
+from ._driver import DriverProcess, HarnessError  # noqa: F401 (importable here, as before)
 # The runtime's own tables and TLV codec: siphon_sdk/_smpp_codec.py is a link to the runtime's
 # scripting/python/siphon/_smpp_codec.py (the wheel ships the file). It is imported under this
 # package's name, never as `siphon`: a test environment may hold another `siphon` package.
@@ -246,24 +246,6 @@ class SmppTestHarness(DriverProcess):
         self.log.clear()
         with self._cond:
             self._answers.clear()
-
-    def load_source(self, source, name="<test>"):
-        """Run ``source`` as the script (hot reload when the engine is up)."""
-        self._source = source
-        if self._proc is None:
-            self._start()
-            return None
-        with open(self._script, "w") as f:
-            f.write(source)
-        self._write(self._proc, {"op": "reload"})
-        r = self._control.get(timeout=_TIMEOUT)
-        if r.get("failed"):
-            raise HarnessError(f"{name}: the script did not load (see h.log.messages)")
-        return None
-
-    def load_script(self, path):
-        with open(path) as f:
-            return self.load_source(f.read(), name=path)
 
     def bind(self, system_id, *, password="", client_addr="203.0.113.5:5000",
              bind_type="transceiver", system_type="", session_id="esme-1"):
