@@ -7,14 +7,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Node, Ua, free_port, request, status};
+use common::{Node, Ua, curl, free_port, openssl, request, status};
 
 const SCRIPT: &str = r#"
 import asyncio
@@ -100,29 +100,9 @@ fn upstream_delayed(delay: Duration) -> (SocketAddr, Arc<AtomicUsize>, Arc<Peak>
 fn serve(s: TcpStream, peak: &Peak, delay: Duration) {
     let mut w = s.try_clone().expect("clone stream");
     let mut r = BufReader::new(s);
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
+    while let Some((path, _)) = common::read_request(&mut r) {
         let busy = peak.now.fetch_add(1, Ordering::SeqCst) + 1;
         peak.max.fetch_max(busy, Ordering::SeqCst);
-        let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
-        let mut len = 0usize;
-        loop {
-            let mut h = String::new();
-            if r.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            if h == "\r\n" {
-                break;
-            }
-            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; len];
-        let _ = r.read_exact(&mut body);
         std::thread::sleep(delay);
         let code = if path.starts_with("/screen/bad") {
             403
@@ -151,38 +131,8 @@ fn start(name: &str, up: SocketAddr) -> (Node, SocketAddr) {
                   extensions:\n  http: http.yaml\ntuning:\n  reactor_cpus: [0, 1]\n";
     let node = Node::start(name, config, &[("s.py", SCRIPT), ("http.yaml", &http)]);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(45);
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "no HTTP listener:\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    node.wait_tcp(addr);
     (node, addr)
-}
-
-/// curl: (status, headers, body).
-fn curl(args: &[&str]) -> (u16, String, String) {
-    let out = Command::new("curl")
-        .args(["-s", "-S", "-D", "/dev/stderr", "--max-time", "10"])
-        .args(args)
-        .output()
-        .expect("curl is installed");
-    let head = String::from_utf8_lossy(&out.stderr).into_owned();
-    let code = head
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("HTTP/"))
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        code,
-        head,
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
 }
 
 #[test]
@@ -247,15 +197,7 @@ fn routes_methods_params_middleware_and_the_client() {
     let r = ua.recv_final().unwrap_or_default();
     assert_eq!(status(&r), Some(486), "{r}\n{}", node.log());
     assert_eq!(slow.join().expect("curl /slow"), 504);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !node.log().contains("slow handler cancelled") {
-        assert!(
-            Instant::now() < deadline,
-            "handler not cancelled:\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    node.wait_log("slow handler cancelled", 1, 5);
     assert!(!node.log().contains("panicked"), "{}", node.log());
 }
 
@@ -332,20 +274,6 @@ fn a_bad_http_yaml_stops_the_start_with_file_and_line() {
         assert!(!out.status.success(), "{args:?}: {err}");
         assert!(err.contains("http.yaml"), "{args:?}: {err}");
     }
-}
-
-/// openssl CLI: `args` in `dir`; panics with its stderr on failure (test set-up).
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl is installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate signed by it, and a
@@ -439,15 +367,7 @@ fn tls_h2_by_alpn_and_mtls_accepted_and_refused() {
         &[("s.py", SCRIPT), ("http.yaml", &http)],
     );
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(45);
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "no HTTPS listener:\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    node.wait_tcp(addr);
     let url = format!("https://127.0.0.1:{port}/healthz");
     let (ca, cert, key) = (
         format!("{d}/ca.crt"),
@@ -546,15 +466,17 @@ async def screen(request):
         node.sip.to_string(),
     );
     let uas_log = std::fs::File::create(dir.join("uas.out")).expect("uas log");
-    let mut uas = Command::new("sipp")
-        .current_dir(&dir)
-        .args(["-sf", "uas_answer.xml", "-i", "127.0.0.1", "-p", &uas_p])
-        .args(["-m", "200", "-timeout", "60s", "-timeout_error"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(uas_log)
-        .spawn()
-        .expect("run sipp (apt-get install sip-tester)");
+    let mut uas = common::Bg(
+        Command::new("sipp")
+            .current_dir(&dir)
+            .args(["-sf", "uas_answer.xml", "-i", "127.0.0.1", "-p", &uas_p])
+            .args(["-m", "200", "-timeout", "60s", "-timeout_error"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(uas_log)
+            .spawn()
+            .expect("run sipp (apt-get install sip-tester)"),
+    );
     let (ok, text) = common::sipp(
         &dir,
         &[
@@ -576,18 +498,7 @@ async def screen(request):
             &proxy,
         ],
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let uas_ok = loop {
-        if let Ok(Some(st)) = uas.try_wait() {
-            break st.success();
-        }
-        if Instant::now() > deadline {
-            let _ = uas.kill();
-            let _ = uas.wait();
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let uas_ok = uas.finished_ok(30);
     assert!(ok, "uac sipp failed:\n{text}\nsiphon log:\n{}", node.log());
     assert!(
         uas_ok,
@@ -628,11 +539,11 @@ async def screen(request):
 
 /// `siphon_http_connection_errors_total` from the node's /metrics.
 fn conn_errors(metrics: SocketAddr) -> u64 {
-    common::http_get(metrics, "/metrics")
-        .lines()
-        .find_map(|l| l.strip_prefix("siphon_http_connection_errors_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+    common::metric(
+        &common::http_get(metrics, "/metrics"),
+        "siphon_http_connection_errors_total",
+    )
+    .map_or(0, |v| v as u64)
 }
 
 /// Read until the peer closes (or `limit` passes): (bytes read, closed).
@@ -679,15 +590,7 @@ fn oversize_headers_and_a_slow_client_are_refused_and_counted_sip_unaffected() {
     );
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let metrics = SocketAddr::from(([127, 0, 0, 1], metrics));
-    let deadline = Instant::now() + Duration::from_secs(45);
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "no HTTP listener:\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    node.wait_tcp(addr);
     let ua = Ua::new();
     let options_answered = |id: &str| {
         ua.send(
@@ -837,15 +740,7 @@ fn startup_hooks_run_before_bind_and_shutdown_hooks_after_the_drain() {
         &[("s.py", &script), ("http.yaml", &http)],
     );
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(45);
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "no HTTP listener:\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    node.wait_tcp(addr);
     let text = std::fs::read_to_string(&out).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     // Both hooks on both cores, each before the listener was bound.
@@ -881,11 +776,7 @@ fn startup_hooks_run_before_bind_and_shutdown_hooks_after_the_drain() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let ok = Command::new("kill")
-        .args(["-TERM", &node.pid().to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
+    node.signal("-TERM");
     let (code, _, body) = slow.join().expect("slow request");
     assert_eq!((code, body.as_str()), (200, "slow ok"), "{}", node.log());
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -927,19 +818,6 @@ fn wait_sip(node: &Node) {
     }
 }
 
-/// Wait (45 s at most) until something accepts on `addr`.
-fn wait_listener(node: &Node, addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(45);
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "no HTTP listener on {addr}:\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A node on two cores with `script` as s.py and `http` as http.yaml (`{up}` stands for the
 /// upstream's address), and a Prometheus endpoint: (node, metrics address).
 fn start_with(name: &str, script: &str, http: &str) -> (Node, SocketAddr) {
@@ -974,7 +852,7 @@ fn trusted_proxies_decide_whose_forwarded_for_is_believed() {
     );
     let (node, _) = start_with("http_xff", WHO, &http);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_listener(&node, addr);
+    node.wait_tcp(addr);
     let url = format!("http://{addr}/who");
     let xff = "X-Forwarded-For: 203.0.113.7, 10.1.1.1";
     let (code, _, body) = curl(&["-H", xff, &url]);
@@ -1045,7 +923,7 @@ fn an_h2_flood_of_empty_data_frames_is_closed_and_counted_sip_unaffected() {
         &format!("servers:\n  - listen: 127.0.0.1:{port}\n"),
     );
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_listener(&node, addr);
+    node.wait_tcp(addr);
     let before = conn_errors(metrics);
 
     let mut s = TcpStream::connect(addr).expect("connect");
@@ -1291,7 +1169,7 @@ fn tls_keys_in_pkcs1_pkcs8_and_sec1_and_chains_with_an_intermediate_serve() {
     let (node, _) = start_with("http_tls_keys", script, &http);
     let root = format!("{d}/root.crt");
     for (name, port) in names.iter().zip(&ports) {
-        wait_listener(&node, SocketAddr::from(([127, 0, 0, 1], *port)));
+        node.wait_tcp(SocketAddr::from(([127, 0, 0, 1], *port)));
         let url = format!("https://127.0.0.1:{port}/healthz");
         let (code, head, body) = curl(&["--cacert", &root, &url]);
         assert_eq!(
@@ -1301,7 +1179,7 @@ fn tls_keys_in_pkcs1_pkcs8_and_sec1_and_chains_with_an_intermediate_serve() {
             node.log()
         );
     }
-    wait_listener(&node, SocketAddr::from(([127, 0, 0, 1], mtls)));
+    node.wait_tcp(SocketAddr::from(([127, 0, 0, 1], mtls)));
     let url = format!("https://127.0.0.1:{mtls}/healthz");
     let (cert, key) = (format!("{d}/cli.chain"), format!("{d}/cli.key"));
     let (code, head, body) = curl(&["--cacert", &root, "--cert", &cert, "--key", &key, &url]);
@@ -1333,18 +1211,7 @@ fn gated_upstream() -> (
             std::thread::spawn(move || {
                 let mut w = s.try_clone().expect("clone");
                 let mut r = BufReader::new(s);
-                loop {
-                    let mut line = String::new();
-                    if r.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    loop {
-                        let mut h = String::new();
-                        if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                            break;
-                        }
-                    }
-                    let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+                while let Some((path, _)) = common::read_request(&mut r) {
                     if let Ok(mut g) = sn.lock() {
                         g.push(path);
                     }
@@ -1399,7 +1266,7 @@ async def message(request):
     );
     let (node, _) = start_with("http_fire_and_forget", script, &http);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_listener(&node, addr);
+    node.wait_tcp(addr);
     let (code, _, body) = curl(&[&format!("http://{addr}/ff")]);
     assert_eq!((code, body.as_str()), (200, "answered"), "{}", node.log());
     let ua = Ua::new();
@@ -1428,17 +1295,8 @@ async def message(request):
         *m.lock().expect("gate") = true;
         cv.notify_all();
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !(node.log().contains("audit http done 200 done")
-        && node.log().contains("audit sip done 200 done"))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "tasks did not complete:\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    node.wait_log("audit http done 200 done", 1, 10);
+    node.wait_log("audit sip done 200 done", 1, 10);
 }
 
 /// Spec §6 row 8: 50 INVITEs, each handler awaiting a 200 ms upstream, are all in flight at
@@ -1551,7 +1409,7 @@ def parity(req):
     );
     let (node, _) = start_with("http_parity", script, &http);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_listener(&node, addr);
+    node.wait_tcp(addr);
     let (code, _, body) = curl(&[&format!("http://{addr}/parity")]);
     assert_eq!(
         (code, body.as_str()),

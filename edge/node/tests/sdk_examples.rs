@@ -11,41 +11,15 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Node, free_port, repo_root, sipp};
+use common::{Bg, Node, free_port, repo_root, sipp};
 
 /// A file of deploy/examples.
 fn example(name: &str) -> String {
     let p = repo_root().join("deploy/examples").join(name);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-/// A background process (a SIPp UAS), killed when dropped.
-struct Bg(Child);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Bg {
-    /// Wait up to `secs` for the exit; true if it exited 0.
-    fn finished_ok(&mut self, secs: u64) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Ok(Some(st)) = self.0.try_wait() {
-                return st.success();
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
 }
 
 /// Whether someone holds loopback UDP `port`.
@@ -515,12 +489,10 @@ fn registrar_proxy_example() {
 /// ESME, our SMSC simulator (bench/smpp) answers the `up` and `uk` binds.
 #[cfg(feature = "smpp")]
 mod smpp_gateway {
-    use std::net::{SocketAddr, TcpStream};
-    use std::process::Command;
-    use std::time::{Duration, Instant};
+    use std::net::SocketAddr;
 
-    use siphon_bench_smpp::smsc::{Smsc, SmscConfig};
-
+    use super::common::python_done;
+    use super::common::smpp::smsc;
     use super::{Node, example, free_port};
 
     /// smpplib as the ESME. argv: port, mode. One line per outcome, then DONE.
@@ -568,24 +540,6 @@ c.disconnect()
 print("DONE")
 "#;
 
-    fn smsc(port: u16, tweak: impl FnOnce(&mut SmscConfig)) -> Smsc {
-        let mut cfg = SmscConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], port)),
-            ..SmscConfig::default()
-        };
-        tweak(&mut cfg);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match Smsc::start(cfg.clone()) {
-                Ok(s) => return s,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(e) => panic!("simulator: {e}"),
-            }
-        }
-    }
-
     /// The gateway example with its binds towards `up_port` and `uk_port`; waits for the
     /// ESME listener and `binds` bound binds. Returns the node and the listener's port.
     fn gateway(name: &str, up_port: u16, uk_port: u16, binds: usize) -> (Node, u16) {
@@ -605,18 +559,8 @@ print("DONE")
                 ("smpp_gateway.yaml", &yaml),
             ],
         );
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(addr).is_err()
-            || node.log().matches("SMPP bind: bound").count() < binds
-        {
-            assert!(
-                Instant::now() < deadline,
-                "no SMPP listener or binds:\n{}",
-                node.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        node.wait_tcp(SocketAddr::from(([127, 0, 0, 1], port)));
+        node.wait_log("SMPP bind: bound", binds, 15);
         (node, port)
     }
 
@@ -624,20 +568,7 @@ print("DONE")
     fn esme(node: &Node, port: u16, mode: &str) -> String {
         let path = node.path("esme.py");
         std::fs::write(&path, ESME).expect("esme.py");
-        let out = Command::new("python3")
-            .arg(&path)
-            .args([port.to_string().as_str(), mode])
-            .output()
-            .expect("python3 with PyPI smpplib");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success() && stdout.contains("DONE"),
-            "smpplib ESME failed ({}):\n{stdout}\n{}\nlog:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            node.log()
-        );
-        stdout
+        python_done(node, &path, &[&port.to_string(), mode])
     }
 
     /// The `submit DEST STATUS ID` line for `dest`: (status, message_id).
@@ -708,12 +639,11 @@ print("DONE")
 /// curl asks the node's HTTP listener; the reputation API is a server this test runs.
 #[cfg(feature = "http")]
 mod http_screening {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufReader, Write};
     use std::net::{SocketAddr, TcpListener, TcpStream};
-    use std::process::Command;
     use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
 
+    use super::common::{curl, read_request};
     use super::{Node, example, free_port};
 
     /// The reputation API: `/v1/score/15550100` scores 95, `/v1/score/15550101` 10, and
@@ -736,27 +666,7 @@ mod http_screening {
     fn serve(s: TcpStream, seen: &Mutex<Vec<String>>) {
         let Ok(mut w) = s.try_clone() else { return };
         let mut r = BufReader::new(s);
-        loop {
-            let mut line = String::new();
-            if r.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
-            let mut len = 0usize;
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 {
-                    return;
-                }
-                if h == "\r\n" {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; len];
-            let _ = r.read_exact(&mut body);
+        while let Some((path, _)) = read_request(&mut r) {
             if let Ok(mut g) = seen.lock() {
                 g.push(path.clone());
             }
@@ -774,28 +684,6 @@ mod http_screening {
                 return;
             }
         }
-    }
-
-    /// curl: (status, headers, body).
-    fn curl(args: &[&str]) -> (u16, String, String) {
-        let out = Command::new("curl")
-            .args(["-s", "-S", "-D", "/dev/stderr", "--max-time", "10"])
-            .args(args)
-            .output()
-            .expect("curl is installed");
-        let head = String::from_utf8_lossy(&out.stderr).into_owned();
-        let code = head
-            .lines()
-            .rev()
-            .find(|l| l.starts_with("HTTP/"))
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        (
-            code,
-            head,
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
     }
 
     fn json(body: &str) -> serde_json::Value {
@@ -830,15 +718,7 @@ mod http_screening {
             ],
         );
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(45);
-        while TcpStream::connect(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "no HTTP listener:\n{}",
-                node.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        node.wait_tcp(addr);
         let url = |n: &str| format!("http://{addr}/screen/{n}");
         let asked = || seen.lock().map(|g| g.clone()).unwrap_or_default();
 
@@ -880,11 +760,7 @@ mod http_screening {
         let (code, _, body) = curl(&[&url("15550102")]);
         assert_eq!(code, 200, "{body}\n{}", node.log());
         assert!(asked().contains(&"/v1/score/15550102".to_owned()));
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !node.log().contains("reputation lookup for 15550102 failed") {
-            assert!(Instant::now() < deadline, "no warning:\n{}", node.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        node.wait_log("reputation lookup for 15550102 failed", 1, 5);
 
         // test_only_get_is_routed.
         assert_eq!(curl(&["-X", "POST", &url("15550100")]).0, 405);

@@ -6,15 +6,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
+use std::io::Write;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{Node, free_port};
-use siphon_smpp::{
-    Bind, Body, CommandId, CommandStatus, DataSm, Pdu, SequenceNumber, SubmitSm, frame_len,
-};
+use common::smpp::{Esme, Resp};
+use common::{Node, free_port, python_done};
+use siphon_smpp::{Body, CommandId, CommandStatus, DataSm, Pdu, SubmitSm};
 
 const SCRIPT: &str = include_str!("smpp/gateway_test.py");
 
@@ -39,73 +37,12 @@ fn start_with(
     all.extend_from_slice(files);
     let node = Node::start(name, &config, &all);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "no SMPP listener:\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    node.wait_tcp(addr);
     (node, addr)
 }
 
-/// A blocking raw ESME on our codec.
-struct Esme {
-    s: TcpStream,
-    buf: Vec<u8>,
-    seq: u32,
-}
-
-/// An owned decoded response: (command, status, sequence, message_id), and the whole frame.
-#[derive(Debug)]
-struct Resp {
-    command: CommandId,
-    status: CommandStatus,
-    seq: u32,
-    message_id: String,
-    raw: Vec<u8>,
-}
-
+/// This suite's submit_sm (source address `1`).
 impl Esme {
-    fn connect(addr: SocketAddr) -> Esme {
-        let s = TcpStream::connect(addr).expect("connect");
-        // A safety net for a lost answer, not a timing assertion: a loaded CI box can stall
-        // a loopback answer for seconds.
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("loopback io");
-        Esme {
-            s,
-            buf: Vec::new(),
-            seq: 0,
-        }
-    }
-
-    fn encode(&mut self, body: Body<'_>) -> Vec<u8> {
-        self.seq += 1;
-        let mut out = Vec::new();
-        Pdu::request(SequenceNumber(self.seq), body)
-            .encode(&mut out)
-            .expect("loopback io");
-        out
-    }
-
-    fn send(&mut self, body: Body<'_>) -> u32 {
-        let b = self.encode(body);
-        self.s.write_all(&b).expect("loopback io");
-        self.seq
-    }
-
-    fn bind_bytes(&mut self, system_id: &str) -> Vec<u8> {
-        self.encode(Body::BindTransceiver(Bind {
-            system_id: system_id.as_bytes(),
-            password: b"pw",
-            interface_version: 0x34,
-            ..Bind::default()
-        }))
-    }
-
     fn submit_bytes(&mut self, dest: &str, text: &[u8]) -> Vec<u8> {
         let d = dest.as_bytes().to_vec();
         let t = text.to_vec();
@@ -115,57 +52,6 @@ impl Esme {
             short_message: &t,
             ..SubmitSm::default()
         }))
-    }
-
-    /// The next PDU, or None on EOF/timeout.
-    fn recv(&mut self) -> Option<Resp> {
-        loop {
-            if let Ok(Some(n)) = frame_len(&self.buf, 1 << 20) {
-                let frame: Vec<u8> = self.buf.drain(..n).collect();
-                let pdu = Pdu::decode(&frame).expect("decodable response");
-                let message_id = match pdu.body {
-                    Body::SubmitSmResp(r) | Body::DeliverSmResp(r) => {
-                        String::from_utf8_lossy(r.message_id).into_owned()
-                    }
-                    Body::DataSmResp(r) => String::from_utf8_lossy(r.message_id).into_owned(),
-                    Body::SubmitMultiResp(r) => String::from_utf8_lossy(r.message_id).into_owned(),
-                    _ => String::new(),
-                };
-                return Some(Resp {
-                    command: pdu.command_id(),
-                    status: pdu.status,
-                    seq: pdu.sequence.0,
-                    message_id,
-                    raw: frame.clone(),
-                });
-            }
-            let mut tmp = [0u8; 65536];
-            match self.s.read(&mut tmp) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
-            }
-        }
-    }
-
-    fn bind(&mut self, system_id: &str) {
-        let b = self.bind_bytes(system_id);
-        self.s.write_all(&b).expect("loopback io");
-        let r = self.recv().expect("bind_resp");
-        assert_eq!(r.command, CommandId::BindTransceiverResp);
-        assert_eq!(r.status, CommandStatus::ESME_ROK);
-    }
-
-    /// Answer the node's request `req` with `status` and an empty body.
-    fn respond(&mut self, req: &Resp, status: CommandStatus) {
-        let mut out = Vec::new();
-        Pdu {
-            status,
-            sequence: SequenceNumber(req.seq),
-            body: Body::empty_response(req.command).expect("a request"),
-        }
-        .encode(&mut out)
-        .expect("loopback io");
-        self.s.write_all(&out).expect("loopback io");
     }
 
     fn submit(&mut self, dest: &str, text: &[u8]) -> Resp {
@@ -179,20 +65,7 @@ fn python(script: &str, addr: SocketAddr, node: &Node) -> String {
     let path = common::repo_root()
         .join("edge/node/tests/smpp")
         .join(script);
-    let out = Command::new("python3")
-        .arg(path)
-        .arg(addr.port().to_string())
-        .output()
-        .expect("python3");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success() && stdout.contains("DONE"),
-        "{script} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}\nlog:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr),
-        node.log()
-    );
-    stdout
+    python_done(node, &path, &[&addr.port().to_string()])
 }
 
 #[test]
@@ -432,24 +305,6 @@ fn cancel_and_replace_reach_the_script() {
     );
 }
 
-fn metric(body: &str, series: &str) -> Option<f64> {
-    body.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
-fn signal(node: &Node, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &node.pid().to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
-}
-
 /// submit_sm_multi on the wire: every destination reaches `pdu.destinations` and the
 /// script's message_id comes back in submit_multi_resp.
 #[test]
@@ -537,7 +392,7 @@ fn metrics_series_through_prometheus() {
         ("siphon_smpp_window_size", 512.0),
     ] {
         assert_eq!(
-            metric(&body, series),
+            common::metric(&body, series),
             Some(want),
             "{series} in:\n{body}\nlog:\n{}",
             node.log()
@@ -549,8 +404,9 @@ fn metrics_series_through_prometheus() {
 #[test]
 fn tls_listener_with_a_python_ssl_client() {
     let dir = common::scratch("smpp-tls-certs");
-    let ok = Command::new("openssl")
-        .args([
+    common::openssl(
+        &dir,
+        &[
             "req",
             "-x509",
             "-newkey",
@@ -561,16 +417,10 @@ fn tls_listener_with_a_python_ssl_client() {
             "-subj",
             "/CN=localhost",
             "-keyout",
-        ])
-        .arg(dir.join("k.pem"))
-        .arg("-out")
-        .arg(dir.join("c.pem"))
-        .output()
-        .expect("openssl (Debian package openssl) is needed for this test");
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
+            "k.pem",
+            "-out",
+            "c.pem",
+        ],
     );
     let cert = std::fs::read_to_string(dir.join("c.pem")).expect("cert");
     let key = std::fs::read_to_string(dir.join("k.pem")).expect("key");
@@ -605,16 +455,13 @@ cmd, st, b = read()
 print("submit", hex(cmd), st, b.rstrip(b"\0").decode())
 print("DONE")
 "#;
-    let out = Command::new("python3")
-        .args(["-c", client, &addr.port().to_string()])
-        .arg(dir.join("c.pem"))
-        .output()
-        .expect("python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let path = dir.join("tls_client.py");
+    std::fs::write(&path, client).expect("tls_client.py");
+    let ca = dir.join("c.pem").display().to_string();
+    let stdout = python_done(&node, &path, &[&addr.port().to_string(), &ca]);
     assert!(
         stdout.contains("bind 0x80000009 0") && stdout.contains("submit 0x80000004 0 m-5"),
-        "stdout:\n{stdout}\nstderr:\n{}\nlog:\n{}",
-        String::from_utf8_lossy(&out.stderr),
+        "stdout:\n{stdout}\nlog:\n{}",
         node.log()
     );
 }
@@ -627,7 +474,7 @@ fn sigterm_unbinds_every_session() {
     a.bind("a");
     let mut b = Esme::connect(addr);
     b.bind("b");
-    signal(&node, "-TERM");
+    node.signal("-TERM");
     for e in [&mut a, &mut b] {
         let r = e.recv().expect("unbind");
         assert_eq!(r.command, CommandId::Unbind, "{}", node.log());
@@ -735,7 +582,7 @@ fn script_reload_applies_to_the_next_pdu() {
     let v2 = SCRIPT.replace("message_id=f\"m-{len(pdu.body)}\"", "message_id=\"v2\"");
     assert_ne!(v2, SCRIPT);
     std::fs::write(node.path("s.py"), v2).expect("write script");
-    signal(&node, "-HUP");
+    node.signal("-HUP");
     let mut seen = String::new();
     for _ in 0..200 {
         seen = e.submit("1", b"abc").message_id;
@@ -793,10 +640,6 @@ fn vendor_and_soft_nack_statuses_reach_the_script() {
         assert_eq!(r.command, CommandId::DeliverSm);
         e.respond(&r, status);
         assert_eq!(e.submit("1", b"still").message_id, "m-5");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !node.log().contains(want) {
-            assert!(Instant::now() < deadline, "no `{want}` in:\n{}", node.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        node.wait_log(want, 1, 10);
     }
 }

@@ -6,38 +6,16 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{Node, free_port, http_get};
-use siphon_bench_smpp::smsc::{Push, Smsc, SmscConfig};
-use siphon_smpp::{
-    Bind, Body, CommandId, CommandStatus, DataSm, Pdu, SequenceNumber, SubmitSm, Tlv, TlvTag,
-    frame_len,
-};
+use common::smpp::{Esme, Resp, smsc};
+use common::{Bg, Node, free_port, http_get, openssl};
+use siphon_bench_smpp::smsc::Push;
+use siphon_smpp::{Body, CommandId, CommandStatus, DataSm, SubmitSm, Tlv, TlvTag};
 
 const SCRIPT: &str = include_str!("smpp/outbound_test.py");
-
-fn smsc(port: u16, tweak: impl FnOnce(&mut SmscConfig)) -> Smsc {
-    let mut cfg = SmscConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], port)),
-        ..SmscConfig::default()
-    };
-    tweak(&mut cfg);
-    // The port may linger for a moment after a kill.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match Smsc::start(cfg.clone()) {
-            Ok(s) => return s,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => panic!("simulator: {e}"),
-        }
-    }
-}
 
 /// A node with the ESME listener and binds `up` (transceiver), `rx` (receiver) and `nack`
 /// (transceiver to a second simulator) towards `up_port` / `nack_port`.
@@ -57,81 +35,17 @@ fn start(name: &str, up_port: u16, nack_port: u16) -> (Node, SocketAddr, SocketA
     );
     let node = Node::start(name, &config, &[("s.py", SCRIPT), ("smpp.yaml", &smpp)]);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "no SMPP listener:\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    node.wait_tcp(addr);
     (node, addr, SocketAddr::from(([127, 0, 0, 1], metrics)))
 }
 
-fn wait_for(node: &Node, what: &str, n: usize, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while node.log().matches(what).count() < n {
-        assert!(
-            Instant::now() < deadline,
-            "`{what}` x{n} not seen:\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A blocking raw ESME.
-struct Esme {
-    s: TcpStream,
-    buf: Vec<u8>,
-    seq: u32,
-}
-
-#[derive(Debug)]
-struct Resp {
-    command: CommandId,
-    status: CommandStatus,
-    seq: u32,
-    message_id: String,
-    /// deliver_sm's short_message.
-    text: Vec<u8>,
-}
-
+/// This suite's submit_sm (source address `15550100`).
 impl Esme {
-    fn bind(addr: SocketAddr) -> Esme {
+    /// Connect and bind as `esme`; asserts ESME_ROK.
+    fn bound(addr: SocketAddr) -> Esme {
         let (e, status) = Esme::bind_as(addr, "esme", "pw");
         assert_eq!(status, CommandStatus::ESME_ROK);
         e
-    }
-
-    fn bind_as(addr: SocketAddr, system_id: &str, password: &str) -> (Esme, CommandStatus) {
-        let s = TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(40)))
-            .expect("loopback io");
-        let mut e = Esme {
-            s,
-            buf: Vec::new(),
-            seq: 0,
-        };
-        e.send(Body::BindTransceiver(Bind {
-            system_id: system_id.as_bytes(),
-            password: password.as_bytes(),
-            interface_version: 0x34,
-            ..Bind::default()
-        }));
-        let r = e.recv().expect("bind_resp");
-        (e, r.status)
-    }
-
-    fn send(&mut self, body: Body<'_>) -> u32 {
-        self.seq += 1;
-        let mut out = Vec::new();
-        Pdu::request(SequenceNumber(self.seq), body)
-            .encode(&mut out)
-            .expect("encodable");
-        self.s.write_all(&out).expect("loopback io");
-        self.seq
     }
 
     fn submit(&mut self, dest: &str, text: &[u8], registered_delivery: u8) -> u32 {
@@ -142,36 +56,6 @@ impl Esme {
             short_message: text,
             ..SubmitSm::default()
         }))
-    }
-
-    fn recv(&mut self) -> Option<Resp> {
-        loop {
-            if let Ok(Some(n)) = frame_len(&self.buf, 1 << 20) {
-                let frame: Vec<u8> = self.buf.drain(..n).collect();
-                let pdu = Pdu::decode(&frame).expect("decodable");
-                let message_id = match &pdu.body {
-                    Body::SubmitSmResp(r) => String::from_utf8_lossy(r.message_id).into_owned(),
-                    Body::DataSmResp(r) => String::from_utf8_lossy(r.message_id).into_owned(),
-                    _ => String::new(),
-                };
-                let text = match &pdu.body {
-                    Body::DeliverSm(d) => d.short_message.to_vec(),
-                    _ => Vec::new(),
-                };
-                return Some(Resp {
-                    command: pdu.command_id(),
-                    status: pdu.status,
-                    seq: pdu.sequence.0,
-                    message_id,
-                    text,
-                });
-            }
-            let mut tmp = [0u8; 65536];
-            match self.s.read(&mut tmp) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
-            }
-        }
     }
 
     fn call(&mut self, dest: &str, text: &[u8], rd: u8) -> Resp {
@@ -189,8 +73,8 @@ fn submit_via_dlrs_mo_data_sm_and_errors() {
     let up = smsc(up_port, |c| c.dlr_delay = Duration::from_millis(50));
     let nack = smsc(nack_port, |c| c.error_rate = 1.0);
     let (node, addr, metrics) = start("smpp-out-basic", up_port, nack_port);
-    wait_for(&node, "session bound kind=bind", 3, 15);
-    let mut e = Esme::bind(addr);
+    node.wait_log("session bound kind=bind", 3, 15);
+    let mut e = Esme::bound(addr);
 
     // submit_via with a receipt requested: the SMSC's id comes back to the ESME, and the DLR
     // reaches @smpp.on_pdu("deliver_sm") with pdu.receipt.
@@ -204,8 +88,7 @@ fn submit_via_dlrs_mo_data_sm_and_errors() {
         .expect("submit reached the SMSC");
     assert_eq!(s.body, b"hello world");
     assert_eq!(s.message_id, r.message_id);
-    wait_for(
-        &node,
+    node.wait_log(
         &format!("DLR via bind:up id={} stat=DELIVRD", r.message_id),
         1,
         10,
@@ -214,15 +97,15 @@ fn submit_via_dlrs_mo_data_sm_and_errors() {
     // Spec §6 #13: a soft nack is ok=False with the SMSC's status (upstream says success).
     let r = e.call("nack", b"x", 0);
     assert_eq!(r.status, CommandStatus::ESME_RSUBMITFAIL, "{}", node.log());
-    wait_for(&node, "via soft nack ESME_RSUBMITFAIL", 1, 5);
+    node.wait_log("via soft nack ESME_RSUBMITFAIL", 1, 5);
     // submit_via on a receiver bind raises RuntimeError (upstream panics inside smpp34).
     let r = e.call("rx", b"x", 0);
     assert_eq!(r.status, CommandStatus::ESME_RX_T_APPN);
-    wait_for(&node, "via RuntimeError bind 'rx' is a receiver bind", 1, 5);
+    node.wait_log("via RuntimeError bind 'rx' is a receiver bind", 1, 5);
     // An unknown bind raises KeyError at the await.
     let r = e.call("nobind", b"x", 0);
     assert_eq!(r.status, CommandStatus::ESME_RINVDSTADR);
-    wait_for(&node, "via KeyError \"bind 'nosuchbind' not bound\"", 1, 5);
+    node.wait_log("via KeyError \"bind 'nosuchbind' not bound\"", 1, 5);
 
     // Spec §6 #2/#4: 254 octets go through; the SAR TLVs travel (#5).
     let long = vec![b'a'; 254];
@@ -241,9 +124,9 @@ fn submit_via_dlrs_mo_data_sm_and_errors() {
             .any(|g| g.command == "submit_sm_multi" && g.dest == "1,2,3")
     );
     assert_eq!(e.call("query", b"q", 0).status, CommandStatus::ESME_ROK);
-    wait_for(&node, "query_via ESME_ROK state=2 id=abc", 1, 5);
-    wait_for(&node, "cancel_via ESME_ROK", 1, 5);
-    wait_for(&node, "replace_via ESME_ROK", 1, 5);
+    node.wait_log("query_via ESME_ROK state=2 id=abc", 1, 5);
+    node.wait_log("cancel_via ESME_ROK", 1, 5);
+    node.wait_log("replace_via ESME_ROK", 1, 5);
 
     // Spec §6 #1/#2: data_sm both ways with a 300-octet body in message_payload.
     let body = vec![b'd'; 300];
@@ -269,8 +152,8 @@ fn submit_via_dlrs_mo_data_sm_and_errors() {
         body: vec![b'e'; 300],
     });
     // Both the transceiver and the receiver bind get it.
-    wait_for(&node, "data_sm from up len=300", 1, 10);
-    wait_for(&node, "data_sm from rx len=300", 1, 10);
+    node.wait_log("data_sm from up len=300", 1, 10);
+    node.wait_log("data_sm from rx len=300", 1, 10);
     // MO deliver_sm.
     up.push(Push::Deliver {
         source: "5".into(),
@@ -279,7 +162,7 @@ fn submit_via_dlrs_mo_data_sm_and_errors() {
         esm_class: 0,
         tlvs: Vec::new(),
     });
-    wait_for(&node, "MO via bind:up body=mo text", 1, 10);
+    node.wait_log("MO via bind:up body=mo text", 1, 10);
     // TLV-only receipt (spec §6 #6).
     up.push(Push::Deliver {
         source: "5".into(),
@@ -288,7 +171,7 @@ fn submit_via_dlrs_mo_data_sm_and_errors() {
         esm_class: 4,
         tlvs: vec![0x00, 0x1E, 0, 4, b't', b'i', b'd', 0, 0x04, 0x27, 0, 1, 2],
     });
-    wait_for(&node, "DLR via bind:up id=tid stat=DELIVRD", 1, 10);
+    node.wait_log("DLR via bind:up id=tid stat=DELIVRD", 1, 10);
 
     let m = http_get(metrics, "/metrics");
     assert!(
@@ -312,7 +195,7 @@ fn refused_connect_is_reported_and_retried_with_backoff() {
     // Nothing listens: each attempt is a refused connect, logged as such (spec §6 #12), and
     // retried after 1 s, then 2 s.
     // (Three binds, two attempts each; the log is coloured, so match the value only.)
-    wait_for(&node, "\"refused\"", 6, 10);
+    node.wait_log("\"refused\"", 6, 10);
     let log = node.log();
     let delays: Vec<&str> = log
         .lines()
@@ -333,7 +216,7 @@ fn refused_connect_is_reported_and_retried_with_backoff() {
     assert!(!node.log().contains("timed out"), "{}", node.log());
     // The SMSC comes up: the next attempt binds (backoff is at most 4 s by now).
     let up = smsc(up_port, |_| {});
-    wait_for(&node, "session bound kind=bind system_id=up", 1, 10);
+    node.wait_log("session bound kind=bind system_id=up", 1, 10);
     assert!(up.stats().binds.load(std::sync::atomic::Ordering::Relaxed) >= 1);
 }
 
@@ -343,8 +226,8 @@ fn smsc_killed_mid_flow_answers_every_submit_once_and_rebinds() {
     let nack_port = free_port();
     let up = smsc(up_port, |c| c.window = 64);
     let (node, addr, _metrics) = start("smpp-out-kill", up_port, nack_port);
-    wait_for(&node, "session bound kind=bind system_id=up", 1, 15);
-    let mut e = Esme::bind(addr);
+    node.wait_log("session bound kind=bind system_id=up", 1, 15);
+    let mut e = Esme::bound(addr);
     const N: u32 = 400;
     let mut seqs = std::collections::HashSet::new();
     for i in 0..N {
@@ -387,9 +270,9 @@ fn smsc_killed_mid_flow_answers_every_submit_once_and_rebinds() {
     assert_eq!(ok + failed, N);
     assert!(ok >= 50, "{ok} ok");
     // The bind comes back when the SMSC does.
-    wait_for(&node, "session unbound kind=bind system_id=up", 1, 5);
+    node.wait_log("session unbound kind=bind system_id=up", 1, 5);
     let up2 = smsc(up_port, |_| {});
-    wait_for(&node, "session bound kind=bind system_id=up", 2, 10);
+    node.wait_log("session bound kind=bind system_id=up", 2, 10);
     assert_eq!(e.call("after", b"x", 0).status, CommandStatus::ESME_ROK);
     assert!(up2.received().iter().any(|g| g.dest == "after"));
 }
@@ -404,39 +287,8 @@ fn start_binds(name: &str, binds_yaml: &str, files: &[(&str, &str)]) -> (Node, S
     all.extend_from_slice(files);
     let node = Node::start(name, config, &all);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "no SMPP listener:\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    node.wait_tcp(addr);
     (node, addr)
-}
-
-/// A child process killed on drop.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl (Debian package openssl) is needed for this test");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A test CA (`{ca}.pem`) and, when `leaf`, a server certificate for IP 127.0.0.1 it signed
@@ -500,20 +352,18 @@ fn tls_bind_with_a_ca_only() {
     let up_port = free_port();
     let up = smsc(up_port, |c| c.dlr_delay = Duration::from_millis(50));
     let tls_port = free_port();
-    let mut front = Child(
-        std::process::Command::new("python3")
-            .arg(format!(
-                "{}/tests/smpp/tls_front.py",
-                std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR")
-            ))
-            .args([tls_port.to_string(), up_port.to_string()])
-            .arg(dir.join("c.pem"))
-            .arg(dir.join("k.pem"))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3"),
-    );
+    let mut front = Bg(std::process::Command::new("python3")
+        .arg(format!(
+            "{}/tests/smpp/tls_front.py",
+            std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR")
+        ))
+        .args([tls_port.to_string(), up_port.to_string()])
+        .arg(dir.join("c.pem"))
+        .arg(dir.join("k.pem"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3"));
     let mut line = String::new();
     if let Some(out) = front.0.stdout.as_mut() {
         let mut b = [0u8; 64];
@@ -532,8 +382,8 @@ fn tls_bind_with_a_ca_only() {
         &binds,
         &[("ca.pem", &ca), ("other.pem", &other)],
     );
-    wait_for(&node, "session bound kind=bind system_id=up", 1, 15);
-    let mut e = Esme::bind(addr);
+    node.wait_log("session bound kind=bind system_id=up", 1, 15);
+    let mut e = Esme::bound(addr);
     let r = e.call("15550199", b"over tls", 1);
     assert_eq!(r.status, CommandStatus::ESME_ROK, "{}", node.log());
     let got = up.received();
@@ -543,14 +393,13 @@ fn tls_bind_with_a_ca_only() {
         .expect("submit reached the SMSC through TLS");
     assert_eq!(s.body, b"over tls");
     assert_eq!(s.message_id, r.message_id);
-    wait_for(
-        &node,
+    node.wait_log(
         &format!("DLR via bind:up id={} stat=DELIVRD", r.message_id),
         1,
         10,
     );
     // The bind that trusts another CA fails its handshake and keeps retrying; it never binds.
-    wait_for(&node, "invalid peer certificate: UnknownIssuer", 1, 10);
+    node.wait_log("invalid peer certificate: UnknownIssuer", 1, 10);
     assert!(
         !node.log().contains("system_id=wrong"),
         "a bind with the wrong CA bound:\n{}",
@@ -582,12 +431,7 @@ fn sighup_rereads_binds() {
     );
     let (node, addr) = start_binds("smpp-out-sighup", &first, &[]);
     for n in ["up", "gone", "chg"] {
-        wait_for(
-            &node,
-            &format!("session bound kind=bind system_id={n}"),
-            1,
-            15,
-        );
+        node.wait_log(&format!("session bound kind=bind system_id={n}"), 1, 15);
     }
     // The listener port and the rest of the file stay; only `binds:` differs.
     let yaml = std::fs::read_to_string(node.path("smpp.yaml")).expect("smpp.yaml");
@@ -599,14 +443,14 @@ fn sighup_rereads_binds() {
         bind("added", b_port, "")
     );
     std::fs::write(node.path("smpp.yaml"), second).expect("rewrite smpp.yaml");
-    signal(&node, "-HUP");
-    wait_for(&node, "session bound kind=bind system_id=added", 1, 15);
-    wait_for(&node, "session unbound kind=bind system_id=gone", 1, 15);
-    wait_for(&node, "session unbound kind=bind system_id=chg", 1, 15);
-    wait_for(&node, "session bound kind=bind system_id=chg", 2, 15);
+    node.signal("-HUP");
+    node.wait_log("session bound kind=bind system_id=added", 1, 15);
+    node.wait_log("session unbound kind=bind system_id=gone", 1, 15);
+    node.wait_log("session unbound kind=bind system_id=chg", 1, 15);
+    node.wait_log("session bound kind=bind system_id=chg", 2, 15);
     assert_eq!(count(&node, "session bound kind=bind system_id=up"), 1);
     assert_eq!(count(&node, "session unbound kind=bind system_id=up"), 0);
-    let mut e = Esme::bind(addr);
+    let mut e = Esme::bound(addr);
     assert_eq!(e.call("after", b"x", 0).status, CommandStatus::ESME_ROK);
     assert!(a.received().iter().any(|g| g.dest == "after"));
     // `gone` stays down: no reconnect after its unbind.
@@ -615,18 +459,10 @@ fn sighup_rereads_binds() {
 
     // A bad file is reported and changes nothing.
     std::fs::write(node.path("smpp.yaml"), "binds: [ {name: \n").expect("rewrite");
-    signal(&node, "-HUP");
-    wait_for(&node, "SMPP reload refused", 1, 10);
+    node.signal("-HUP");
+    node.wait_log("SMPP reload refused", 1, 10);
     assert_eq!(e.call("after2", b"x", 0).status, CommandStatus::ESME_ROK);
     assert_eq!(count(&node, "session unbound kind=bind system_id=added"), 0);
-}
-
-fn signal(node: &Node, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &node.pid().to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
 }
 
 /// deploy/examples/smpp_gateway.{py,yaml}: ESME in with a password, policy (blocked prefix,
@@ -652,16 +488,8 @@ fn gateway_example() {
         &[("smpp_gateway.py", &script), ("smpp_gateway.yaml", &yaml)],
     );
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "no SMPP listener:\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    wait_for(&node, "SMPP bind: bound", 2, 15);
+    node.wait_tcp(addr);
+    node.wait_log("SMPP bind: bound", 2, 15);
     let (_, status) = Esme::bind_as(addr, "shop", "wrong");
     assert_eq!(status, CommandStatus::ESME_RINVPASWD);
     let (mut e, status) = Esme::bind_as(addr, "shop", "shop-pw");
@@ -711,8 +539,8 @@ fn pipelining_window_64_many_runs_nothing_lost() {
     let up = smsc(up_port, |c| c.window = 64);
     let _nack = smsc(nack_port, |_| {});
     let (node, addr, _) = start("smpp-out-pipelining", up_port, nack_port);
-    wait_for(&node, "session bound kind=bind system_id=up", 1, 15);
-    let mut e = Esme::bind(addr);
+    node.wait_log("session bound kind=bind system_id=up", 1, 15);
+    let mut e = Esme::bound(addr);
     for run in 0..RUNS {
         let mut seen = std::collections::HashSet::new();
         let (mut sent, mut got) = (0, 0);
@@ -748,7 +576,7 @@ fn pipelining_window_64_many_runs_nothing_lost() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(stats.dlrs.load(std::sync::atomic::Ordering::Relaxed), total);
-    wait_for(&node, "DLR via bind:up", RUNS * N, 10);
+    node.wait_log("DLR via bind:up", RUNS * N, 10);
 }
 
 /// PyPI smpp34's own `Server` as the SMSC (issue 13): submit_via gets its message_id, a soft
@@ -762,46 +590,43 @@ fn smpp34_server_as_the_smsc() {
     let binds =
         format!("  - {{name: up, host: 127.0.0.1, port: {port}, system_id: gw, password: pw}}\n");
     let (node, addr) = start_binds("smpp-out-smpp34", &binds, &[]);
-    wait_for(&node, "session bound kind=bind system_id=up", 1, 15);
+    node.wait_log("session bound kind=bind system_id=up", 1, 15);
     wait_out("bound gw");
-    let mut e = Esme::bind(addr);
+    let mut e = Esme::bound(addr);
     let r = e.call("15550199", b"hello 34", 1);
     assert_eq!(r.status, CommandStatus::ESME_ROK, "{}", node.log());
     assert_eq!(r.message_id, "s34-1");
     wait_out("submit 15550199 hello 34 s34-1");
-    wait_for(&node, "DLR via bind:up id=s34-1 stat=DELIVRD", 1, 10);
-    wait_for(&node, "MO via bind:up body=mo from smpp34", 1, 10);
+    node.wait_log("DLR via bind:up id=s34-1 stat=DELIVRD", 1, 10);
+    node.wait_log("MO via bind:up body=mo from smpp34", 1, 10);
     wait_out("dlr resp 0");
     wait_out("mo resp 0");
     // Spec §6 #13 against smpp34: its reject is ok=False with the status.
     let r = e.call("reject34", b"x", 0);
     assert_eq!(r.status, CommandStatus::ESME_RSUBMITFAIL, "{}", node.log());
-    wait_for(&node, "via soft nack ESME_RSUBMITFAIL", 1, 5);
+    node.wait_log("via soft nack ESME_RSUBMITFAIL", 1, 5);
 }
 
 /// PyPI smpp34's `Server` driven by tests/smpp/smpp34_smsc.py; its stdout is collected.
 struct Smpp34 {
-    _child: Child,
+    _child: Bg,
     seen: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Smpp34 {
     /// `smpp34_smsc.py PORT EXTRA...`; returns once it listens.
     fn start(port: u16, extra: &[&std::ffi::OsStr]) -> Smpp34 {
-        let mut child = Child(
-            std::process::Command::new("python3")
-                .arg(format!(
-                    "{}/tests/smpp/smpp34_smsc.py",
-                    std::env::var("CARGO_MANIFEST_DIR")
-                        .expect("cargo test sets CARGO_MANIFEST_DIR")
-                ))
-                .arg(port.to_string())
-                .args(extra)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::inherit())
-                .spawn()
-                .expect("python3 with PyPI smpp34"),
-        );
+        let mut child = Bg(std::process::Command::new("python3")
+            .arg(format!(
+                "{}/tests/smpp/smpp34_smsc.py",
+                std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR")
+            ))
+            .arg(port.to_string())
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("python3 with PyPI smpp34"));
         let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         if let Some(mut out) = child.0.stdout.take() {
             let seen = std::sync::Arc::clone(&seen);
@@ -862,17 +687,17 @@ fn smpp34_server_over_tls_with_data_sm_both_ways() {
         "  - {{name: up, host: 127.0.0.1, port: {port}, system_id: gw, password: pw, tls: {{ca_path: ca.pem}}}}\n"
     );
     let (node, addr) = start_binds("smpp-out-smpp34-tls", &binds, &[("ca.pem", &ca)]);
-    wait_for(&node, "session bound kind=bind system_id=up", 1, 15);
+    node.wait_log("session bound kind=bind system_id=up", 1, 15);
     smsc.wait_out("bound gw");
-    let mut e = Esme::bind(addr);
+    let mut e = Esme::bound(addr);
 
     // submit_via over TLS: smpp34's id back, then its receipt and an MO over the bind.
     let r = e.call("15550199", b"hello tls", 1);
     assert_eq!(r.status, CommandStatus::ESME_ROK, "{}", node.log());
     assert_eq!(r.message_id, "s34-1");
     smsc.wait_out("submit 15550199 hello tls s34-1");
-    wait_for(&node, "DLR via bind:up id=s34-1 stat=DELIVRD", 1, 10);
-    wait_for(&node, "MO via bind:up body=mo from smpp34", 1, 10);
+    node.wait_log("DLR via bind:up id=s34-1 stat=DELIVRD", 1, 10);
+    node.wait_log("MO via bind:up body=mo from smpp34", 1, 10);
     smsc.wait_out("dlr resp 0");
     smsc.wait_out("mo resp 0");
 
@@ -891,6 +716,6 @@ fn smpp34_server_over_tls_with_data_sm_both_ways() {
     assert_eq!(r.message_id, "d34-1", "data_via returns smpp34's id");
     smsc.wait_out("data_sm 15550100 15550199 len=300 d34-1");
     // ... and smpp34's data_sm back over the bind to @smpp.on_pdu, answered by the script.
-    wait_for(&node, "data_sm from up len=300", 1, 10);
+    node.wait_log("data_sm from up len=300", 1, 10);
     smsc.wait_out("data_sm resp 0 dmo");
 }

@@ -5,7 +5,10 @@
 //! Each test file `mod common;`s this; not every file uses every helper.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+#[cfg(feature = "smpp")]
+pub mod smpp;
+
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -190,6 +193,89 @@ impl Node {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
+
+    /// Wait (`secs` at most) until the log holds `what` `n` times or more; panics with the
+    /// log otherwise.
+    pub fn wait_log(&self, what: &str, n: usize, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while self.log().matches(what).count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "`{what}` x{n} not seen:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait (45 s at most) until something accepts TCP on `addr` (an extension's listener);
+    /// panics with the log otherwise.
+    pub fn wait_tcp(&self, addr: SocketAddr) {
+        let deadline = Instant::now() + Duration::from_secs(45);
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "no listener on {addr}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Send `sig` (`-TERM`, `-HUP`, ...) to the node with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success(), "kill {sig}");
+    }
+}
+
+/// A child process (a SIPp UAS, a Python peer), killed when dropped.
+pub struct Bg(pub Child);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Bg {
+    /// Wait up to `secs` for the exit; true if it exited 0.
+    pub fn finished_ok(&mut self, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Ok(Some(st)) = self.0.try_wait() {
+                return st.success();
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Run `python3 script args...` to the end; its stdout, which must hold `DONE` (the script's
+/// last line when all it checked held). Panics with both streams and the node's log otherwise.
+pub fn python_done(node: &Node, script: &Path, args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 (with PyPI smpplib and smpp34 for the SMPP peers)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("DONE"),
+        "{} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}\nlog:\n{}",
+        script.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        node.log()
+    );
+    stdout
 }
 
 /// A UDP user agent on an ephemeral loopback port.
@@ -285,13 +371,87 @@ pub fn request(method: &str, ruri: &str, ua: SocketAddr, call_id: &str, extra: &
 /// Fetch `path` from an HTTP endpoint (metrics) with a plain TCP request.
 pub fn http_get(addr: SocketAddr, path: &str) -> String {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect metrics");
+    let mut s = TcpStream::connect(addr).expect("connect metrics");
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
     write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").expect("write");
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
+}
+
+/// The value of the Prometheus sample `series` (name and labels exactly as exposed) in a
+/// scrape's `body`.
+pub fn metric(body: &str, series: &str) -> Option<f64> {
+    body.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// The next HTTP/1.1 request on `r` (a test's own upstream server): its path and body (by
+/// Content-Length); None once the client closed.
+pub fn read_request(r: &mut impl std::io::BufRead) -> Option<(String, Vec<u8>)> {
+    let mut line = String::new();
+    if r.read_line(&mut line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+    let mut len = 0usize;
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).unwrap_or(0) == 0 {
+            return None;
+        }
+        if h == "\r\n" {
+            break;
+        }
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    Some((path, body))
+}
+
+/// curl with `args`: (status of the last response, response headers, body).
+pub fn curl(args: &[&str]) -> (u16, String, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-S", "-D", "/dev/stderr", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    let head = String::from_utf8_lossy(&out.stderr).into_owned();
+    let code = head
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("HTTP/"))
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        code,
+        head,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The openssl CLI with `args` in `dir` (test certificates); panics with its stderr on failure.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (Debian package openssl) is needed for this test");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Run SIPp in `dir` with `args`; returns (exit status success, stdout+stderr).
