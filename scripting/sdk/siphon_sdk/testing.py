@@ -153,16 +153,12 @@ def _last(actions, attr):
     return None
 
 
-@dataclass
-class RequestResult:
-    """What the script did with a request: :attr:`actions` (record_route first, then the
-    final reply/relay/fork) and :attr:`request`, the request as the script left it."""
+class _Outcome:
+    """What :class:`RequestResult` and :class:`ReplyResult` share: the script's last action and
+    what its actions carry."""
 
-    request: Request
-    actions: list = field(default_factory=list)
-    raw: Optional[dict] = field(default=None, repr=False)
-    sent: Optional[str] = field(default=None, repr=False)
-    id: Optional[int] = None
+    actions: list
+    raw: Optional[dict]
 
     @property
     def action(self) -> str:
@@ -171,6 +167,7 @@ class RequestResult:
 
     @property
     def status_code(self) -> Optional[int]:
+        """The status of the script's reply or reject (not a response's own)."""
         return _last(self.actions, "status_code")
 
     @property
@@ -186,13 +183,6 @@ class RequestResult:
         return _last(self.actions, "strategy")
 
     @property
-    def next_hop(self) -> Optional[str]:
-        for a in reversed(self.actions):
-            if a.kind == "relay":
-                return a.next_hop
-        return None
-
-    @property
     def was_relayed(self) -> bool:
         return any(a.kind == "relay" for a in self.actions)
 
@@ -204,10 +194,6 @@ class RequestResult:
     def was_dropped(self) -> bool:
         return self.action == "silent_drop"
 
-    @property
-    def record_routed(self) -> bool:
-        return any(a.kind == "record_route" for a in self.actions)
-
     # -- beyond upstream: what the real engine reports --
     @property
     def script_error(self) -> bool:
@@ -215,14 +201,38 @@ class RequestResult:
         return bool(self.raw and self.raw.get("script_error"))
 
     @property
-    def auth_user(self) -> Optional[str]:
-        return self.request.auth_user
-
-    @property
     def headers(self) -> list:
         """Headers of the reply the script sent (``(name, value)``, repeats kept)."""
         d = (self.raw or {}).get("disposition") or {}
         return [tuple(h) for h in d.get("headers") or []]
+
+
+@dataclass
+class RequestResult(_Outcome):
+    """What the script did with a request: :attr:`actions` (record_route first, then the
+    final reply/relay/fork) and :attr:`request`, the request as the script left it."""
+
+    request: Request
+    actions: list = field(default_factory=list)
+    raw: Optional[dict] = field(default=None, repr=False)
+    sent: Optional[str] = field(default=None, repr=False)
+    id: Optional[int] = None
+
+    @property
+    def next_hop(self) -> Optional[str]:
+        for a in reversed(self.actions):
+            if a.kind == "relay":
+                return a.next_hop
+        return None
+
+    @property
+    def record_routed(self) -> bool:
+        return any(a.kind == "record_route" for a in self.actions)
+
+    # -- beyond upstream: what the real engine reports --
+    @property
+    def auth_user(self) -> Optional[str]:
+        return self.request.auth_user
 
     @property
     def body(self):
@@ -250,7 +260,7 @@ class RequestResult:
 
 
 @dataclass
-class ReplyResult:
+class ReplyResult(_Outcome):
     """What the script did with a response: :attr:`reply` as the script left it and its
     :attr:`actions` (``relay`` when relayed, ``reject`` when rejected)."""
 
@@ -259,53 +269,9 @@ class ReplyResult:
     raw: Optional[dict] = field(default=None, repr=False)
 
     @property
-    def action(self) -> str:
-        return self.actions[-1].kind if self.actions else "silent_drop"
-
-    @property
-    def was_relayed(self) -> bool:
-        return any(a.kind == "relay" for a in self.actions)
-
-    # -- beyond upstream --
-    @property
-    def status_code(self) -> Optional[int]:
-        """The status of a ``reject``/reply action (not the response's own)."""
-        return _last(self.actions, "status_code")
-
-    @property
-    def reason(self) -> Optional[str]:
-        return _last(self.actions, "reason")
-
-    @property
     def next_hop(self) -> Optional[str]:
         """Where ``@proxy.on_failure`` relayed the request again, if it did."""
         return _last(self.actions, "next_hop")
-
-    @property
-    def targets(self) -> Optional[list]:
-        return _last(self.actions, "targets")
-
-    @property
-    def strategy(self) -> Optional[str]:
-        return _last(self.actions, "strategy")
-
-    @property
-    def was_forked(self) -> bool:
-        """``@proxy.on_failure`` forked the request again."""
-        return any(a.kind == "fork" for a in self.actions)
-
-    @property
-    def was_dropped(self) -> bool:
-        return self.action == "silent_drop"
-
-    @property
-    def script_error(self) -> bool:
-        return bool(self.raw and self.raw.get("script_error"))
-
-    @property
-    def headers(self) -> list:
-        d = (self.raw or {}).get("disposition") or {}
-        return [tuple(h) for h in d.get("headers") or []]
 
     def __repr__(self) -> str:
         return f"<ReplyResult {self.action} {self.status_code or ''}>"
