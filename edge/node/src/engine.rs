@@ -632,7 +632,7 @@ impl Engine {
             }
             ProxyEvent::UacResponse { key, response } => {
                 if let Some((worker, token)) = self.outbound.remove(&key) {
-                    let reply = response.and_then(|r| SipMessage::parse(r.bytes()).ok());
+                    let reply = response.and_then(|r| script_view(r.message(), r.bytes()));
                     self.shared.host.complete_outbound(worker, token, reply);
                 }
             }
@@ -648,7 +648,7 @@ impl Engine {
         source: Remote,
     ) {
         let now = cx.now();
-        let Ok(msg) = SipMessage::parse(request.bytes()) else {
+        let Some(msg) = script_view(request.message(), request.bytes()) else {
             let _ = self.proxy.respond(now, ctx, 400, "Bad Request");
             return;
         };
@@ -797,7 +797,7 @@ impl Engine {
         held: Option<ReplyId>,
         response: &TxResponse,
     ) {
-        let parsed = SipMessage::parse(response.bytes()).ok();
+        let parsed = script_view(response.message(), response.bytes());
         let Some((info, reply)) = self.ctx_info.get(&ctx).cloned().zip(parsed) else {
             self.release(now, ctx, held);
             return;
@@ -1247,9 +1247,9 @@ fn stateless_destination(top_via: &str, source: Remote) -> Remote {
 /// Why a script's edit of a message could not be used.
 #[derive(Debug, thiserror::Error)]
 enum EditError {
-    /// The edited message does not parse.
-    #[error("the edited message does not parse: {0:?}")]
-    Parse(ParseErrorKind),
+    /// An edit cannot be written (a CR/LF in a value, a Request-URI that does not parse).
+    #[error("the edit cannot be written: {0}")]
+    Write(#[from] siphon_sip::EditError),
     /// It parses but lacks what the transaction layer needs (Via, CSeq, Call-ID ...).
     #[error("the edited message is not usable: {0}")]
     Unusable(#[from] siphon_sip::transaction::FromMessageError),
@@ -1258,9 +1258,19 @@ enum EditError {
     Proxy(#[from] ProxyError),
 }
 
-/// A script's edited response as the transaction layer's response.
+/// The script's view of a message the proxy core holds: the core's own parsed message (shared
+/// bytes and header index, no second parse), or a parse of the bytes of one the core built.
+fn script_view(view: Option<&Message>, bytes: &Bytes) -> Option<SipMessage> {
+    match view {
+        Some(m) => SipMessage::from_message(m.clone()).ok(),
+        None => SipMessage::parse(bytes).ok(),
+    }
+}
+
+/// A script's edited response as the transaction layer's response: the received bytes plus
+/// the script's edits, written once by the core's `Editor` (indexed while written).
 fn edited_response(edited: &SipMessage) -> Result<TxResponse, EditError> {
-    let m = Message::parse(Bytes::from(edited.to_bytes())).map_err(|e| EditError::Parse(e.kind))?;
+    let m = edited.to_message()?;
     Ok(TxResponse::try_from(&m)?)
 }
 
@@ -1268,8 +1278,9 @@ impl Engine {
     /// Hand the script's edited request to the proxy core, which re-applies its own processing
     /// (received/rport, Route pop) to it; an edit that does not make a request is logged.
     fn set_edited_request(&mut self, ctx: ContextId, edited: &SipMessage) -> Result<(), EditError> {
-        let result = Message::parse(Bytes::from(edited.to_bytes()))
-            .map_err(|e| EditError::Parse(e.kind))
+        let result = edited
+            .to_message()
+            .map_err(EditError::from)
             .and_then(|m| Ok(TxRequest::try_from(&m)?))
             .and_then(|tx| Ok(self.proxy.set_request(ctx, tx)?));
         if let Err(e) = &result {

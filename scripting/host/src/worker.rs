@@ -913,21 +913,18 @@ const BATCH: usize = 64;
 
 /// A response as plain Python data: (status, reason, [(name, value)], body or None).
 fn reply_snapshot(m: &SipMessage) -> Ret {
-    let (status, reason) = match &m.start {
-        crate::message::StartLine::Response { status, reason } => {
-            (i64::from(*status), reason.clone())
-        }
-        crate::message::StartLine::Request { method, .. } => (0, method.clone()),
+    let (status, reason) = match m.status() {
+        0 => (0, m.method().to_owned()),
+        s => (i64::from(s), m.reason().to_owned()),
     };
     let headers = m
-        .headers
-        .iter()
-        .map(|(n, v)| Ret::Tuple(vec![Ret::Str(n.clone()), Ret::Str(v.clone())]))
+        .headers()
+        .map(|(n, v)| Ret::Tuple(vec![Ret::Str(n.to_owned()), Ret::Str(v.to_owned())]))
         .collect();
-    let body = if m.body.is_empty() {
+    let body = if m.body().is_empty() {
         Ret::None
     } else {
-        Ret::Bytes(m.body.clone())
+        Ret::Bytes(m.body().to_vec())
     };
     Ret::Tuple(vec![
         Ret::Int(status),

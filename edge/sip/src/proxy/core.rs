@@ -664,16 +664,25 @@ impl Proxy {
     /// again, `received`/`rport` on the top Via (§18.2.1, RFC 3581) and §16.4 Route
     /// processing, so the forwarded copy has both; Max-Forwards is decremented per branch.
     pub fn set_request(&mut self, ctx: ContextId, request: TxRequest) -> Result<(), ProxyError> {
-        let c = self
+        let source = self
             .contexts
-            .get_mut(&ctx)
-            .ok_or(ProxyError::UnknownContext)?;
-        let mut parts = request.parts();
-        if let Some(top) = parts.vias.first_mut() {
-            *top = stamp_received(top, c.source.addr);
+            .get(&ctx)
+            .ok_or(ProxyError::UnknownContext)?
+            .source
+            .addr;
+        // On the view, as for a received request: no copy of the headers, no re-encode.
+        let stamped = request
+            .top_via()
+            .map(|top| stamp_received(top, source))
+            .filter(|v| request.top_via() != Some(v.as_str()));
+        let request = match stamped {
+            Some(top) => request.with_top_via(top),
+            None => request,
+        };
+        let (request, _) = self.preprocess(request);
+        if let Some(c) = self.contexts.get_mut(&ctx) {
+            c.request = request;
         }
-        preprocess_routes(&mut parts, &self.config.interfaces, &self.config.domains);
-        c.request = request.with_parts(parts);
         Ok(())
     }
 
