@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rustc_hash::FxHashMap;
 use siphon_reactor::{
     CloseReason, ConnId, ConnInfo, ConnectError, Cx, Datagram, Handler, TimerId, UdpSocketId,
 };
@@ -194,19 +195,19 @@ pub struct Engine {
     m: Arc<CoreMetrics>,
     proxy: Proxy,
     /// Script event id → what waits for its actions.
-    pending: HashMap<u64, Pending>,
+    pending: FxHashMap<u64, Pending>,
     /// Contexts whose replies or failure go to the script (hooks on), with what to show it.
-    ctx_info: HashMap<ContextId, CtxInfo>,
+    ctx_info: FxHashMap<ContextId, CtxInfo>,
     /// Which hooks the loaded script has, and when that was last read.
     flags: ScriptFlags,
     flags_checked: Option<Instant>,
     /// Originated requests whose script awaits the final response: (worker, token).
-    outbound: HashMap<siphon_sip::transaction::TransactionKey, (usize, u64)>,
+    outbound: FxHashMap<siphon_sip::transaction::TransactionKey, (usize, u64)>,
     next_id: u64,
     timer: Option<(TimerId, Instant)>,
     /// Origin of the timer slots.
     epoch: Instant,
-    streams: HashMap<ConnId, Stream>,
+    streams: FxHashMap<ConnId, Stream>,
     by_peer: HashMap<(Transport, SocketAddr), ConnId>,
     /// This core's interpreter when `tuning.script_placement: inline` (driven every turn).
     inline: Option<siphon_script::InlineWorker>,
@@ -215,7 +216,7 @@ pub struct Engine {
     /// Reactor timer armed for the inline interpreter's next asyncio deadline.
     script_timer: Option<(TimerId, Instant)>,
     /// Decisions waiting for DNS, by lookup id (at most [`MAX_PARKED`]).
-    parked: HashMap<u64, Parked>,
+    parked: FxHashMap<u64, Parked>,
     /// Destinations whose transport failed while sending; the proxy core hears of them in
     /// [`Self::drain`].
     failed_dests: Vec<Remote>,
@@ -266,20 +267,20 @@ impl Engine {
             m: shared.metrics.core(core),
             shared,
             proxy,
-            pending: HashMap::new(),
-            ctx_info: HashMap::new(),
+            pending: FxHashMap::default(),
+            ctx_info: FxHashMap::default(),
             flags: ScriptFlags::default(),
             flags_checked: None,
-            outbound: HashMap::new(),
+            outbound: FxHashMap::default(),
             next_id: 0,
             timer: None,
             epoch: Instant::now(),
-            streams: HashMap::new(),
+            streams: FxHashMap::default(),
             by_peer: HashMap::new(),
             inline: None,
             inline_busy: false,
             script_timer: None,
-            parked: HashMap::new(),
+            parked: FxHashMap::default(),
             failed_dests: Vec::new(),
             faults: watchdog::Faults::default(),
             #[cfg(feature = "smpp")]
