@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rustc_hash::FxHashMap;
 use siphon_reactor::{
     CloseReason, ConnId, ConnInfo, ConnectError, Cx, Datagram, Handler, TimerId, UdpSocketId,
 };
@@ -194,19 +195,19 @@ pub struct Engine {
     m: Arc<CoreMetrics>,
     proxy: Proxy,
     /// Script event id → what waits for its actions.
-    pending: HashMap<u64, Pending>,
+    pending: FxHashMap<u64, Pending>,
     /// Contexts whose replies or failure go to the script (hooks on), with what to show it.
-    ctx_info: HashMap<ContextId, CtxInfo>,
+    ctx_info: FxHashMap<ContextId, CtxInfo>,
     /// Which hooks the loaded script has, and when that was last read.
     flags: ScriptFlags,
     flags_checked: Option<Instant>,
     /// Originated requests whose script awaits the final response: (worker, token).
-    outbound: HashMap<siphon_sip::transaction::TransactionKey, (usize, u64)>,
+    outbound: FxHashMap<siphon_sip::transaction::TransactionKey, (usize, u64)>,
     next_id: u64,
     timer: Option<(TimerId, Instant)>,
     /// Origin of the timer slots.
     epoch: Instant,
-    streams: HashMap<ConnId, Stream>,
+    streams: FxHashMap<ConnId, Stream>,
     by_peer: HashMap<(Transport, SocketAddr), ConnId>,
     /// This core's interpreter when `tuning.script_placement: inline` (driven every turn).
     inline: Option<siphon_script::InlineWorker>,
@@ -215,7 +216,7 @@ pub struct Engine {
     /// Reactor timer armed for the inline interpreter's next asyncio deadline.
     script_timer: Option<(TimerId, Instant)>,
     /// Decisions waiting for DNS, by lookup id (at most [`MAX_PARKED`]).
-    parked: HashMap<u64, Parked>,
+    parked: FxHashMap<u64, Parked>,
     /// Destinations whose transport failed while sending; the proxy core hears of them in
     /// [`Self::drain`].
     failed_dests: Vec<Remote>,
@@ -266,20 +267,20 @@ impl Engine {
             m: shared.metrics.core(core),
             shared,
             proxy,
-            pending: HashMap::new(),
-            ctx_info: HashMap::new(),
+            pending: FxHashMap::default(),
+            ctx_info: FxHashMap::default(),
             flags: ScriptFlags::default(),
             flags_checked: None,
-            outbound: HashMap::new(),
+            outbound: FxHashMap::default(),
             next_id: 0,
             timer: None,
             epoch: Instant::now(),
-            streams: HashMap::new(),
+            streams: FxHashMap::default(),
             by_peer: HashMap::new(),
             inline: None,
             inline_busy: false,
             script_timer: None,
-            parked: HashMap::new(),
+            parked: FxHashMap::default(),
             failed_dests: Vec::new(),
             faults: watchdog::Faults::default(),
             #[cfg(feature = "smpp")]
@@ -632,7 +633,7 @@ impl Engine {
             }
             ProxyEvent::UacResponse { key, response } => {
                 if let Some((worker, token)) = self.outbound.remove(&key) {
-                    let reply = response.and_then(|r| SipMessage::parse(r.bytes()).ok());
+                    let reply = response.and_then(|r| script_view(r.message(), r.bytes()));
                     self.shared.host.complete_outbound(worker, token, reply);
                 }
             }
@@ -648,7 +649,7 @@ impl Engine {
         source: Remote,
     ) {
         let now = cx.now();
-        let Ok(msg) = SipMessage::parse(request.bytes()) else {
+        let Some(msg) = script_view(request.message(), request.bytes()) else {
             let _ = self.proxy.respond(now, ctx, 400, "Bad Request");
             return;
         };
@@ -797,7 +798,7 @@ impl Engine {
         held: Option<ReplyId>,
         response: &TxResponse,
     ) {
-        let parsed = SipMessage::parse(response.bytes()).ok();
+        let parsed = script_view(response.message(), response.bytes());
         let Some((info, reply)) = self.ctx_info.get(&ctx).cloned().zip(parsed) else {
             self.release(now, ctx, held);
             return;
@@ -1247,9 +1248,9 @@ fn stateless_destination(top_via: &str, source: Remote) -> Remote {
 /// Why a script's edit of a message could not be used.
 #[derive(Debug, thiserror::Error)]
 enum EditError {
-    /// The edited message does not parse.
-    #[error("the edited message does not parse: {0:?}")]
-    Parse(ParseErrorKind),
+    /// An edit cannot be written (a CR/LF in a value, a Request-URI that does not parse).
+    #[error("the edit cannot be written: {0}")]
+    Write(#[from] siphon_sip::EditError),
     /// It parses but lacks what the transaction layer needs (Via, CSeq, Call-ID ...).
     #[error("the edited message is not usable: {0}")]
     Unusable(#[from] siphon_sip::transaction::FromMessageError),
@@ -1258,9 +1259,19 @@ enum EditError {
     Proxy(#[from] ProxyError),
 }
 
-/// A script's edited response as the transaction layer's response.
+/// The script's view of a message the proxy core holds: the core's own parsed message (shared
+/// bytes and header index, no second parse), or a parse of the bytes of one the core built.
+fn script_view(view: Option<&Message>, bytes: &Bytes) -> Option<SipMessage> {
+    match view {
+        Some(m) => SipMessage::from_message(m.clone()).ok(),
+        None => SipMessage::parse(bytes).ok(),
+    }
+}
+
+/// A script's edited response as the transaction layer's response: the received bytes plus
+/// the script's edits, written once by the core's `Editor` (indexed while written).
 fn edited_response(edited: &SipMessage) -> Result<TxResponse, EditError> {
-    let m = Message::parse(Bytes::from(edited.to_bytes())).map_err(|e| EditError::Parse(e.kind))?;
+    let m = edited.to_message()?;
     Ok(TxResponse::try_from(&m)?)
 }
 
@@ -1268,8 +1279,9 @@ impl Engine {
     /// Hand the script's edited request to the proxy core, which re-applies its own processing
     /// (received/rport, Route pop) to it; an edit that does not make a request is logged.
     fn set_edited_request(&mut self, ctx: ContextId, edited: &SipMessage) -> Result<(), EditError> {
-        let result = Message::parse(Bytes::from(edited.to_bytes()))
-            .map_err(|e| EditError::Parse(e.kind))
+        let result = edited
+            .to_message()
+            .map_err(EditError::from)
             .and_then(|m| Ok(TxRequest::try_from(&m)?))
             .and_then(|tx| Ok(self.proxy.set_request(ctx, tx)?));
         if let Err(e) = &result {

@@ -416,6 +416,46 @@ impl<'m> Editor<'m> {
         Ok(self)
     }
 
+    /// Remove header line `index` (as received). Lines out of range are ignored.
+    pub fn remove_at(&mut self, index: usize) -> &mut Self {
+        if index < self.msg.header_count() {
+            self.set_override(index, Override::Removed);
+        }
+        self
+    }
+
+    /// Give header line `index` (as received) a new value; its name stays as written.
+    pub fn set_value_at(&mut self, index: usize, value: &str) -> Result<&mut Self, EditError> {
+        if index >= self.msg.header_count() || !writable(value) {
+            return Err(EditError::BadHeaderText);
+        }
+        let r = self.push_value(value.as_bytes());
+        self.set_override(index, Override::Value(r));
+        Ok(self)
+    }
+
+    /// Insert a line before header line `index` (as received; `header_count` means the end of
+    /// the header section), below lines inserted there earlier: a script's edits in order.
+    pub fn insert_at(
+        &mut self,
+        index: usize,
+        name: &str,
+        value: &str,
+    ) -> Result<&mut Self, EditError> {
+        if name.is_empty() || !name.bytes().all(crate::syntax::is_token) || !writable(value) {
+            return Err(EditError::BadHeaderText);
+        }
+        let index = index.min(self.msg.header_count());
+        let line = self.push_line(name, value);
+        let pos = self
+            .inserts
+            .iter()
+            .position(|(i, _)| *i > index)
+            .unwrap_or(self.inserts.len());
+        self.inserts.insert(pos, (index, line));
+        Ok(self)
+    }
+
     /// Replace the Request-URI (validated).
     pub fn set_request_uri(&mut self, uri: &str) -> Result<&mut Self, EditError> {
         if !self.msg.is_request() {

@@ -184,10 +184,7 @@ fn set_hdr(a: &Args<'_>) -> PyResult<Ret> {
 fn add_hdr(a: &Args<'_>) -> PyResult<Ret> {
     let (h, w, name, value) = (handle(a)?, which(a)?, a.str(2)?, a.str(3)?);
     with_ctx(|c| {
-        c.slot(h)?
-            .msg_mut(w)?
-            .headers
-            .push((name.to_owned(), value.to_owned()));
+        c.slot(h)?.msg_mut(w)?.add_header(name, value);
         Ok(Ret::None)
     })
 }
@@ -214,11 +211,15 @@ fn rm_hdr(a: &Args<'_>) -> PyResult<Ret> {
 fn rm_hdrs_prefix(a: &Args<'_>) -> PyResult<Ret> {
     let (h, w, prefix) = (handle(a)?, which(a)?, a.str(2)?.to_ascii_lowercase());
     with_ctx(|c| {
-        let m = c.slot(h)?.msg_mut(w)?;
-        let before = m.headers.len();
-        m.headers
-            .retain(|(n, _)| !n.to_ascii_lowercase().starts_with(&prefix));
-        Ok(Ret::Int((before - m.headers.len()) as i64))
+        let s = c.slot(h)?;
+        let any = s
+            .msg(w)?
+            .headers()
+            .any(|(n, _)| n.to_ascii_lowercase().starts_with(&prefix));
+        if !any {
+            return Ok(Ret::Int(0));
+        }
+        Ok(Ret::Int(s.msg_mut(w)?.remove_prefix(&prefix) as i64))
     })
 }
 
@@ -226,13 +227,15 @@ fn start(a: &Args<'_>) -> PyResult<Ret> {
     let (h, w) = (handle(a)?, which(a)?);
     with_ctx(|c| {
         let m = c.slot(h)?.msg(w)?;
-        Ok(match &m.start {
-            crate::message::StartLine::Request { method, uri } => {
-                Ret::Tuple(vec![Ret::Str(method.clone()), Ret::Str(uri.clone())])
-            }
-            crate::message::StartLine::Response { status, reason } => {
-                Ret::Tuple(vec![Ret::Int(i64::from(*status)), Ret::Str(reason.clone())])
-            }
+        Ok(match m.status() {
+            0 => Ret::Tuple(vec![
+                Ret::Str(m.method().to_owned()),
+                Ret::Str(m.ruri().to_owned()),
+            ]),
+            status => Ret::Tuple(vec![
+                Ret::Int(i64::from(status)),
+                Ret::Str(m.reason().to_owned()),
+            ]),
         })
     })
 }
@@ -249,10 +252,10 @@ fn body(a: &Args<'_>) -> PyResult<Ret> {
     let (h, w) = (handle(a)?, which(a)?);
     with_ctx(|c| {
         let m = c.slot(h)?.msg(w)?;
-        Ok(if m.body.is_empty() {
+        Ok(if m.body().is_empty() {
             Ret::None
         } else {
-            Ret::Bytes(m.body.clone())
+            Ret::Bytes(m.body().to_vec())
         })
     })
 }
@@ -261,7 +264,7 @@ fn set_body(a: &Args<'_>) -> PyResult<Ret> {
     let (h, w, body, ct) = (handle(a)?, which(a)?, a.bytes(2)?, a.opt_str(3)?);
     with_ctx(|c| {
         let m = c.slot(h)?.msg_mut(w)?;
-        m.body = body;
+        m.set_body(body);
         if let Some(ct) = ct {
             m.set_header("Content-Type", ct);
         }
@@ -884,7 +887,7 @@ fn sanity(a: &Args<'_>) -> PyResult<Ret> {
         let cseq_ok = m.cseq().is_some_and(|(_, meth)| meth == m.method());
         let cl_ok = m
             .header("Content-Length")
-            .is_none_or(|v| v.trim().parse::<usize>() == Ok(m.body.len()));
+            .is_none_or(|v| v.trim().parse::<usize>() == Ok(m.body().len()));
         Ok(Ret::Bool(mandatory && mf_ok && cseq_ok && cl_ok))
     })
 }

@@ -781,7 +781,7 @@ impl Registrar {
             reason,
             headers: Vec::new(),
         };
-        let Ok(msg) = siphon_sip::Message::parse_slice(&req.to_bytes()) else {
+        let Ok(msg) = req.to_message() else {
             return bad("Bad Request");
         };
         let Ok(mut rr) = siphon_sip::registrar::RegisterRequest::from_message(&msg) else {

@@ -14,6 +14,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashMap;
+
 use super::branch::{Branch, branch_loop_hash, loop_hash, owner_core, stateless_branch};
 use super::relay::{BranchEdits, relay_request};
 use super::route::{
@@ -270,12 +272,12 @@ struct Held {
 pub struct Proxy {
     config: ProxyConfig,
     txns: TransactionLayer,
-    contexts: HashMap<ContextId, Context>,
-    branch_of: HashMap<TransactionKey, (ContextId, usize)>,
+    contexts: FxHashMap<ContextId, Context>,
+    branch_of: FxHashMap<TransactionKey, (ContextId, usize)>,
     /// Requests the TU originated ([`Proxy::send_request`]), waiting for a final response.
-    uac: HashMap<TransactionKey, Remote>,
+    uac: FxHashMap<TransactionKey, Remote>,
     timer_c: BinaryHeap<Reverse<(Instant, TransactionKey)>>,
-    held: HashMap<ReplyId, Held>,
+    held: FxHashMap<ReplyId, Held>,
     /// Reliable provisionals awaiting a PRACK, by (Call-ID, RSeq).
     prack: HashMap<(Box<str>, u32), ContextId>,
     /// Retransmission times of reliable provisionals.
@@ -293,11 +295,11 @@ impl Proxy {
         Self {
             txns: TransactionLayer::new(config.transactions),
             config,
-            contexts: HashMap::new(),
-            branch_of: HashMap::new(),
-            uac: HashMap::new(),
+            contexts: FxHashMap::default(),
+            branch_of: FxHashMap::default(),
+            uac: FxHashMap::default(),
             timer_c: BinaryHeap::new(),
-            held: HashMap::new(),
+            held: FxHashMap::default(),
             prack: HashMap::new(),
             prack_timers: BinaryHeap::new(),
             counter: 0,
@@ -386,8 +388,8 @@ impl Proxy {
         self.timer_c = BinaryHeap::new();
         self.prack_timers = BinaryHeap::new();
         if self.contexts.capacity() > 64 {
-            self.contexts = HashMap::new();
-            self.branch_of = HashMap::new();
+            self.contexts = FxHashMap::default();
+            self.branch_of = FxHashMap::default();
             self.held.shrink_to_fit();
             self.prack.shrink_to_fit();
             self.uac.shrink_to_fit();
@@ -664,16 +666,25 @@ impl Proxy {
     /// again, `received`/`rport` on the top Via (§18.2.1, RFC 3581) and §16.4 Route
     /// processing, so the forwarded copy has both; Max-Forwards is decremented per branch.
     pub fn set_request(&mut self, ctx: ContextId, request: TxRequest) -> Result<(), ProxyError> {
-        let c = self
+        let source = self
             .contexts
-            .get_mut(&ctx)
-            .ok_or(ProxyError::UnknownContext)?;
-        let mut parts = request.parts();
-        if let Some(top) = parts.vias.first_mut() {
-            *top = stamp_received(top, c.source.addr);
+            .get(&ctx)
+            .ok_or(ProxyError::UnknownContext)?
+            .source
+            .addr;
+        // On the view, as for a received request: no copy of the headers, no re-encode.
+        let stamped = request
+            .top_via()
+            .map(|top| stamp_received(top, source))
+            .filter(|v| request.top_via() != Some(v.as_str()));
+        let request = match stamped {
+            Some(top) => request.with_top_via(top),
+            None => request,
+        };
+        let (request, _) = self.preprocess(request);
+        if let Some(c) = self.contexts.get_mut(&ctx) {
+            c.request = request;
         }
-        preprocess_routes(&mut parts, &self.config.interfaces, &self.config.domains);
-        c.request = request.with_parts(parts);
         Ok(())
     }
 
