@@ -628,8 +628,9 @@ fn failure_receipt(
         token: 0,
         session_id: esme.to_owned(),
         command: "deliver_sm".into(),
-        source_addr: dest.to_owned(),
-        destination_addr: s.source_addr.clone(),
+        // deliver_sm addresses hold 20 characters (a data_sm's hold 64).
+        source_addr: dest.chars().take(20).collect(),
+        destination_addr: s.source_addr.chars().take(20).collect(),
         short_message: text,
         octets: [o[2], o[3], o[0], o[1], 0x04, 0, 0, 0, 0],
         service_type: s.service_type.clone(),
