@@ -794,7 +794,8 @@ async def _send_via(bind, command, source, dest, sm, service_type, tlvs, octets,
     if status == _NOT_BOUND:
         raise KeyError(f"bind '{bind}' not bound")
     if status == _NO_STORE:
-        raise RuntimeError("submit_via(store=True): smpp.yaml has no store_and_forward")
+        raise RuntimeError(f"{_VIA_NAMES.get(command, command)}(store=True): smpp.yaml has no "
+                           "store_and_forward")
     if status == _NOT_TX:
         raise RuntimeError(f"bind '{bind}' is a receiver bind; it cannot send {command}")
     if status == _LOST:
@@ -808,6 +809,17 @@ async def _send_via(bind, command, source, dest, sm, service_type, tlvs, octets,
         parts = (mid.split("\0") + ["", "0", "", "0"])[:4]
         return QueryResp(name, parts[0], int(parts[1] or 0), parts[2], int(parts[3] or 0))
     return SmppResp(name, mid)
+
+
+_VIA_NAMES = {"submit_sm": "submit_via", "submit_sm_multi": "submit_multi_via",
+              "data_sm": "data_via"}
+
+
+def _esme_id(esme):
+    """``esme=`` of a stored send: a Session (its system_id) or a system_id."""
+    if esme is not None and not isinstance(esme, str):
+        esme = esme.system_id
+    return esme or ""
 
 
 def _sub_octets(source_addr_ton, source_addr_npi, dest_addr_ton, dest_addr_npi, esm_class,
@@ -829,10 +841,11 @@ def submit_via(*, bind, source_addr, destination_addr, short_message, source_add
     to the durable queue and the await returns ``SmppResp("ESME_ROK", <our id>)`` once it is
     committed, whether or not the bind is up; the node forwards it with retries. A full queue
     returns ``ok=False`` with ESME_RMSGQFUL. ``esme`` (a Session or a system_id) is whom the
-    SMSC's receipt goes back to, rewritten to our id."""
+    SMSC's receipt goes back to, rewritten to our id; when the node drops the message (the
+    SMSC's permanent error, ``retry.max_attempts`` or ``expire_secs``) and
+    ``registered_delivery`` asked for a receipt, that ESME gets a failure receipt
+    (stat:REJECTD or UNDELIV) from the node."""
     sm = _check_sm(short_message)
-    if esme is not None and not isinstance(esme, str):
-        esme = esme.system_id
     raw = _encode_tlvs(tlvs)
     return _send_via(bind, "submit_sm", source_addr, destination_addr, sm, service_type, raw,
                      _sub_octets(source_addr_ton, source_addr_npi, dest_addr_ton, dest_addr_npi,
@@ -841,15 +854,17 @@ def submit_via(*, bind, source_addr, destination_addr, short_message, source_add
                      schedule_delivery_time=schedule_delivery_time,
                      validity_period=validity_period,
                      replace_if_present_flag=replace_if_present_flag,
-                     sm_default_msg_id=sm_default_msg_id, store=store, esme=esme or "")
+                     sm_default_msg_id=sm_default_msg_id, store=store, esme=_esme_id(esme))
 
 
 def submit_multi_via(*, bind, source_addr, destinations, short_message, source_addr_ton=1,
                      source_addr_npi=1, dest_addr_ton=1, dest_addr_npi=1, service_type="",
                      esm_class=0, protocol_id=0, priority_flag=0, schedule_delivery_time="",
                      validity_period="", registered_delivery=0, replace_if_present_flag=0,
-                     data_coding=0, sm_default_msg_id=0, tlvs=None):
-    """submit_multi to up to 254 SME addresses (dest TON/NPI apply to each)."""
+                     data_coding=0, sm_default_msg_id=0, tlvs=None, store=False, esme=None):
+    """submit_multi to up to 254 SME addresses (dest TON/NPI apply to each).
+    ``store``/``esme`` as for ``submit_via``: one id for the message; the ESME gets one
+    receipt per destination."""
     sm = _check_sm(short_message)
     destinations = [str(d) for d in destinations]
     if len(destinations) > 254:
@@ -864,14 +879,15 @@ def submit_multi_via(*, bind, source_addr, destinations, short_message, source_a
                      destinations=destinations, schedule_delivery_time=schedule_delivery_time,
                      validity_period=validity_period,
                      replace_if_present_flag=replace_if_present_flag,
-                     sm_default_msg_id=sm_default_msg_id)
+                     sm_default_msg_id=sm_default_msg_id, store=store, esme=_esme_id(esme))
 
 
 def data_via(*, bind, source_addr, destination_addr, short_message=b"", source_addr_ton=1,
              source_addr_npi=1, dest_addr_ton=1, dest_addr_npi=1, service_type="", esm_class=0,
-             registered_delivery=0, data_coding=0, tlvs=None):
+             registered_delivery=0, data_coding=0, tlvs=None, store=False, esme=None):
     """data_sm through ``bind``; ``short_message`` goes in MESSAGE_PAYLOAD (any length up to
-    64 KiB). The SMSC's message_id is returned (upstream always returns "")."""
+    64 KiB). The SMSC's message_id is returned (upstream always returns "").
+    ``store``/``esme`` as for ``submit_via`` (the receipt comes back as deliver_sm)."""
     if isinstance(short_message, str):
         short_message = short_message.encode()
     tlvs = dict(tlvs or {})
@@ -884,7 +900,8 @@ def data_via(*, bind, source_addr, destination_addr, short_message=b"", source_a
         raw = struct.pack(">HH", 0x0424, len(short_message)) + bytes(short_message) + raw
     return _send_via(bind, "data_sm", source_addr, destination_addr, b"", service_type, raw,
                      _sub_octets(source_addr_ton, source_addr_npi, dest_addr_ton, dest_addr_npi,
-                                 esm_class, 0, 0, registered_delivery, data_coding))
+                                 esm_class, 0, 0, registered_delivery, data_coding),
+                     store=store, esme=_esme_id(esme))
 
 
 def cancel_via(*, bind, message_id, source_addr="", destination_addr="", service_type="",

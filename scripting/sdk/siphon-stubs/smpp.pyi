@@ -222,14 +222,18 @@ def submit_multi_via(*, bind: str, source_addr: str, destinations: Iterable[str]
                      validity_period: str = "", registered_delivery: int = 0,
                      replace_if_present_flag: int = 0, data_coding: int = 0,
                      sm_default_msg_id: int = 0,
-                     tlvs: _Tlvs | None = None) -> Awaitable[SmppResp]:
-    """submit_multi to up to 254 addresses."""
+                     tlvs: _Tlvs | None = None, store: bool = False,
+                     esme: Session | str | None = None) -> Awaitable[SmppResp]:
+    """submit_multi to up to 254 addresses; ``store``/``esme`` as for ``submit_via`` (one id,
+    one receipt per destination)."""
 def data_via(*, bind: str, source_addr: str, destination_addr: str,
              short_message: str | bytes = b"", source_addr_ton: int = 1,
              source_addr_npi: int = 1, dest_addr_ton: int = 1, dest_addr_npi: int = 1,
              service_type: str = "", esm_class: int = 0, registered_delivery: int = 0,
-             data_coding: int = 0, tlvs: _Tlvs | None = None) -> Awaitable[SmppResp]:
-    """data_sm through ``bind`` (``short_message`` in MESSAGE_PAYLOAD, up to 64 KiB)."""
+             data_coding: int = 0, tlvs: _Tlvs | None = None, store: bool = False,
+             esme: Session | str | None = None) -> Awaitable[SmppResp]:
+    """data_sm through ``bind`` (``short_message`` in MESSAGE_PAYLOAD, up to 64 KiB);
+    ``store``/``esme`` as for ``submit_via``."""
 def cancel_via(*, bind: str, message_id: str, source_addr: str = "",
                destination_addr: str = "", service_type: str = "", source_addr_ton: int = 1,
                source_addr_npi: int = 1, dest_addr_ton: int = 1,

@@ -75,8 +75,8 @@ pub(super) struct OutBind {
     retired: bool,
     /// Store-and-forward messages not on the wire, by (next attempt, our id).
     pub(super) stored: std::collections::BTreeMap<(Instant, u64), Box<SmppSend>>,
-    /// Failed attempts so far, by our id.
-    pub(super) attempts: std::collections::HashMap<u64, u32>,
+    /// Failed attempts, acceptance time and last status of each stored message, by our id.
+    pub(super) meta: std::collections::HashMap<u64, super::forward::StoredMeta>,
 }
 
 impl OutBind {
@@ -100,7 +100,7 @@ impl OutBind {
             pace: None,
             retired: false,
             stored: std::collections::BTreeMap::new(),
-            attempts: std::collections::HashMap::new(),
+            meta: std::collections::HashMap::new(),
         }
     }
 

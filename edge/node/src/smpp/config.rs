@@ -238,6 +238,10 @@ pub struct StoreRetry {
     /// Largest delay, seconds.
     #[serde(default = "d_retry_max")]
     pub max_secs: u64,
+    /// Failed attempts after which a message is dropped with a failure receipt (stat:UNDELIV);
+    /// 0: no limit. Counted since the node started.
+    #[serde(default)]
+    pub max_attempts: u32,
 }
 
 impl Default for StoreRetry {
@@ -245,6 +249,7 @@ impl Default for StoreRetry {
         Self {
             initial_secs: d_retry_initial(),
             max_secs: d_retry_max(),
+            max_attempts: 0,
         }
     }
 }
@@ -266,6 +271,10 @@ pub struct StoreConfig {
     /// answered ESME_RMSGQFUL (the SMSC retries it).
     #[serde(default = "d_max_queue")]
     pub max_receipts: usize,
+    /// Seconds after its acceptance (kept in the file, so across restarts) at which a message
+    /// not yet taken by the SMSC is dropped with a failure receipt (stat:UNDELIV); 0: never.
+    #[serde(default)]
+    pub expire_secs: u64,
 }
 
 /// A loaded `smpp.yaml`.

@@ -365,10 +365,13 @@ pub struct SmppCore {
     /// The outbound binds this core owns.
     binds: Vec<binds::OutBind>,
     binds_started: bool,
-    /// Store-and-forward: this turn's batch, the scripts awaiting it `(worker, token, bind,
-    /// our id, record)`, messages and receipts on the wire, binds to pump after a commit.
+    /// Store-and-forward: this turn's batch, the scripts awaiting it, the failure receipts
+    /// it holds, messages and receipts on the wire, binds to pump after a commit, the next
+    /// expiry sweep.
     store_ops: Vec<store::Op>,
-    store_acks: Vec<(usize, u64, usize, u64, Box<SmppSend>)>,
+    store_acks: Vec<forward::StoreAck>,
+    store_receipts: Vec<(u64, Box<SmppSend>)>,
+    next_sweep: Option<Instant>,
     store_inflight: HashMap<u64, (usize, Box<SmppSend>)>,
     receipt_inflight: HashMap<u64, Box<SmppSend>>,
     store_kicks: Vec<usize>,
@@ -428,6 +431,8 @@ impl SmppCore {
             binds_started: false,
             store_ops: Vec::new(),
             store_acks: Vec::new(),
+            store_receipts: Vec::new(),
+            next_sweep: None,
             store_inflight: HashMap::new(),
             receipt_inflight: HashMap::new(),
             store_kicks: Vec::new(),

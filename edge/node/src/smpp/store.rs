@@ -1,14 +1,19 @@
 //! SMPP store-and-forward (`smpp.yaml` `store_and_forward:`, ours; upstream has none): a
 //! redb file shared by every core with three tables:
 //!
-//! - `queue`: our message id → a `submit_via(..., store=True)` submit_sm not yet answered by
-//!   the SMSC. The ESME's submit_sm_resp (our id) leaves only once its record is committed
+//! - `queue`: our message id → a `submit_via`/`submit_multi_via`/`data_via(..., store=True)`
+//!   request not yet answered by the SMSC, with the time it was accepted (for `expire_secs`). The ESME's submit_sm_resp (our id) leaves only once its record is committed
 //!   (redb's default durability: fsync before `commit` returns). The records a core makes in
 //!   one loop turn share one commit (group commit).
 //! - `ids`: `bind NUL smsc_message_id` → our id and the ESME's system_id, written in the same
 //!   commit that removes the message from `queue`, so a receipt is matched after a restart.
+//!   Only messages that asked for a receipt (`registered_delivery`) are mapped. A
+//!   submit_multi expects one receipt per destination: `ids_left` counts the receipts still
+//!   expected after the next one, and the map entry goes with the last.
 //! - `receipts`: receipts rewritten to our id, waiting for (or being delivered to) a bound
 //!   session of their ESME's system_id; removed when the ESME answers deliver_sm_resp ROK.
+//!   Failure receipts the node writes itself (a stored message dropped: the SMSC's permanent
+//!   error, attempts exhausted or expired) join the same table in the commit that drops it.
 //!
 //! Ownership: a bind's queued messages are driven by the core that owns the bind; receipts
 //! are held in one shared in-memory outbox (mirroring the table) that each core drains into
@@ -28,6 +33,7 @@ const QUEUE: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("queue");
 const IDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ids");
 const RECEIPTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("receipts");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+const IDS_LEFT: TableDefinition<'_, &str, u32> = TableDefinition::new("ids_left");
 
 /// Why the store could not open or write.
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +55,9 @@ pub enum StoreError {
 /// One change, applied in order within a commit.
 #[derive(Debug)]
 pub(super) enum Op {
-    /// A message was accepted: `(our id, bind, esme system_id, the submit)`.
-    Queue(u64, Box<SmppSend>),
+    /// A message was accepted: `(our id, the request (bind in `session_id`, ESME in
+    /// `via.store`), accepted at (Unix seconds))`.
+    Queue(u64, Box<SmppSend>, u64),
     /// It left the queue (answered ROK, or dropped).
     Unqueue(u64),
     /// Its receipt will name `smsc_id` on `bind`.
@@ -61,8 +68,10 @@ pub(super) enum Op {
         ours: u64,
         /// The ESME's system_id.
         esme: String,
+        /// Receipts expected (a submit_multi: one per destination).
+        receipts: u32,
     },
-    /// A receipt was matched: the map entry goes.
+    /// A receipt was matched: the map entry goes with the last one expected.
     UnmapId(String),
     /// A receipt waits for its ESME: `(seq, the deliver_sm; session_id = esme system_id)`.
     Receipt(u64, Box<SmppSend>),
@@ -79,8 +88,12 @@ pub struct StoreMetrics {
     pub retried: AtomicU64,
     /// Messages the SMSC accepted.
     pub delivered: AtomicU64,
-    /// Messages dropped on a permanent error.
+    /// Messages dropped: a permanent error, attempts exhausted or expired.
     pub dropped: AtomicU64,
+    /// ... of which attempts exhausted (`retry.max_attempts`) or expired (`expire_secs`).
+    pub expired: AtomicU64,
+    /// Failure receipts (stat:REJECTD / UNDELIV) queued for the ESME of a dropped message.
+    pub failure_receipts: AtomicU64,
     /// Submits refused with ESME_RMSGQFUL (queue full).
     pub refused: AtomicU64,
     /// Messages in the queue now.
@@ -105,6 +118,8 @@ impl StoreMetrics {
             ("retried_total", "counter", &self.retried),
             ("delivered_total", "counter", &self.delivered),
             ("dropped_total", "counter", &self.dropped),
+            ("expired_total", "counter", &self.expired),
+            ("failure_receipts_total", "counter", &self.failure_receipts),
             ("refused_total", "counter", &self.refused),
             ("queue_depth", "gauge", &self.depth),
             ("receipts_queued_total", "counter", &self.receipts_queued),
@@ -125,8 +140,8 @@ impl StoreMetrics {
     }
 }
 
-/// Records by id, in file order.
-type Records = Vec<(u64, Box<SmppSend>)>;
+/// Records by id, in file order: `(our id, the request, accepted at (Unix seconds))`.
+type Records = Vec<(u64, Box<SmppSend>, u64)>;
 /// Receipts waiting, in arrival order.
 type Waiting = VecDeque<(u64, Box<SmppSend>)>;
 
@@ -184,12 +199,13 @@ impl Store {
                     let id = k.value();
                     next_id = next_id.max(id + 1);
                     match decode(v.value()) {
-                        Some(s) => {
+                        Some((s, born)) => {
                             depth += 1;
-                            loaded
-                                .entry(s.session_id.clone())
-                                .or_default()
-                                .push((id, Box::new(s)));
+                            loaded.entry(s.session_id.clone()).or_default().push((
+                                id,
+                                Box::new(s),
+                                born,
+                            ));
                         }
                         None => tracing::warn!(id, "SMPP store: unreadable queue record skipped"),
                     }
@@ -199,7 +215,7 @@ impl Store {
                     let (k, v) = item.map_err(|e| err(&e))?;
                     let seq = k.value();
                     next_receipt = next_receipt.max(seq + 1);
-                    if let Some(s) = decode(v.value()) {
+                    if let Some((s, _)) = decode(v.value()) {
                         rdepth += 1;
                         outbox
                             .entry(s.session_id.clone())
@@ -208,6 +224,7 @@ impl Store {
                     }
                 }
                 let _ = w.open_table(IDS).map_err(|e| err(&e))?;
+                let _ = w.open_table(IDS_LEFT).map_err(|e| err(&e))?;
                 let m = w.open_table(META).map_err(|e| err(&e))?;
                 if let Some(v) = m.get("next_id").map_err(|e| err(&e))? {
                     next_id = next_id.max(v.value());
@@ -265,7 +282,7 @@ impl Store {
     }
 
     /// The queued messages of `bind` found at open (once).
-    pub(super) fn take_loaded(&self, bind: &str) -> Vec<(u64, Box<SmppSend>)> {
+    pub(super) fn take_loaded(&self, bind: &str) -> Records {
         lock(&self.loaded).remove(bind).unwrap_or_default()
     }
 
@@ -278,26 +295,47 @@ impl Store {
             let mut ids = w.open_table(IDS).map_err(|x| e(&x))?;
             let mut r = w.open_table(RECEIPTS).map_err(|x| e(&x))?;
             let mut m = w.open_table(META).map_err(|x| e(&x))?;
+            let mut left = w.open_table(IDS_LEFT).map_err(|x| e(&x))?;
             let mut top = 0u64;
             for op in ops {
                 match op {
-                    Op::Queue(id, s) => {
+                    Op::Queue(id, s, born) => {
                         top = top.max(*id + 1);
-                        q.insert(*id, encode(s).as_slice()).map_err(|x| e(&x))?;
+                        q.insert(*id, encode(s, *born).as_slice())
+                            .map_err(|x| e(&x))?;
                     }
                     Op::Unqueue(id) => {
                         q.remove(*id).map_err(|x| e(&x))?;
                     }
-                    Op::MapId { key, ours, esme } => {
+                    Op::MapId {
+                        key,
+                        ours,
+                        esme,
+                        receipts,
+                    } => {
                         let mut v = ours.to_be_bytes().to_vec();
                         v.extend_from_slice(esme.as_bytes());
                         ids.insert(key.as_str(), v.as_slice()).map_err(|x| e(&x))?;
+                        if *receipts > 1 {
+                            left.insert(key.as_str(), *receipts - 1)
+                                .map_err(|x| e(&x))?;
+                        }
                     }
                     Op::UnmapId(key) => {
-                        ids.remove(key.as_str()).map_err(|x| e(&x))?;
+                        let more = left
+                            .get(key.as_str())
+                            .map_err(|x| e(&x))?
+                            .map_or(0, |v| v.value());
+                        if more > 1 {
+                            left.insert(key.as_str(), more - 1).map_err(|x| e(&x))?;
+                        } else if more == 1 {
+                            left.remove(key.as_str()).map_err(|x| e(&x))?;
+                        } else {
+                            ids.remove(key.as_str()).map_err(|x| e(&x))?;
+                        }
                     }
                     Op::Receipt(seq, s) => {
-                        r.insert(*seq, encode(s).as_slice()).map_err(|x| e(&x))?;
+                        r.insert(*seq, encode(s, 0).as_slice()).map_err(|x| e(&x))?;
                     }
                     Op::Unreceipt(seq) => {
                         r.remove(*seq).map_err(|x| e(&x))?;
@@ -386,10 +424,11 @@ fn put(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-/// Record format 1: version octet, then length-prefixed fields.
-fn encode(s: &SmppSend) -> Vec<u8> {
+/// Record format 2: version octet, then length-prefixed fields; format 1 (no destinations,
+/// no acceptance time) is still read.
+fn encode(s: &SmppSend, born: u64) -> Vec<u8> {
     let mut o = Vec::with_capacity(64 + s.short_message.len() + s.tlvs.len());
-    o.push(1);
+    o.push(2);
     put(&mut o, s.session_id.as_bytes());
     put(&mut o, s.command.as_bytes());
     put(&mut o, s.source_addr.as_bytes());
@@ -404,11 +443,15 @@ fn encode(s: &SmppSend) -> Vec<u8> {
     put(&mut o, v.validity_period.as_bytes());
     put(&mut o, &[v.replace_if_present_flag, v.sm_default_msg_id]);
     put(&mut o, v.store.as_deref().unwrap_or("").as_bytes());
+    put(&mut o, v.destinations.join("\0").as_bytes());
+    put(&mut o, &born.to_be_bytes());
     o
 }
 
-fn decode(mut b: &[u8]) -> Option<SmppSend> {
-    if b.first() != Some(&1) {
+/// A record and the time it was accepted (format 1: now).
+fn decode(mut b: &[u8]) -> Option<(SmppSend, u64)> {
+    let version = *b.first()?;
+    if version != 1 && version != 2 {
         return None;
     }
     b = &b[1..];
@@ -432,7 +475,19 @@ fn decode(mut b: &[u8]) -> Option<SmppSend> {
     let validity_period = s(next()?);
     let flags = next()?;
     let store = s(next()?);
-    Some(SmppSend {
+    let (destinations, born) = if version == 2 {
+        let d = s(next()?);
+        let born = u64::from_be_bytes(next()?.try_into().ok()?);
+        let d = if d.is_empty() {
+            Vec::new()
+        } else {
+            d.split('\0').map(str::to_owned).collect()
+        };
+        (d, born)
+    } else {
+        (Vec::new(), unix_now())
+    };
+    let send = SmppSend {
         core: 0,
         worker: 0,
         token: 0,
@@ -446,14 +501,44 @@ fn decode(mut b: &[u8]) -> Option<SmppSend> {
         tlvs,
         via: Some(Box::new(SmppVia {
             message_id,
-            destinations: Vec::new(),
+            destinations,
             schedule_delivery_time,
             validity_period,
             replace_if_present_flag: flags.first().copied().unwrap_or(0),
             sm_default_msg_id: flags.get(1).copied().unwrap_or(0),
             store: Some(store),
         })),
-    })
+    };
+    Some((send, born))
+}
+
+/// Seconds since the Unix epoch (0 before it).
+pub(super) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `YYMMDDhhmm` (UTC) of a Unix time: a receipt's `submit date:` / `done date:`.
+pub(super) fn receipt_date(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let rem = unix % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{:02}{m:02}{d:02}{:02}{:02}",
+        y.rem_euclid(100),
+        rem / 3600,
+        rem % 3600 / 60
+    )
 }
 
 /// The receipt's id as the SMSC wrote it: TLV receipted_message_id, else `id:` in the text.
@@ -488,7 +573,7 @@ fn text_id_span(text: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
-fn tlv_value(tlvs: &[u8], tag: u16) -> Option<&[u8]> {
+pub(super) fn tlv_value(tlvs: &[u8], tag: u16) -> Option<&[u8]> {
     let mut b = tlvs;
     while b.len() >= 4 {
         let t = u16::from_be_bytes([b[0], b[1]]);
@@ -566,6 +651,7 @@ mod tests {
             retry: super::super::config::StoreRetry::default(),
             max_queue: 2,
             max_receipts: 2,
+            expire_secs: 0,
         };
         let send = SmppSend {
             core: 0,
@@ -588,14 +674,26 @@ mod tests {
             let st = Store::open(cfg.clone()).expect("open");
             assert!(st.reserve() && st.reserve() && !st.reserve());
             let (a, b) = (st.next_id(), st.next_id());
+            let mut multi = send.clone();
+            multi.command = "submit_sm_multi".into();
+            if let Some(v) = multi.via.as_deref_mut() {
+                v.destinations = vec!["31".into(), "32".into()];
+            }
             st.commit(&[
-                Op::Queue(a, Box::new(send.clone())),
-                Op::Queue(b, Box::new(send.clone())),
+                Op::Queue(a, Box::new(send.clone()), 1_700_000_000),
+                Op::Queue(b, Box::new(multi), 1_700_000_001),
                 Op::Unqueue(a),
                 Op::MapId {
                     key: map_key("up", "x1"),
                     ours: a,
                     esme: "esme".into(),
+                    receipts: 1,
+                },
+                Op::MapId {
+                    key: map_key("up", "m1"),
+                    ours: b,
+                    esme: "esme".into(),
+                    receipts: 2,
                 },
             ])
             .expect("commit");
@@ -604,8 +702,28 @@ mod tests {
         let got = st.take_loaded("up");
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].1.short_message, b"hello");
+        assert_eq!(got[0].1.command, "submit_sm_multi");
+        let dests = got[0].1.via.as_deref().map(|v| v.destinations.clone());
+        assert_eq!(dests, Some(vec!["31".to_owned(), "32".to_owned()]));
+        assert_eq!(got[0].2, 1_700_000_001);
         assert_eq!(st.lookup("up", "x1"), Some((1, "esme".into())));
         assert!(st.next_id() > got[0].0);
+        // A submit_multi's map entry stays until its last receipt.
+        st.commit(&[Op::UnmapId(map_key("up", "m1"))])
+            .expect("commit");
+        assert_eq!(st.lookup("up", "m1"), Some((2, "esme".into())));
+        st.commit(&[Op::UnmapId(map_key("up", "m1"))])
+            .expect("commit");
+        assert_eq!(st.lookup("up", "m1"), None);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn receipt_dates_are_utc_yymmddhhmm() {
+        assert_eq!(receipt_date(0), "7001010000");
+        // 2026-12-06 09:35:00 UTC.
+        assert_eq!(receipt_date(1_796_549_700), "2612060935");
+        // 2024-02-29 23:59 UTC (leap day).
+        assert_eq!(receipt_date(1_709_251_140), "2402292359");
     }
 }
