@@ -45,7 +45,7 @@ step "cargo test"
 cargo test --workspace --locked
 
 step "cargo test: SMPP extension (siphon-bin --features smpp, its own debug binary)"
-env -u SIPHON_BIN cargo test -p siphon-bin --locked --features smpp --lib --test smpp_inbound --test smpp_outbound
+env -u SIPHON_BIN cargo test -p siphon-bin --locked --features smpp --lib --test smpp_inbound --test smpp_outbound --test smpp_store
 
 step "cargo test: HTTP extension (siphon-bin --features http, its own debug binary; curl)"
 env -u SIPHON_BIN cargo test -p siphon-bin --locked --features http --lib --test http_ext
