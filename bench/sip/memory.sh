@@ -52,7 +52,9 @@ pss() {
 		"/proc/$P/smaps_rollup"
 }
 
-# PSS by mapping: file-backed by file name, [heap], [stack], anonymous by size class
+# PSS by mapping: file-backed by file name, [heap], [stack], anonymous by size class (a
+# 1 GiB mapping is mimalloc's arena; 64 MiB-1 GiB are the reactors' UDP receive slabs, which
+# reserve 64 KiB per buffer; 64 MiB-aligned pieces below are glibc's per-thread heaps)
 breakdown() {
 	python3 - "$P" <<'EOF'
 import collections, sys
@@ -65,8 +67,10 @@ for line in open(f'/proc/{sys.argv[1]}/smaps'):
         mib = (hi - lo) >> 20
         if len(parts) > 5:
             cur = parts[5].rsplit('/', 1)[-1]
+        elif mib >= 1024:
+            cur = '[anon >=1G: mimalloc arena]'
         elif mib >= 64:
-            cur = '[anon >=64M: allocator arenas]'
+            cur = '[anon 64M-1G: receive buffer slabs]'
         elif mib >= 1:
             cur = f'[anon {mib}M]'
         else:

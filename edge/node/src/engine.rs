@@ -1491,7 +1491,9 @@ impl Handler for Engine {
         self.drain(cx);
         if self.proxy.transactions().is_empty() && self.proxy.contexts() == 0 {
             // The last transaction of a load ended (no proxy timer is armed until the next
-            // request): give the pages this reactor freed back to the OS.
+            // request): give the pages this reactor freed, its pooled send buffers and the
+            // pages its receive buffers touched back to the OS.
+            cx.release_idle_memory();
             crate::alloc::release_thread_memory();
         }
     }
