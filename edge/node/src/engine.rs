@@ -1501,6 +1501,13 @@ impl Handler for Engine {
         let now = cx.now();
         self.proxy.handle_timeout(now);
         self.drain(cx);
+        if self.proxy.transactions().is_empty() && self.proxy.contexts() == 0 {
+            // The last transaction of a load ended (no proxy timer is armed until the next
+            // request): give the pages this reactor freed, its pooled send buffers and the
+            // pages its receive buffers touched back to the OS.
+            cx.release_idle_memory();
+            crate::alloc::release_thread_memory();
+        }
     }
 
     fn on_message(&mut self, cx: &mut Cx<'_, Msg>, _from: Option<usize>, msg: Msg) {

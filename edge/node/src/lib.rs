@@ -2,6 +2,7 @@
 //! of the SIP core (edge/sip), the reactors and the script workers into the `siphon` node.
 //! Unlike the protocol crates this one does I/O; it has its own clippy.toml.
 
+pub mod alloc;
 pub mod check;
 pub mod config;
 pub mod dns;

@@ -492,6 +492,7 @@ impl Node {
             hc.script_config = serde_json::to_value(doc).unwrap_or_default();
         }
         hc.log = log_sink();
+        hc.idle_hook = Some(crate::alloc::release_thread_memory);
         hc.limits = c.limits.host();
         let security = Arc::new(crate::security::Security::new(&c.security));
         let observer = Arc::clone(&security);

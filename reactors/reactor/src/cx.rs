@@ -44,6 +44,8 @@ pub(crate) enum Command {
         reason: CloseReason,
         graceful: bool,
     },
+    /// Give the receive buffers' touched pages back (see [`Cx::release_idle_memory`]).
+    TrimReceiveBuffers,
 }
 
 #[derive(Debug)]
@@ -242,6 +244,16 @@ impl<M: Send + 'static> Cx<'_, M> {
     /// Counters of this reactor.
     pub fn metrics(&self) -> &ReactorMetrics {
         &self.st.metrics
+    }
+
+    /// The handler went idle after a load: drop the pooled send buffers and give the pages
+    /// the receive buffers touched back to the OS (`MADV_DONTNEED`, at the end of this turn;
+    /// a buffer's pages come back as the kernel writes the next datagrams into it). Every
+    /// buffer of the ring was written once a load has cycled through it, so without this a
+    /// reactor keeps `buffer_count × buffer_size` bytes in memory for good.
+    pub fn release_idle_memory(&mut self) {
+        self.st.pool = Vec::new();
+        self.st.commands.push(Command::TrimReceiveBuffers);
     }
 
     /// Queue a datagram (copied into a pooled buffer); sent in this turn's batch.

@@ -230,6 +230,8 @@ impl EpollBackend {
                     }
                     _ => self.drop_conn(conn, reason, sink),
                 },
+                // The batch memory is used only inside this thread's recvmmsg.
+                Command::TrimReceiveBuffers => self.recv.bufs.release(),
             }
         }
         self.cmds = cmds;

@@ -114,6 +114,20 @@ impl Slab {
         true
     }
 
+    /// Give back every page of every slot (`MADV_DONTNEED`: they read as zero afterwards and
+    /// become memory again when written). The caller must hold no slice of the slab (`&mut
+    /// self`) and the kernel must not be writing into it now: the backends call this between
+    /// turns, on the reactor thread, where the kernel writes receive buffers only during that
+    /// thread's own `io_uring_enter` (task work; the ring is single-issuer, deferred task run)
+    /// or `recvmmsg`.
+    pub(crate) fn release(&mut self) {
+        // SAFETY: exactly the mapping made in `new`; no live slice (`&mut self`) and no
+        // concurrent kernel write (above). Zeroed pages are fine for receive memory.
+        unsafe {
+            libc::madvise(self.ptr.cast(), self.len, libc::MADV_DONTNEED);
+        }
+    }
+
     /// Keep the mapping alive forever (the kernel may still write into it at shutdown).
     pub(crate) fn leak(&mut self) {
         self.leaked = true;
@@ -153,5 +167,19 @@ mod tests {
             !s.trim(1, 4096),
             "a datagram within the resident part keeps its pages"
         );
+    }
+
+    #[test]
+    fn release_zeroes_every_slot_and_slots_stay_usable() {
+        let mut s = Slab::new(4, 8192, 4096).expect("mmap");
+        for i in 0..4 {
+            // SAFETY: slot `i` is inside the mapping and nothing else uses the slab.
+            unsafe { std::ptr::write_bytes(s.slot_ptr(i), 9, 8192) };
+        }
+        s.release();
+        assert!((0..4).all(|i| s.slot(i, 8192).iter().all(|b| *b == 0)));
+        // SAFETY: as above.
+        unsafe { std::ptr::write_bytes(s.slot_ptr(3), 5, 100) };
+        assert!(s.slot(3, 100).iter().all(|b| *b == 5));
     }
 }

@@ -117,7 +117,13 @@ pub struct HostConfig {
     pub limits: crate::limits::HostLimits,
     /// Told the outcome of every digest check with credentials (`security.failed_auth_ban`).
     pub auth_observer: Option<AuthObserver>,
+    /// Called on a worker thread once it has had no event for [`WORKER_IDLE_RELEASE`] after
+    /// some work (the node gives the thread's freed allocator pages back to the OS).
+    pub idle_hook: Option<fn()>,
 }
+
+/// How long a worker goes without events before [`HostConfig::idle_hook`] runs.
+pub const WORKER_IDLE_RELEASE: Duration = Duration::from_secs(1);
 
 /// What a digest check with credentials in the request ended as, and where it came from:
 /// `(source, reliable transport, accepted)`.
@@ -171,6 +177,7 @@ impl HostConfig {
             doorbell: None,
             limits: crate::limits::HostLimits::default(),
             auth_observer: None,
+            idle_hook: None,
         }
     }
 }

@@ -906,8 +906,18 @@ pub(crate) fn run(
     };
     let _ = ready.send(Ok(()));
     let mut spin = SpinPolicy::default();
+    // When this worker last had work, until its idle hook ran (`HostConfig::idle_hook`).
+    let mut busy_at: Option<Instant> = None;
     while !shared.shutdown.load(Ordering::Acquire) {
-        if core.turn() == 0 {
+        if core.turn() > 0 {
+            busy_at = Some(Instant::now());
+        } else {
+            if let (Some(at), Some(hook)) = (busy_at, shared.cfg.idle_hook)
+                && at.elapsed() >= crate::host::WORKER_IDLE_RELEASE
+            {
+                hook();
+                busy_at = None;
+            }
             let timeout = core.idle_timeout();
             if !timeout.is_zero() {
                 idle(&shared, worker, &lanes, timeout, &mut spin);

@@ -564,6 +564,7 @@ impl Proxy {
         if status >= 200 {
             // The TU ended the context: stop the branches (§16.7 step 10).
             self.cancel_pending(now, ctx);
+            self.maybe_remove(ctx);
         }
         self.drain_transactions(now, 0);
         Ok(())
@@ -1078,7 +1079,9 @@ impl Proxy {
             .map(ContextId)
             .filter(|c| self.contexts.contains_key(c));
         let tag = self.local_tag();
-        let (status, reason) = if ctx.is_some() {
+        // The INVITE's server transaction still runs (its context may be gone once answered):
+        // the CANCEL matched a transaction (§9.2).
+        let (status, reason) = if cancels.is_some() {
             (200, "OK")
         } else {
             (481, "Call/Transaction Does Not Exist")
@@ -1389,7 +1392,12 @@ impl Proxy {
 
     fn on_branch_response(&mut self, now: Instant, key: TransactionKey, response: TxResponse) {
         let Some(&(ctx, idx)) = self.branch_of.get(&key) else {
-            return; // a CANCEL's own response
+            // A 2xx retransmission passed up by an Accepted branch whose context is gone
+            // (RFC 6026 §8.4: forwarded upstream); anything else is a CANCEL's own response.
+            if (200..300).contains(&response.status()) && response.cseq_method() == "INVITE" {
+                self.forward_stray(&response);
+            }
+            return;
         };
         let status = response.status();
         let upstream = response.without_top_via();
@@ -1574,13 +1582,27 @@ impl Proxy {
         Ok(())
     }
 
+    /// Forget a context as soon as it can no longer act: its final response is sent and no
+    /// branch can still bring a response it must process (each branch transaction ended, or
+    /// waits in Completed / Accepted). The server transaction goes on alone (it absorbs or
+    /// answers retransmissions, passes the ACK of a 2xx up); 2xx retransmissions that an
+    /// Accepted branch passes up are relayed by their Via ([`Self::forward_stray`]).
     fn maybe_remove(&mut self, ctx: ContextId) {
         let Some(c) = self.contexts.get(&ctx) else {
             return;
         };
-        let live_branch = c.branches.iter().any(|b| self.txns.state(b.key).is_some());
-        if c.final_sent && !live_branch && self.txns.state(ctx.0).is_none() {
-            self.contexts.remove(&ctx);
+        let live_branch = c.branches.iter().any(|b| {
+            matches!(
+                self.txns.state(b.key),
+                Some(State::Calling | State::Trying | State::Proceeding)
+            )
+        });
+        if c.final_sent && c.held == 0 && !live_branch {
+            if let Some(c) = self.contexts.remove(&ctx) {
+                for b in &c.branches {
+                    self.branch_of.remove(&b.key);
+                }
+            }
         }
     }
 

@@ -895,8 +895,11 @@ fn invite_retransmitted_after_2xx_does_not_fork_again() {
     assert_eq!(net.times("INVITE", addr(1)), [0, 500].map(ms));
     assert_eq!(p.requests.len(), 1);
     assert_eq!(net.labels(addr(P), addr(2)), ["INVITE"]);
-    // The callee's 2xx retransmission is matched by the Accepted client transaction and
-    // relayed through the Accepted server transaction.
+    // Answered, no branch pending: the context is gone; both INVITE transactions wait in
+    // Accepted. The callee's 2xx retransmission is matched by the Accepted client
+    // transaction and relayed by its Via.
+    assert_eq!(p.proxy.contexts(), 0);
+    assert_eq!(p.proxy.transactions().len(), 2);
     let inv = sent_requests(&net, 2, "INVITE").remove(0);
     a.extra.push_back(Transmit {
         destination: udp(P),
@@ -909,6 +912,38 @@ fn invite_retransmitted_after_2xx_does_not_fork_again() {
         ["Response 200", "Terminated"],
         "the caller got the 2xx once"
     );
+}
+
+/// A context is forgotten once answered with no branch pending; a CANCEL that still finds
+/// the INVITE's server transaction (Accepted) gets 200, not 481 (§9.2), and goes nowhere.
+#[test]
+fn answered_context_is_forgotten_and_a_late_cancel_gets_200() {
+    let mut net = Net::new(1);
+    let mut uac = node(1, &net, &[]);
+    let mut a = node(2, &net, &[(10, 200)]);
+    let mut p = ProxyNode::new(
+        &net,
+        Box::new(|_| Decision::Forward(vec![target(2, 1000)], false)),
+    );
+    let invite = send_invite(&mut uac, &net, invite_parts("z9hG4bKlate"));
+    net.run(&mut [&mut uac, &mut p, &mut a], Duration::from_secs(1));
+    assert_eq!(p.proxy.contexts(), 0);
+    assert_eq!(p.proxy.transactions().len(), 2);
+    uac.layer
+        .send_request(net.now, udp(P), invite.cancel())
+        .unwrap();
+    net.run(&mut [&mut uac, &mut p, &mut a], Duration::from_secs(2));
+    let answers: Vec<u16> = net
+        .log
+        .iter()
+        .filter(|s| s.from == addr(P) && s.to == addr(1))
+        .filter_map(|s| match &s.message {
+            Outgoing::Response(r) if r.cseq_method() == "CANCEL" => Some(r.status()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers, [200]);
+    assert!(sent_requests(&net, 2, "CANCEL").is_empty());
 }
 
 #[test]

@@ -45,7 +45,6 @@ pub(crate) struct ClientTxn {
     accepted_state: bool,
     interval: Duration,
     pub(crate) timers: TimerTable,
-    config: TimerConfig,
 }
 
 impl ClientTxn {
@@ -55,7 +54,7 @@ impl ClientTxn {
         invite: bool,
         reliable: bool,
         accepted_state: bool,
-        config: TimerConfig,
+        config: &TimerConfig,
     ) -> Self {
         let mut timers = TimerTable::default();
         let (retransmit, timeout, state) = if invite {
@@ -74,12 +73,16 @@ impl ClientTxn {
             accepted_state,
             interval: config.t1,
             timers,
-            config,
         }
     }
 
     /// A response with `status` matched this transaction.
-    pub(crate) fn on_response(&mut self, now: Instant, status: u16) -> OnResponse {
+    pub(crate) fn on_response(
+        &mut self,
+        now: Instant,
+        status: u16,
+        config: &TimerConfig,
+    ) -> OnResponse {
         let provisional = status < 200;
         if self.invite {
             match self.state {
@@ -95,8 +98,7 @@ impl ClientTxn {
                         // RFC 6026 §8.4: Accepted, Timer M; later 2xx still go to the TU.
                         self.state = State::Accepted;
                         self.timers.stop_all();
-                        self.timers
-                            .set(Timer::TimerM, now + self.config.sixty_four_t1());
+                        self.timers.set(Timer::TimerM, now + config.sixty_four_t1());
                     } else {
                         self.terminate();
                     }
@@ -109,7 +111,7 @@ impl ClientTxn {
                     let wait = if self.reliable {
                         Duration::ZERO
                     } else {
-                        self.config.timer_d
+                        config.timer_d
                     };
                     self.timers.set(Timer::TimerD, now + wait);
                     OnResponse::DeliverAndAck
@@ -129,7 +131,7 @@ impl ClientTxn {
                     let wait = if self.reliable {
                         Duration::ZERO
                     } else {
-                        self.config.t4
+                        config.t4
                     };
                     self.timers.set(Timer::TimerK, now + wait);
                     OnResponse::Deliver
@@ -140,7 +142,7 @@ impl ClientTxn {
     }
 
     /// `timer` fired at `now`.
-    pub(crate) fn on_timer(&mut self, now: Instant, timer: Timer) -> OnTimer {
+    pub(crate) fn on_timer(&mut self, now: Instant, timer: Timer, config: &TimerConfig) -> OnTimer {
         match (timer, self.state) {
             (Timer::TimerA, State::Calling) => {
                 // §17.1.1.2: A doubles without a cap.
@@ -158,14 +160,14 @@ impl ClientTxn {
                 OnTimer::Terminate
             }
             (Timer::TimerE, State::Trying) => {
-                self.interval = (self.interval * 2).min(self.config.t2);
+                self.interval = (self.interval * 2).min(config.t2);
                 self.timers.set(Timer::TimerE, now + self.interval);
                 OnTimer::Retransmit
             }
             (Timer::TimerE, State::Proceeding) => {
                 // §17.1.2.2: in Proceeding, E is reset to T2.
-                self.interval = self.config.t2;
-                self.timers.set(Timer::TimerE, now + self.config.t2);
+                self.interval = config.t2;
+                self.timers.set(Timer::TimerE, now + config.t2);
                 OnTimer::Retransmit
             }
             (Timer::TimerF, State::Trying | State::Proceeding) => {

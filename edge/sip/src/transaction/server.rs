@@ -34,7 +34,6 @@ pub(crate) struct ServerTxn {
     sent_provisional: bool,
     interval: Duration,
     pub(crate) timers: TimerTable,
-    config: TimerConfig,
 }
 
 impl ServerTxn {
@@ -44,7 +43,7 @@ impl ServerTxn {
         invite: bool,
         reliable: bool,
         accepted_state: bool,
-        config: TimerConfig,
+        config: &TimerConfig,
     ) -> Self {
         Self {
             invite,
@@ -58,7 +57,6 @@ impl ServerTxn {
             sent_provisional: false,
             interval: config.t1,
             timers: TimerTable::default(),
-            config,
         }
     }
 
@@ -69,6 +67,7 @@ impl ServerTxn {
         now: Instant,
         is_ack: bool,
         have_response: bool,
+        config: &TimerConfig,
     ) -> OnRequest {
         if is_ack {
             if self.state == State::Accepted {
@@ -81,7 +80,7 @@ impl ServerTxn {
                 let wait = if self.reliable {
                     Duration::ZERO
                 } else {
-                    self.config.t4
+                    config.t4
                 };
                 self.timers.set(Timer::TimerI, now + wait);
             }
@@ -94,7 +93,12 @@ impl ServerTxn {
     }
 
     /// The TU sends a response with `status` at `now`.
-    pub(crate) fn on_send(&mut self, now: Instant, status: u16) -> Result<(), TransactionError> {
+    pub(crate) fn on_send(
+        &mut self,
+        now: Instant,
+        status: u16,
+        config: &TimerConfig,
+    ) -> Result<(), TransactionError> {
         let provisional = status < 200;
         match self.state {
             State::Trying | State::Proceeding if provisional => {
@@ -106,8 +110,7 @@ impl ServerTxn {
                 if self.accepted_state {
                     // RFC 6026 §8.5: Accepted; INVITE retransmissions are absorbed until L.
                     self.state = State::Accepted;
-                    self.timers
-                        .set(Timer::TimerL, now + self.config.sixty_four_t1());
+                    self.timers.set(Timer::TimerL, now + config.sixty_four_t1());
                 } else {
                     // §17.2.1: a 2xx ends the transaction; the TU retransmits 2xx end to end.
                     self.state = State::Terminated;
@@ -126,10 +129,9 @@ impl ServerTxn {
                 // nothing is lost without G, and a spoofed INVITE answered at once is
                 // answered once, not ten times over 32 s (amplification, bench/hostile).
                 if !self.reliable && self.sent_provisional {
-                    self.timers.set(Timer::TimerG, now + self.config.t1);
+                    self.timers.set(Timer::TimerG, now + config.t1);
                 }
-                self.timers
-                    .set(Timer::TimerH, now + self.config.sixty_four_t1());
+                self.timers.set(Timer::TimerH, now + config.sixty_four_t1());
                 Ok(())
             }
             State::Trying | State::Proceeding => {
@@ -137,7 +139,7 @@ impl ServerTxn {
                 let wait = if self.reliable {
                     Duration::ZERO
                 } else {
-                    self.config.sixty_four_t1()
+                    config.sixty_four_t1()
                 };
                 self.timers.set(Timer::TimerJ, now + wait);
                 Ok(())
@@ -147,10 +149,10 @@ impl ServerTxn {
     }
 
     /// `timer` fired at `now`.
-    pub(crate) fn on_timer(&mut self, now: Instant, timer: Timer) -> OnTimer {
+    pub(crate) fn on_timer(&mut self, now: Instant, timer: Timer, config: &TimerConfig) -> OnTimer {
         match (timer, self.state) {
             (Timer::TimerG, State::Completed) => {
-                self.interval = (self.interval * 2).min(self.config.t2);
+                self.interval = (self.interval * 2).min(config.t2);
                 self.timers.set(Timer::TimerG, now + self.interval);
                 OnTimer::Retransmit
             }

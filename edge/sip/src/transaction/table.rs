@@ -192,16 +192,96 @@ enum Machine {
         sm: ServerTxn,
         /// The last response sent, kept to retransmit (not kept for a 2xx in Accepted: the
         /// UAS retransmits those end to end, RFC 6026 §8.5).
-        last: Option<TxResponse>,
+        last: Option<Last>,
         /// Whether any response was sent.
         answered: bool,
     },
 }
 
+/// What a live transaction keeps of its request.
+#[derive(Debug)]
+enum Kept {
+    /// The whole request: to retransmit it (Timers A/E), answer it with 100 Trying, build the
+    /// ACK for a non-2xx final, or match it under RFC 2543 rules.
+    Request(TxRequest),
+    /// Completed, Confirmed or Accepted with an RFC 3261 key: only the key is still needed
+    /// (retransmissions are absorbed or answered from [`Last`]).
+    Key(KeyText),
+}
+
+/// The text of an RFC 3261 matching key (§17.1.3 / §17.2.3) in one allocation: branch, then
+/// sent-by (server side), then the method.
+#[derive(Debug)]
+struct KeyText {
+    text: Box<str>,
+    branch: u32,
+    sent_by: u32,
+}
+
+impl KeyText {
+    fn of(key: &MatchKey<'_>) -> Option<Self> {
+        let (branch, sent_by, method) = match key {
+            MatchKey::Client { branch, method } => (*branch, "", *method),
+            MatchKey::Server {
+                branch,
+                sent_by,
+                method,
+            } => (*branch, *sent_by, *method),
+            MatchKey::Rfc2543 { .. } => return None,
+        };
+        Some(Self {
+            text: [branch, sent_by, method].concat().into(),
+            branch: u32::try_from(branch.len()).ok()?,
+            sent_by: u32::try_from(sent_by.len()).ok()?,
+        })
+    }
+
+    fn key(&self, client: bool) -> MatchKey<'_> {
+        let (b, s) = (
+            self.branch as usize,
+            self.branch as usize + self.sent_by as usize,
+        );
+        let (branch, sent_by, method) = (
+            self.text.get(..b).unwrap_or(""),
+            self.text.get(b..s).unwrap_or(""),
+            self.text.get(s..).unwrap_or(""),
+        );
+        if client {
+            MatchKey::Client { branch, method }
+        } else {
+            MatchKey::Server {
+                branch,
+                sent_by,
+                method,
+            }
+        }
+    }
+}
+
+/// The last response of a server transaction, kept to retransmit.
+#[derive(Debug)]
+enum Last {
+    Response(TxResponse),
+    /// Once the request is no longer kept (Completed): only its bytes, viewed again when a
+    /// retransmission is due (rare: a retransmitted request, or Timer G).
+    Bytes(bytes::Bytes),
+}
+
+impl Last {
+    fn response(&self) -> Option<TxResponse> {
+        match self {
+            Self::Response(r) => Some(r.clone()),
+            Self::Bytes(b) => crate::Message::parse(b.clone())
+                .ok()
+                .and_then(|m| TxResponse::try_from(&m).ok()),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     machine: Machine,
-    request: TxRequest,
+    kept: Kept,
     remote: Remote,
     /// Hash of the entry's matching key in the index.
     key_hash: u64,
@@ -215,11 +295,43 @@ impl Entry {
         }
     }
 
-    /// The matching key, re-derived from the stored request.
+    fn request(&self) -> Option<&TxRequest> {
+        match &self.kept {
+            Kept::Request(r) => Some(r),
+            Kept::Key(_) => None,
+        }
+    }
+
+    /// The matching key, re-derived from the stored request (or its kept text).
     fn match_key(&self) -> Option<MatchKey<'_>> {
-        match &self.machine {
-            Machine::Client { .. } => MatchKey::client_for_request(&self.request),
-            Machine::Server { .. } => Some(MatchKey::server(&self.request, None)),
+        match (&self.kept, &self.machine) {
+            (Kept::Key(k), m) => Some(k.key(matches!(m, Machine::Client { .. }))),
+            (Kept::Request(r), Machine::Client { .. }) => MatchKey::client_for_request(r),
+            (Kept::Request(r), Machine::Server { .. }) => Some(MatchKey::server(r, None)),
+        }
+    }
+
+    /// In Completed, Confirmed or Accepted the request is no longer needed: keep its matching
+    /// key (RFC 3261 keys only) and the last response's bytes.
+    fn shrink(&mut self) {
+        if matches!(self.kept, Kept::Key(_))
+            || !matches!(
+                self.state(),
+                State::Completed | State::Confirmed | State::Accepted
+            )
+        {
+            return;
+        }
+        let Some(text) = self.match_key().as_ref().and_then(KeyText::of) else {
+            return;
+        };
+        self.kept = Kept::Key(text);
+        if let Machine::Server {
+            last: Some(last), ..
+        } = &mut self.machine
+            && let Last::Response(r) = last
+        {
+            *last = Last::Bytes(r.bytes().clone());
         }
     }
 
@@ -290,9 +402,10 @@ impl TransactionLayer {
         self.entry(key).map(Entry::state)
     }
 
-    /// The request that created a live transaction.
+    /// The request that created a live transaction, until it completes (Completed, Confirmed
+    /// and Accepted transactions keep only their matching key).
     pub fn request(&self, key: TransactionKey) -> Option<&TxRequest> {
-        self.entry(key).map(|e| &e.request)
+        self.entry(key).and_then(Entry::request)
     }
 
     /// The peer of a live transaction (destination of a client's request, source of a
@@ -318,9 +431,9 @@ impl TransactionLayer {
             let Machine::Server { sm, last, answered } = &mut entry.machine else {
                 return;
             };
-            match sm.on_request(now, is_ack, *answered) {
+            match sm.on_request(now, is_ack, *answered, &self.config.timers) {
                 OnRequest::ResendLast => {
-                    if let Some(resp) = last.clone() {
+                    if let Some(resp) = last.as_ref().and_then(Last::response) {
                         let destination = entry.remote;
                         self.transmits.push_back(Transmit {
                             destination,
@@ -346,7 +459,7 @@ impl TransactionLayer {
             invite,
             source.transport.is_reliable(),
             self.config.accepted_state,
-            self.config.timers,
+            &self.config.timers,
         );
         let key_hash = self.index.hash(&MatchKey::server(&request, None));
         let key = self.insert(Entry {
@@ -355,7 +468,7 @@ impl TransactionLayer {
                 last: None,
                 answered: false,
             },
-            request: request.clone(),
+            kept: Kept::Request(request.clone()),
             remote: source,
             key_hash,
         });
@@ -391,15 +504,18 @@ impl TransactionLayer {
         let Machine::Client { sm, ack } = &mut entry.machine else {
             return;
         };
-        match sm.on_response(now, response.status()) {
+        match sm.on_response(now, response.status(), &self.config.timers) {
             OnResponse::Deliver => self.events.push_back(Event::Response { key, response }),
             OnResponse::DeliverAndAck => {
-                let built = entry.request.ack_for(&response);
-                *ack = Some(built.clone());
-                self.transmits.push_back(Transmit {
-                    destination,
-                    message: Outgoing::Request(built),
-                });
+                // Calling or Proceeding until now: the request is still kept.
+                if let Kept::Request(request) = &entry.kept {
+                    let built = request.ack_for(&response);
+                    *ack = Some(built.clone());
+                    self.transmits.push_back(Transmit {
+                        destination,
+                        message: Outgoing::Request(built),
+                    });
+                }
                 self.events.push_back(Event::Response { key, response });
             }
             OnResponse::ResendAck => {
@@ -443,7 +559,7 @@ impl TransactionLayer {
             request.kind() == MethodKind::Invite,
             destination.transport.is_reliable(),
             self.config.accepted_state,
-            self.config.timers,
+            &self.config.timers,
         );
         self.transmits.push_back(Transmit {
             destination,
@@ -451,7 +567,7 @@ impl TransactionLayer {
         });
         Ok(self.insert(Entry {
             machine: Machine::Client { sm, ack: None },
-            request,
+            kept: Kept::Request(request),
             remote: destination,
             key_hash,
         }))
@@ -470,9 +586,9 @@ impl TransactionLayer {
         let Machine::Server { sm, last, answered } = &mut entry.machine else {
             return Err(TransactionError::WrongKind);
         };
-        sm.on_send(now, response.status())?;
+        sm.on_send(now, response.status(), &self.config.timers)?;
         *answered = true;
-        *last = (sm.state != State::Accepted).then(|| response.clone());
+        *last = (sm.state != State::Accepted).then(|| Last::Response(response.clone()));
         self.transmits.push_back(Transmit {
             destination,
             message: Outgoing::Response(response),
@@ -522,7 +638,10 @@ impl TransactionLayer {
         ) {
             return;
         }
-        let trying = TxResponse::to_request(&entry.request, 100, "Trying", None);
+        let Some(request) = entry.request() else {
+            return;
+        };
+        let trying = TxResponse::to_request(request, 100, "Trying", None);
         // A server transaction that has sent nothing is in Proceeding: it accepts a 1xx.
         let _ = self.send_response(now, key, trying);
     }
@@ -592,21 +711,25 @@ impl TransactionLayer {
             }
             before.stop(timer);
             let destination = entry.remote;
+            let config = &self.config.timers;
             let outcome = match &mut entry.machine {
                 Machine::Client { sm, .. } => {
                     sm.timers.stop(timer);
-                    sm.on_timer(now, timer)
+                    sm.on_timer(now, timer, config)
                 }
                 Machine::Server { sm, .. } => {
                     sm.timers.stop(timer);
-                    sm.on_timer(now, timer)
+                    sm.on_timer(now, timer, config)
                 }
             };
             match outcome {
                 OnTimer::Retransmit => {
                     let message = match &entry.machine {
-                        Machine::Client { .. } => Some(Outgoing::Request(entry.request.clone())),
-                        Machine::Server { last, .. } => last.clone().map(Outgoing::Response),
+                        Machine::Client { .. } => entry.request().cloned().map(Outgoing::Request),
+                        Machine::Server { last, .. } => last
+                            .as_ref()
+                            .and_then(Last::response)
+                            .map(Outgoing::Response),
                     };
                     if let Some(message) = message {
                         self.transmits.push_back(Transmit {
@@ -664,14 +787,15 @@ impl TransactionLayer {
         if mk.is_rfc2543() && request.kind() != MethodKind::Ack && method.is_none() {
             // §17.2.3 (2543): the To tag must match too, except for the ACK (whose To tag
             // is the one we put in our response) and a CANCEL's lookup of its INVITE.
-            if entry.request.to_tag() != request.to_tag() {
+            if entry.request().and_then(TxRequest::to_tag) != request.to_tag() {
                 return None;
             }
         }
         if let (
             true,
             Machine::Server {
-                last: Some(last), ..
+                last: Some(Last::Response(last)),
+                ..
             },
         ) = (
             mk.is_rfc2543() && request.kind() == MethodKind::Ack,
@@ -742,20 +866,19 @@ impl TransactionLayer {
         key
     }
 
-    /// Push newly armed deadlines onto the heap, and remove the transaction if it terminated.
+    /// Push newly armed deadlines onto the heap, drop what a completed transaction no
+    /// longer needs, and remove the transaction if it terminated.
     fn after_change(&mut self, key: TransactionKey, before: TimerTable) {
-        let Some(entry) = self.entry(key) else {
+        let Some(entry) = slot_entry(&mut self.slots, key) else {
             return;
         };
         if entry.state() == State::Terminated {
             self.remove(key);
             return;
         }
-        let after = entry.timers();
-        for timer in Timer::VALUES {
-            if let Some(at) = after.get(timer)
-                && before.get(timer) != Some(at)
-            {
+        entry.shrink();
+        for (timer, at) in entry.timers().armed() {
+            if before.get(timer) != Some(at) {
                 self.deadlines.push(Reverse((at, key, timer)));
             }
         }

@@ -685,10 +685,14 @@ fn invite_server_resends_final_on_retransmission_in_completed() {
         TxResponse::to_request(&invite, 486, "Busy Here", Some("t")),
     )
     .unwrap();
-    assert!(l.poll_transmit().is_some());
+    let first = l.poll_transmit().unwrap();
+    // Completed: the request is dropped, the key and the response's bytes are kept.
+    assert!(l.request(key).is_none());
+    assert_eq!(l.state(key), Some(State::Completed));
     l.handle_request(now + ms(100), udp(1), invite);
     let again = l.poll_transmit().unwrap();
     assert!(matches!(&again.message, Outgoing::Response(r) if r.status() == 486));
+    assert_eq!(again.message.bytes(), first.message.bytes());
     assert_eq!(again.destination, udp(1));
     assert!(l.poll_event().is_none());
 }
