@@ -222,6 +222,8 @@ pub struct Engine {
     failed_dests: Vec<Remote>,
     /// Script deadlines and stall state (`watchdog.rs`).
     faults: watchdog::Faults,
+    /// The transaction layer's early endings of lingering transactions already counted.
+    lingering_evicted: u64,
     /// This core's SMPP sessions.
     #[cfg(feature = "smpp")]
     smpp: Option<crate::smpp::SmppCore>,
@@ -283,6 +285,7 @@ impl Engine {
             parked: FxHashMap::default(),
             failed_dests: Vec::new(),
             faults: watchdog::Faults::default(),
+            lingering_evicted: 0,
             #[cfg(feature = "smpp")]
             smpp,
         }
@@ -1339,12 +1342,16 @@ impl Engine {
     }
 
     /// Whether a request that would create a transaction must get 503 because this core's
-    /// table is at `limits.max_transactions_per_core`. ACK creates none; CANCEL and
-    /// retransmissions of live transactions are always let through.
+    /// table is at `limits.max_transactions_per_core` transactions in progress (finished ones
+    /// waiting out Timer J/L/M have their own cap and are ended early there instead). ACK
+    /// creates none; CANCEL and retransmissions of live transactions are always let through.
     fn over_transaction_cap(&self, method: &str, tx: &TxRequest) -> bool {
         let layer = self.proxy.transactions();
         let cap = self.shared.limits.max_transactions;
-        if method == "ACK" || method == "CANCEL" || layer.len().max(self.proxy.contexts()) < cap {
+        if method == "ACK"
+            || method == "CANCEL"
+            || layer.in_progress().max(self.proxy.contexts()) < cap
+        {
             return false;
         }
         if layer.find_server(tx).is_some() {
@@ -1581,6 +1588,15 @@ impl Handler for Engine {
         self.m
             .mtu_tcp
             .store(self.proxy.mtu_switches(), Ordering::Relaxed);
+        let evicted = self.proxy.transactions().evicted();
+        if evicted > self.lingering_evicted {
+            self.shared
+                .limits
+                .counters
+                .lingering_evicted
+                .fetch_add(evicted - self.lingering_evicted, Ordering::Relaxed);
+        }
+        self.lingering_evicted = evicted;
         self.m.transactions_active.store(
             i64::try_from(self.proxy.contexts()).unwrap_or(i64::MAX),
             Ordering::Relaxed,

@@ -31,8 +31,11 @@ pub struct LimitsConfig {
     pub idle_timeout_secs: u64,
     /// Largest SIP message over a stream: the per-connection reassembly buffer (bytes).
     pub max_message_bytes: usize,
-    /// Transactions (server and client) per core; a new request past it gets 503.
+    /// Transactions (server and client) in progress per core; a new request past it gets 503.
     pub max_transactions_per_core: usize,
+    /// Finished transactions kept per core only to absorb retransmissions until their RFC 3261
+    /// timers end them (Timer J/L/M: 32 s on UDP); past it the oldest ends early (counted).
+    pub max_lingering_transactions_per_core: usize,
     /// `Retry-After` on the 503s these caps send, seconds.
     pub retry_after_secs: u32,
     /// AoRs with bindings, node-wide; a REGISTER for a new AoR past it gets 503 (0 = no cap).
@@ -64,6 +67,7 @@ impl Default for LimitsConfig {
             idle_timeout_secs: 300,
             max_message_bytes: 65_536,
             max_transactions_per_core: 20_000,
+            max_lingering_transactions_per_core: 100_000,
             retry_after_secs: 5,
             max_registrar_aors: 100_000,
             max_registrar_bindings: 200_000,
@@ -111,6 +115,10 @@ pub fn validate(c: &LimitsConfig) -> Result<(), (&'static str, String)> {
     for (key, v) in [
         ("max_message_bytes", c.max_message_bytes),
         ("max_transactions_per_core", c.max_transactions_per_core),
+        (
+            "max_lingering_transactions_per_core",
+            c.max_lingering_transactions_per_core,
+        ),
         ("cache_max_entries", c.cache_max_entries),
         ("cache_max_bytes", c.cache_max_bytes),
         ("rate_limit_keys", c.rate_limit_keys),
@@ -169,6 +177,8 @@ impl NodeLimits {
 pub struct LimitCounters {
     /// New requests answered 503 because the core's transaction table was full.
     pub transactions_refused: AtomicU64,
+    /// Finished transactions ended before their timers at `max_lingering_transactions_per_core`.
+    pub lingering_evicted: AtomicU64,
 }
 
 impl LimitCounters {
@@ -178,8 +188,10 @@ impl LimitCounters {
             o,
             "# HELP siphon_limit_hits_total Requests and connections refused at a configured limit\n\
              # TYPE siphon_limit_hits_total counter\n\
-             siphon_limit_hits_total{{limit=\"transactions\"}} {}",
-            self.transactions_refused.load(Ordering::Relaxed)
+             siphon_limit_hits_total{{limit=\"transactions\"}} {}\n\
+             siphon_limit_hits_total{{limit=\"lingering_transactions\"}} {}",
+            self.transactions_refused.load(Ordering::Relaxed),
+            self.lingering_evicted.load(Ordering::Relaxed)
         );
     }
 }

@@ -700,6 +700,7 @@ impl Node {
         txc.timers.t4 = Duration::from_millis(t.t4_ms);
         txc.send_trying = t.auto_emit_100_trying;
         txc.trying_delay = Duration::from_millis(t.auto_emit_100_trying_delay_ms);
+        txc.max_lingering = c.limits.max_lingering_transactions_per_core;
         let dns = start_dns(l, &handle_cell, &metrics)?;
         let node_limits = Arc::new(crate::limits::NodeLimits::new(&c.limits));
         let shared = Arc::new(Shared {

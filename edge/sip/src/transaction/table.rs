@@ -84,6 +84,10 @@ pub struct Config {
     /// absorbed rather than seen as a new request, and 2xx retransmissions are matched.
     /// `false` gives the original RFC 3261 §17 behaviour.
     pub accepted_state: bool,
+    /// Transactions kept only to absorb retransmissions (Completed, Confirmed, Accepted: the
+    /// key and the last response, waiting for Timers J/K/I/L/M); past it the oldest of them
+    /// ends early ([`TransactionLayer::evicted`]). 0 = no cap.
+    pub max_lingering: usize,
 }
 
 impl Default for Config {
@@ -93,6 +97,7 @@ impl Default for Config {
             send_trying: true,
             trying_delay: Duration::from_millis(200),
             accepted_state: true,
+            max_lingering: 0,
         }
     }
 }
@@ -312,18 +317,18 @@ impl Entry {
     }
 
     /// In Completed, Confirmed or Accepted the request is no longer needed: keep its matching
-    /// key (RFC 3261 keys only) and the last response's bytes.
-    fn shrink(&mut self) {
+    /// key (RFC 3261 keys only) and the last response's bytes. True when it shrank now.
+    fn shrink(&mut self) -> bool {
         if matches!(self.kept, Kept::Key(_))
             || !matches!(
                 self.state(),
                 State::Completed | State::Confirmed | State::Accepted
             )
         {
-            return;
+            return false;
         }
         let Some(text) = self.match_key().as_ref().and_then(KeyText::of) else {
-            return;
+            return false;
         };
         self.kept = Kept::Key(text);
         if let Machine::Server {
@@ -333,6 +338,11 @@ impl Entry {
         {
             *last = Last::Bytes(r.bytes().clone());
         }
+        true
+    }
+
+    fn lingers(&self) -> bool {
+        matches!(self.kept, Kept::Key(_))
     }
 
     fn is_client(&self) -> bool {
@@ -368,6 +378,12 @@ pub struct TransactionLayer {
     /// Generation of slots made after the table was last emptied and given back (above every
     /// generation handed out before, so an old handle never names a new transaction).
     generation_floor: u32,
+    /// Transactions that only absorb retransmissions now (shrunk), and the order they began
+    /// to (oldest first; entries of transactions gone since are skipped and dropped).
+    lingering: usize,
+    linger_order: VecDeque<TransactionKey>,
+    /// Lingering transactions ended early at [`Config::max_lingering`].
+    evicted: u64,
 }
 
 /// Slots a table keeps when it is empty; beyond that its memory goes back to the allocator.
@@ -390,6 +406,23 @@ impl TransactionLayer {
     /// Number of live transactions.
     pub fn len(&self) -> usize {
         self.index.len()
+    }
+
+    /// Transactions still in progress (not yet Completed, Confirmed or Accepted): what a
+    /// per-core cap on new work counts. The others only absorb retransmissions until their
+    /// timers end them, and are bounded by [`Config::max_lingering`].
+    pub fn in_progress(&self) -> usize {
+        self.len() - self.lingering
+    }
+
+    /// Transactions kept only to absorb retransmissions (key and last response).
+    pub fn lingering(&self) -> usize {
+        self.lingering
+    }
+
+    /// Lingering transactions ended early because [`Config::max_lingering`] was reached.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     /// Whether no transaction is live.
@@ -680,6 +713,7 @@ impl TransactionLayer {
             self.index.shrink();
             self.deadlines.shrink_to_fit();
             self.trying.shrink_to_fit();
+            self.linger_order = VecDeque::new();
         }
         if self.events.is_empty() && self.events.capacity() > IDLE_SLOTS {
             self.events = VecDeque::new();
@@ -876,10 +910,33 @@ impl TransactionLayer {
             self.remove(key);
             return;
         }
-        entry.shrink();
+        let shrank = entry.shrink();
         for (timer, at) in entry.timers().armed() {
             if before.get(timer) != Some(at) {
                 self.deadlines.push(Reverse((at, key, timer)));
+            }
+        }
+        if shrank {
+            self.lingering += 1;
+            self.linger_order.push_back(key);
+            self.evict_lingering();
+        }
+    }
+
+    /// Past [`Config::max_lingering`], end the oldest lingering transactions early (a late
+    /// retransmission of their request is then seen as new). Also drops the queue's entries
+    /// for transactions that ended meanwhile, so it stays about as long as the count.
+    fn evict_lingering(&mut self) {
+        let cap = self.config.max_lingering;
+        while let Some(&front) = self.linger_order.front() {
+            let alive = self.entry(front).is_some_and(Entry::lingers);
+            if alive && (cap == 0 || self.lingering <= cap) {
+                break;
+            }
+            self.linger_order.pop_front();
+            if alive {
+                self.evicted += 1;
+                self.remove(front);
             }
         }
     }
@@ -895,6 +952,9 @@ impl TransactionLayer {
             return;
         };
         slot.generation = slot.generation.wrapping_add(1);
+        if entry.lingers() {
+            self.lingering -= 1;
+        }
         self.free.push(key.index);
         self.index.remove(entry.key_hash, key);
         self.events.push_back(Event::Terminated { key });

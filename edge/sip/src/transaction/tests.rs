@@ -721,3 +721,48 @@ fn delayed_100_trying_only_when_the_tu_is_slow() {
         assert!(labels(&uac).contains(&"Response 486".to_string()));
     }
 }
+
+#[test]
+fn lingering_transactions_are_capped_oldest_first_and_not_counted_in_progress() {
+    let mut l = TransactionLayer::new(Config {
+        max_lingering: 2,
+        ..immediate()
+    });
+    #[allow(clippy::disallowed_methods)] // the origin of the test's clock; no time passes
+    let now = std::time::Instant::now();
+    let mut keys = Vec::new();
+    for b in ["z9hG4bKa", "z9hG4bKb", "z9hG4bKc"] {
+        l.handle_request(now, udp(1), request("OPTIONS", b));
+        let Some(Event::Request { key, request, .. }) = l.poll_event() else {
+            panic!("no request event");
+        };
+        assert_eq!(l.in_progress(), 1);
+        let ok = TxResponse::to_request(&request, 200, "OK", None);
+        l.send_response(now, key, ok).unwrap();
+        assert_eq!(
+            l.in_progress(),
+            0,
+            "a Completed transaction is not in progress"
+        );
+        keys.push(key);
+    }
+    // The third to complete pushed the first out; its Terminated event says so.
+    assert_eq!((l.lingering(), l.evicted(), l.len()), (2, 1, 2));
+    assert!(l.state(keys[0]).is_none());
+    assert_eq!(l.state(keys[2]), Some(State::Completed));
+    let mut ended = Vec::new();
+    while let Some(e) = l.poll_event() {
+        if let Event::Terminated { key } = e {
+            ended.push(key);
+        }
+    }
+    assert_eq!(ended, [keys[0]]);
+    // A retransmission of the evicted request is new work; of a kept one, absorbed (resent).
+    l.handle_request(now, udp(1), request("OPTIONS", "z9hG4bKa"));
+    assert!(matches!(l.poll_event(), Some(Event::Request { .. })));
+    l.handle_request(now, udp(1), request("OPTIONS", "z9hG4bKc"));
+    assert!(l.poll_event().is_none());
+    // Timer J ends the rest; the count follows.
+    l.handle_timeout(now + Duration::from_secs(40));
+    assert_eq!(l.lingering(), 0);
+}
