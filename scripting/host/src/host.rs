@@ -82,6 +82,11 @@ pub struct HostConfig {
     pub auth_nonce_secret: Option<String>,
     /// `auth.nonce_ttl_secs` (the digest default, 300 s, when `None`).
     pub auth_nonce_ttl: Option<Duration>,
+    /// `auth.algorithms`: offered in this order (empty: MD5 then SHA-256).
+    pub auth_algorithms: Vec<siphon_sip::auth::Algorithm>,
+    /// `auth.udp_challenge`: a 401/407 over UDP offers one challenge (`Offer::One`, the
+    /// default: a spoofed request draws no more than its own size) or all.
+    pub auth_udp_challenge: siphon_sip::auth::Offer,
     /// Limits of the presence store (`presence` namespace).
     pub presence: crate::presence::PresenceLimits,
     /// Names from `cache:` (in-memory here).
@@ -154,6 +159,8 @@ impl HostConfig {
             caches: Vec::new(),
             auth_nonce_secret: None,
             auth_nonce_ttl: None,
+            auth_algorithms: Vec::new(),
+            auth_udp_challenge: siphon_sip::auth::Offer::One,
             presence: crate::presence::PresenceLimits::default(),
             cache_names: vec!["default".into()],
             script_config: serde_json::Value::Object(serde_json::Map::new()),
@@ -1007,7 +1014,7 @@ impl Host {
             cache,
             registrar,
             presence: crate::presence::Presence::new(cfg.presence),
-            auth: Auth::with_nonces(
+            auth: Auth::with_challenges(
                 cfg.auth_realm.clone(),
                 cfg.auth_users.clone(),
                 cfg.auth_uri_check,
@@ -1019,6 +1026,8 @@ impl Host {
                 cfg.limits.nonce_windows,
                 cfg.auth_nonce_secret.as_deref(),
                 cfg.auth_nonce_ttl,
+                &cfg.auth_algorithms,
+                cfg.auth_udp_challenge,
             ),
             rate: RateLimiter::bounded(cfg.limits.rate_limit_keys, Arc::clone(&limit_hits)),
             metrics,
