@@ -334,6 +334,9 @@ from siphon import proxy
 
 @proxy.on_request
 def relay(request):
+    if request.in_dialog:
+        request.reply(200, "OK")
+        return
     request.relay(next_hop="sip:127.0.0.1:9")
 "#;
 
@@ -364,6 +367,36 @@ fn transactions_past_the_cap_get_503_with_retry_after() {
     }
     let m = refused.expect("a 503 once the table is full");
     assert_eq!(header(&m, "Retry-After"), ["7"], "{m}");
+    // In-dialog requests (a To tag: the BYE of an admitted call) still pass at the cap, up to
+    // twice the cap; then they get the same 503.
+    let mut codes = Vec::new();
+    for i in 0..10 {
+        let id = format!("dlg{i}");
+        let text = request("MESSAGE", "sip:bob@127.0.0.1", addr, &id, "").replace(
+            "To: <sip:bob@127.0.0.1>",
+            "To: <sip:bob@127.0.0.1>;tag=callee",
+        );
+        ua.send_to(text.as_bytes(), node.sip).expect("send");
+        // Skip late answers to the relayed MESSAGEs above.
+        let m = std::iter::from_fn(|| answer(&ua))
+            .find(|m| header(m, "Call-ID") == [id.as_str()])
+            .expect("an answer");
+        codes.push(status(&m));
+        if status(&m) == Some(503) {
+            assert_eq!(header(&m, "Retry-After"), ["7"], "{m}");
+            break;
+        }
+    }
+    assert_eq!(
+        codes.first(),
+        Some(&Some(200)),
+        "in dialog at the cap: {codes:?}"
+    );
+    assert_eq!(
+        codes.last(),
+        Some(&Some(503)),
+        "bounded at twice the cap: {codes:?}"
+    );
 }
 
 /// Whether the server closed `s` within `within` (EOF or reset), reading and discarding.
