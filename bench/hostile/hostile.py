@@ -12,6 +12,8 @@ Starts the release `siphon` with the default `limits:` (README "Limits") and mea
      empty again once Timer F expired them; RSS back near idle.
 
 Usage: bench/hostile/hostile.py SIPHON_BIN [OUT.txt]   (raise `ulimit -n` first: hostile.sh)
+Ports: SIP_PORT (15060), TLS_PORT (15061), METRICS_PORT (19090), SINK_PORT (15999).
+HOSTILE_SECTIONS=3 runs only the sections named (default 123).
 """
 import multiprocessing as mp
 import os
@@ -26,7 +28,11 @@ import urllib.request
 
 BIN = sys.argv[1]
 OUT = sys.argv[2] if len(sys.argv) > 2 else None
-SIP, TLS, METRICS = 15060, 15061, 19090
+SIP = int(os.environ.get("SIP_PORT", 15060))
+TLS = int(os.environ.get("TLS_PORT", 15061))
+METRICS = int(os.environ.get("METRICS_PORT", 19090))
+SINK = int(os.environ.get("SINK_PORT", 15999))
+SECTIONS = os.environ.get("HOSTILE_SECTIONS", "123")
 lines = []
 
 
@@ -39,6 +45,14 @@ def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for l in f:
             if l.startswith("VmRSS:"):
+                return int(l.split()[1])
+    return 0
+
+
+def anon_kib(pid):
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for l in f:
+            if l.startswith("Anonymous:"):
                 return int(l.split()[1])
     return 0
 
@@ -72,8 +86,8 @@ def relay(request):
     if request.method == "OPTIONS":
         request.reply(200, "OK")
         return
-    request.relay(next_hop="sip:127.0.0.1:15999")
-"""
+    request.relay(next_hop="sip:127.0.0.1:%d")
+""" % SINK
 
 
 def start(work):
@@ -176,81 +190,87 @@ def main():
         idle = rss_kib(pid)
         say(f"idle RSS: {idle} KiB")
 
-        say("\n## 1. 20,000 idle TCP connections (200 sources x 100), default caps")
-        kids, q, done = hold_many(20_000, SIP)
-        time.sleep(3)
-        r = rss_kib(pid)
-        active = m('siphon_connections_active')
-        say(f"connections_active={active} refused(total cap)={hits('connections')} "
-            f"refused(per source)={hits('connections_per_source')}")
-        closed = sum(q.get(timeout=60) for _ in kids)
-        say(f"closed by the node within 8 s of connecting: {closed}")
-        say(f"RSS {r} KiB, growth {r - idle} KiB = {(r - idle) * 1024 // max(1, active)} B per open connection")
-        done.set()
-        for k in kids:
-            k.join(30)
-        time.sleep(3)
-        say(f"after the client closed them: connections_active={m('siphon_connections_active')} RSS {rss_kib(pid)} KiB")
+        if "1" in SECTIONS:
+            say("\n## 1. 20,000 idle TCP connections (200 sources x 100), default caps")
+            kids, q, done = hold_many(20_000, SIP)
+            time.sleep(3)
+            r = rss_kib(pid)
+            active = m('siphon_connections_active')
+            say(f"connections_active={active} refused(total cap)={hits('connections')} "
+                f"refused(per source)={hits('connections_per_source')}")
+            closed = sum(q.get(timeout=60) for _ in kids)
+            say(f"closed by the node within 8 s of connecting: {closed}")
+            say(f"RSS {r} KiB, growth {r - idle} KiB = {(r - idle) * 1024 // max(1, active)} B per open connection")
+            done.set()
+            for k in kids:
+                k.join(30)
+            time.sleep(3)
+            say(f"after the client closed them: connections_active={m('siphon_connections_active')} RSS {rss_kib(pid)} KiB")
 
-        say("\n## 2. 5,000 silent TLS handshakes (one source per 100)")
-        base = rss_kib(pid)
-        socks = connect_many(5_000, TLS, 100)
-        time.sleep(2)
-        during = rss_kib(pid)
-        say(f"in progress={m('siphon_tls_handshakes_active')} refused(handshake cap)={hits('tls_handshakes')} "
-            f"RSS {during} KiB (+{during - base} KiB)")
-        closed = count_closed(socks, 14)
-        say(f"after 14 s: closed by the node={closed}/5000 timed out={hits('tls_handshake_timeout')} "
-            f"in progress={m('siphon_tls_handshakes_active')} RSS {rss_kib(pid)} KiB")
-        for s in socks:
-            s.close()
-
-        say("\n## 3. 50,000 MESSAGE transactions that never complete (relayed to a silent UDP port)")
-        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sink.bind(("127.0.0.1", 15999))  # bound so no ICMP comes back; never answers
-        ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        ua.bind(("127.0.0.1", 0))
-        ua.setblocking(False)
-        ua_addr = ua.getsockname()
-        base = rss_kib(pid)
-        codes = {}
-        peak = 0
-        t0 = time.time()
-        for i in range(50_000):
-            msg = (f"MESSAGE sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {ua_addr[0]}:{ua_addr[1]};branch=z9hG4bK-h{i}\r\n"
-                   f"Max-Forwards: 70\r\nFrom: <sip:a@127.0.0.1>;tag=h{i}\r\nTo: <sip:bob@127.0.0.1>\r\n"
-                   f"Call-ID: h{i}@bench\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n").encode()
-            ua.sendto(msg, ("127.0.0.1", SIP))
-            if i % 500 == 499:
-                time.sleep(0.05)
-                while True:
-                    try:
-                        data = ua.recv(65535)
-                    except BlockingIOError:
-                        break
-                    c = data[8:11].decode(errors="replace")
-                    codes[c] = codes.get(c, 0) + 1
-                if i % 5000 == 4999:
-                    peak = max(peak, m("siphon_transactions_active"))
-        sent_s = time.time() - t0
-        time.sleep(1)
-        while True:
-            try:
-                data = ua.recv(65535)
-            except BlockingIOError:
-                break
-            c = data[8:11].decode(errors="replace")
-            codes[c] = codes.get(c, 0) + 1
-        full = rss_kib(pid)
-        say(f"sent in {sent_s:.1f} s; answers so far by code: {dict(sorted(codes.items()))}")
-        say(f"contexts active (peak sampled)={peak}, refused at the cap={hits('transactions')}, "
-            f"RSS {full} KiB (+{full - base} KiB)")
-        deadline = time.time() + 60
-        while time.time() < deadline and m("siphon_transactions_active") > 0:
+        if "2" in SECTIONS:
+            say("\n## 2. 5,000 silent TLS handshakes (one source per 100)")
+            base = rss_kib(pid)
+            socks = connect_many(5_000, TLS, 100)
             time.sleep(2)
-        time.sleep(6)
-        say(f"after expiry ({time.time() - t0:.0f} s from the first send): contexts active="
-            f"{m('siphon_transactions_active')} RSS {rss_kib(pid)} KiB (idle was {idle} KiB)")
+            during = rss_kib(pid)
+            say(f"in progress={m('siphon_tls_handshakes_active')} refused(handshake cap)={hits('tls_handshakes')} "
+                f"RSS {during} KiB (+{during - base} KiB)")
+            closed = count_closed(socks, 14)
+            say(f"after 14 s: closed by the node={closed}/5000 timed out={hits('tls_handshake_timeout')} "
+                f"in progress={m('siphon_tls_handshakes_active')} RSS {rss_kib(pid)} KiB")
+            for s in socks:
+                s.close()
+
+        if "3" in SECTIONS:
+            say("\n## 3. 50,000 MESSAGE transactions that never complete (relayed to a silent UDP port)")
+            sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sink.bind(("127.0.0.1", SINK))  # bound so no ICMP comes back; never answers
+            ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            ua.bind(("127.0.0.1", 0))
+            ua.setblocking(False)
+            ua_addr = ua.getsockname()
+            base = rss_kib(pid)
+            codes = {}
+            peak = 0
+            t0 = time.time()
+            for i in range(50_000):
+                msg = (f"MESSAGE sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {ua_addr[0]}:{ua_addr[1]};branch=z9hG4bK-h{i}\r\n"
+                       f"Max-Forwards: 70\r\nFrom: <sip:a@127.0.0.1>;tag=h{i}\r\nTo: <sip:bob@127.0.0.1>\r\n"
+                       f"Call-ID: h{i}@bench\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n").encode()
+                ua.sendto(msg, ("127.0.0.1", SIP))
+                if i % 500 == 499:
+                    time.sleep(0.05)
+                    while True:
+                        try:
+                            data = ua.recv(65535)
+                        except BlockingIOError:
+                            break
+                        c = data[8:11].decode(errors="replace")
+                        codes[c] = codes.get(c, 0) + 1
+                    if i % 5000 == 4999:
+                        peak = max(peak, m("siphon_transactions_active"))
+            sent_s = time.time() - t0
+            time.sleep(1)
+            while True:
+                try:
+                    data = ua.recv(65535)
+                except BlockingIOError:
+                    break
+                c = data[8:11].decode(errors="replace")
+                codes[c] = codes.get(c, 0) + 1
+            full = rss_kib(pid)
+            say(f"sent in {sent_s:.1f} s; answers so far by code: {dict(sorted(codes.items()))}")
+            say(f"contexts active (peak sampled)={peak}, refused at the cap={hits('transactions')}, "
+                f"RSS {full} KiB (+{full - base} KiB)")
+            deadline = time.time() + 60
+            while time.time() < deadline and m("siphon_transactions_active") > 0:
+                time.sleep(2)
+            time.sleep(6)
+            say(f"after expiry ({time.time() - t0:.0f} s from the first send): contexts active="
+                f"{m('siphon_transactions_active')} RSS {rss_kib(pid)} KiB (idle was {idle} KiB)")
+            # Does the allocator hand the pages back later (nothing else runs meanwhile)?
+            time.sleep(30)
+            say(f"30 s later: RSS {rss_kib(pid)} KiB, anonymous {anon_kib(pid)} KiB")
     finally:
         p.terminate()
         try:

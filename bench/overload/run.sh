@@ -14,10 +14,11 @@
 #
 # Options: --secs N (60), --step-secs N (8: one capacity-search step), --start-rate N (250),
 # --capacity N (skip the search and use N calls/s), --out FILE (print to stdout and FILE),
-# --script-cost-ms N (0: siphon's routing script burns N ms of CPU per new INVITE, so that the
-# per-core Python worker, not the load generator, is the bottleneck on a small machine).
+# --script-cost-ms N (0: siphon's routing script busy-waits N ms per new INVITE, so that the
+# per-core Python worker, not the load generator, is the bottleneck on a small machine;
+# Kamailio's one UDP worker gets the same busy-wait in its cfg: INVITE_COST_US).
 # Targets: siphon, kamailio (default: both if kamailio is installed). Kamailio gets the same
-# offered load, at the capacity found for siphon.
+# offered load, at the capacity found for siphon (like for like: children=1, same cost).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -57,6 +58,8 @@ mkcfg() {
 		-e 's/level: info/level: warn/' \
 		"$REPO_ROOT/deploy/examples/siphon.yaml" >"$WORK/siphon.yaml"
 	printf 'tuning:\n  reactor_cpus: [0]\n' >>"$WORK/siphon.yaml"
+	# SIPHON_EXTRA_YAML: more top-level settings (e.g. "limits: {max_transactions_per_core: 100000}")
+	[[ -z ${SIPHON_EXTRA_YAML:-} ]] || printf '%s\n' "$SIPHON_EXTRA_YAML" >>"$WORK/siphon.yaml"
 	echo "$WORK/siphon.yaml"
 }
 
@@ -127,6 +130,8 @@ run_target() {
 	local t=$1
 	if [[ $t == siphon ]]; then
 		SIPHON_CONFIG=$(mkcfg) target_start siphon
+	elif [[ $COST_MS != 0 ]]; then
+		KAMAILIO_DEFINES="INVITE_COST_US=$((COST_MS * 1000))" target_start kamailio
 	else
 		target_start kamailio
 	fi
@@ -199,6 +204,15 @@ run_target() {
 	fi
 	say_r "  $t: RSS kB first=${rss[0]:-0} min=$(printf '%s\n' "${rss[@]}" | sort -n | head -1) max=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1) last=${rss[-1]:-0}"
 	say_r "  $t: RSS kB every 5 s: $(for ((k = 0; k < ${#rss[@]}; k += 5)); do printf '%s ' "${rss[k]}"; done)"
+	# flatness: mean RSS over the first and the last 30 samples (1 s apart) of the load
+	say_r "  $t: RSS kB mean first 30 s / last 30 s of the load: $(printf '%s\n' "${rss[@]:0:$SECS}" | python3 -c '
+import sys
+v = [int(x) for x in sys.stdin.read().split()]
+h = min(30, len(v) // 2)
+a, b = sum(v[:h]) / max(h, 1), sum(v[-h:]) / max(h, 1)
+print("%.0f / %.0f (%+.1f%%); last 30 s min %d max %d" % (a, b, (b - a) * 100 / max(a, 1),
+      min(v[-h:] or [0]), max(v[-h:] or [0])))')"
+	[[ $t == siphon ]] && say_r "  $t: 503 at the transaction cap (siphon_limit_hits_total{limit=\"transactions\"}, since start): $(metric 'siphon_limit_hits_total{limit="transactions"}')"
 	if [[ $t == siphon ]]; then
 		local retry
 		retry=$(grep -c 'Retry-After' "$WORK/$t-overload/"*messages.log 2>/dev/null || true)

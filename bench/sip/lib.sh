@@ -150,6 +150,9 @@ target_start() {
 			args+=(-A WITH_TLS -A "TLS_CERT=\"$WORK/cert.pem\"" -A "TLS_KEY=\"$WORK/key.pem\""
 				-l "tls:$LOOPBACK:$TLS_PORT")
 		fi
+		# KAMAILIO_DEFINES="A=1 B=2": extra -A defines (bench/overload's INVITE_COST_US)
+		local d
+		for d in ${KAMAILIO_DEFINES:-}; do args+=(-A "$d"); done
 		# -DD: no daemon, but the workers are forked (-D alone serves one UDP socket, no TCP)
 		timeout -k 5 "${TARGET_MAX_SECS:-1800}" "$KAMAILIO_BIN" "${args[@]}" >"$TARGET_LOG" 2>&1 &
 		TARGET_PID=$!

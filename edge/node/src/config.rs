@@ -365,6 +365,11 @@ pub struct Auth {
     pub nonce_secret: Option<String>,
     /// Ours: how the digest `uri` directive is checked against the Request-URI.
     pub digest_uri_check: DigestUriCheck,
+    /// Digest algorithms offered, most preferred first, one challenge each (upstream's key;
+    /// our default is MD5 then SHA-256, upstream adds SHA-512-256).
+    pub algorithms: Vec<String>,
+    /// Ours: the challenge set of a 401/407 to a request that came over UDP.
+    pub udp_challenge: UdpChallenge,
     /// Upstream sub-blocks, not implemented: warned.
     pub http: Option<Value>,
     /// See `http`.
@@ -382,11 +387,26 @@ impl Default for Auth {
             nonce_ttl_secs: 300,
             nonce_secret: None,
             digest_uri_check: DigestUriCheck::Relaxed,
+            algorithms: vec!["MD5".into(), "SHA-256".into()],
+            udp_challenge: UdpChallenge::One,
             http: None,
             diameter: None,
             aka_credentials: None,
         }
     }
+}
+
+/// `auth.udp_challenge` (ours): over UDP the source address can be forged, so by default a
+/// 401/407 offers one challenge (the first of `auth.algorithms`, or the algorithm of the
+/// failed credentials) and stays about as large as the request; TCP/TLS get every algorithm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UdpChallenge {
+    /// One challenge.
+    #[default]
+    One,
+    /// One per `auth.algorithms` entry, as over TCP/TLS.
+    All,
 }
 
 /// `auth.digest_uri_check` (ours; upstream SIPhon and Kamailio do not check the directive).
@@ -962,6 +982,25 @@ fn resolve_paths(c: &mut Config, base: &Path) {
 }
 
 /// Checks that need no I/O: addresses parse, values are in range, required pairs present.
+/// `auth.algorithms` as digest algorithms: an unknown name is an error (as upstream), not
+/// skipped, and so is an empty list.
+pub fn digest_algorithms(names: &[String]) -> Result<Vec<siphon_sip::auth::Algorithm>, String> {
+    if names.is_empty() {
+        return Err("`auth.algorithms` needs at least one algorithm".into());
+    }
+    names
+        .iter()
+        .map(|n| {
+            siphon_sip::auth::Algorithm::from_name(n).ok_or_else(|| {
+                format!(
+                    "`{n}` is not a digest algorithm (MD5, MD5-sess, SHA-256, SHA-256-sess, \
+                     SHA-512-256, SHA-512-256-sess)"
+                )
+            })
+        })
+        .collect()
+}
+
 fn validate(l: &Loaded) -> Result<(), ConfigError> {
     let c = &l.config;
     if c.listen.udp.is_empty() && c.listen.tcp.is_empty() && c.listen.tls.is_empty() {
@@ -1004,6 +1043,9 @@ fn validate(l: &Loaded) -> Result<(), ConfigError> {
     }
     if let Err((key, m)) = crate::limits::validate(&c.limits) {
         return Err(l.error_at(&["limits", key], m));
+    }
+    if let Err(m) = digest_algorithms(&c.auth.algorithms) {
+        return Err(l.error_at(&["auth", "algorithms"], m));
     }
     let r = &c.registrar;
     if r.backend == RegistrarBackend::Local && r.local.is_none() {
@@ -1327,6 +1369,34 @@ mod tests {
             e.starts_with("siphon.yaml:7: auth.digest_uri_check: unknown variant `lenient`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn auth_algorithms_and_udp_challenge() {
+        let l = parse_str(MIN).unwrap();
+        assert_eq!(l.config.auth.algorithms, ["MD5", "SHA-256"]);
+        assert_eq!(l.config.auth.udp_challenge, UdpChallenge::One);
+        let l = parse_str(&format!(
+            "{MIN}auth:\n  algorithms: [SHA-256, MD5, SHA-512-256]\n  udp_challenge: all\n"
+        ))
+        .unwrap();
+        assert_eq!(l.config.auth.udp_challenge, UdpChallenge::All);
+        assert_eq!(
+            digest_algorithms(&l.config.auth.algorithms).unwrap(),
+            [
+                siphon_sip::auth::Algorithm::Sha256,
+                siphon_sip::auth::Algorithm::Md5,
+                siphon_sip::auth::Algorithm::Sha512_256
+            ]
+        );
+        let e = parse_str(&format!("{MIN}auth:\n  algorithms: [MD5, AKAv1-MD5]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("siphon.yaml:6: ") && e.contains("`AKAv1-MD5` is not a digest algorithm"),
+            "{e}"
+        );
+        assert!(parse_str(&format!("{MIN}auth:\n  algorithms: []\n")).is_err());
     }
 
     #[test]

@@ -1345,13 +1345,16 @@ impl Engine {
     /// table is at `limits.max_transactions_per_core` transactions in progress (finished ones
     /// waiting out Timer J/L/M have their own cap and are ended early there instead). ACK
     /// creates none; CANCEL and retransmissions of live transactions are always let through.
+    /// An in-dialog request (To tag) may use up to twice the cap, so that the BYEs of calls
+    /// already admitted still end them while new requests are refused; past that it gets 503.
     fn over_transaction_cap(&self, method: &str, tx: &TxRequest) -> bool {
         let layer = self.proxy.transactions();
         let cap = self.shared.limits.max_transactions;
-        if method == "ACK"
-            || method == "CANCEL"
-            || layer.in_progress().max(self.proxy.contexts()) < cap
-        {
+        let used = layer.in_progress().max(self.proxy.contexts());
+        if method == "ACK" || method == "CANCEL" || used < cap {
+            return false;
+        }
+        if used < cap.saturating_mul(2) && tx.to_tag().is_some() {
             return false;
         }
         if layer.find_server(tx).is_some() {

@@ -55,6 +55,9 @@ pub struct LimitsConfig {
     pub max_metric_series: usize,
     /// Digest nonce-count windows remembered (replay protection); the oldest are evicted.
     pub nonce_windows: usize,
+    /// Handlers suspended on an await, per interpreter (core); past it a new request gets 503
+    /// with `Retry-After` without running the script.
+    pub max_suspended_handlers: usize,
 }
 
 impl Default for LimitsConfig {
@@ -77,6 +80,7 @@ impl Default for LimitsConfig {
             max_script_timers: 100_000,
             max_metric_series: 10_000,
             nonce_windows: 262_144,
+            max_suspended_handlers: 4_096,
         }
     }
 }
@@ -106,6 +110,7 @@ impl LimitsConfig {
             timers: self.max_script_timers,
             metric_series: self.max_metric_series,
             nonce_windows: self.nonce_windows,
+            suspended_handlers: self.max_suspended_handlers,
         }
     }
 }
@@ -125,6 +130,7 @@ pub fn validate(c: &LimitsConfig) -> Result<(), (&'static str, String)> {
         ("max_script_timers", c.max_script_timers),
         ("max_metric_series", c.max_metric_series),
         ("nonce_windows", c.nonce_windows),
+        ("max_suspended_handlers", c.max_suspended_handlers),
     ] {
         if v == 0 {
             return Err((key, format!("`limits.{key}` must be at least 1")));

@@ -474,6 +474,11 @@ impl Node {
             config::DigestUriCheck::Strict => siphon_sip::auth::DigestUriCheck::Strict,
             config::DigestUriCheck::Off => siphon_sip::auth::DigestUriCheck::Off,
         };
+        hc.auth_algorithms = config::digest_algorithms(&c.auth.algorithms).unwrap_or_default();
+        hc.auth_udp_challenge = match c.auth.udp_challenge {
+            config::UdpChallenge::One => siphon_sip::auth::Offer::One,
+            config::UdpChallenge::All => siphon_sip::auth::Offer::All,
+        };
         hc.own_addresses = own_addresses(c);
         hc.registrar.default_expires = c.registrar.default_expires;
         hc.registrar.max_expires = c.registrar.max_expires;

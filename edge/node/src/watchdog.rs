@@ -3,7 +3,8 @@
 //! Owns: shedding before the work (a stateless 503 with Retry-After, before validation and
 //! before any transaction exists, so a shed INVITE holds no Timer G/H state), answering for a
 //! stalled script worker, the TU deadline of a script that never answers
-//! (`transaction.timeout_secs`, `invite_timeout_secs` → 408), and the live queue-depth gauge.
+//! (`transaction.timeout_secs`, `invite_timeout_secs` → 408, and the handler's asyncio task
+//! cancelled), and the live queue-depth gauge.
 //! Does not own noticing a stall or interrupting a handler: that is the scripting host's
 //! watchdog (`siphon_script`, `watchdog.rs`), read here through `HostHandle::stalled`.
 //!
@@ -260,7 +261,7 @@ impl Engine {
         let n = ids.len();
         for id in ids {
             if let Some(p) = self.pending.remove(&id) {
-                self.give_up(now, p, 503, "Service Unavailable");
+                self.give_up(now, id, p, 503, "Service Unavailable");
             }
         }
         if n > 0 {
@@ -297,7 +298,7 @@ impl Engine {
                 }
                 if let Some(p) = waiting.then(|| self.pending.remove(&id)).flatten() {
                     n += 1;
-                    self.give_up(now, p, 408, "Request Timeout");
+                    self.give_up(now, id, p, 408, "Request Timeout");
                 }
             }
         }
@@ -354,8 +355,10 @@ impl Engine {
         )
     }
 
-    /// Finish what a pending script event stood for without the script.
-    fn give_up(&mut self, now: Instant, p: Pending, status: u16, reason: &str) {
+    /// Finish what pending script event `id` stood for without the script, and cancel its
+    /// handler if it is suspended on an await (it would hold its slot and task forever).
+    fn give_up(&mut self, now: Instant, id: u64, p: Pending, status: u16, reason: &str) {
+        self.shared.host.cancel_event(self.core, id);
         let result = match p {
             Pending::Request { ctx, .. } => self.answer_request(now, ctx, status, reason),
             Pending::Reply { reply, .. } => self.proxy.relay_reply(now, reply),

@@ -355,3 +355,127 @@ async def h(request):
         node.log()
     );
 }
+
+/// Handlers that await a future that never completes: each holds a suspended task (and its
+/// event) until the node answers 408 at `transaction.timeout_secs`; the node then cancels it
+/// (`CancelledError` at its await, its `finally` runs), so its slot is free again. With
+/// `limits.max_suspended_handlers: 4`, a request arriving while four are suspended gets 503
+/// with Retry-After; after the 408s, four more are admitted (eight in all, twice the cap), and
+/// the cancellations are counted (`siphon_script_cancelled_total`) and logged.
+#[test]
+fn never_answering_handlers_are_cancelled_at_the_timeout() {
+    let script = r#"
+import asyncio
+from siphon import proxy, metrics
+
+finals = metrics.counter("test_handler_finally_total", "finally blocks of cancelled handlers")
+
+@proxy.on_request
+async def never(request):
+    if request.get_header("X-Ping"):
+        request.reply(200, "OK")
+        return
+    try:
+        await asyncio.Future()
+    finally:
+        finals.inc()
+"#;
+    let mport = free_port();
+    let extra = format!(
+        "transaction:\n  timeout_secs: 1\n\
+         limits:\n  max_suspended_handlers: 4\n  retry_after_secs: 7\n\
+         metrics:\n  prometheus:\n    listen: \"127.0.0.1:{mport}\"\n"
+    );
+    let node = Node::with_script("faults-cancel", script, THREAD, &extra);
+    let metrics = SocketAddr::from(([127, 0, 0, 1], mport));
+    warm_up(&node);
+    let ua = Ua::new();
+    let send = |id: &str| {
+        ua.send(
+            node.sip,
+            &request("OPTIONS", "sip:x@127.0.0.1", ua.addr, id, ""),
+        );
+    };
+    // Wave 1: four suspended handlers fill the cap; the fifth is refused without the script.
+    let wave1: Vec<String> = (0..4).map(|i| format!("cancel-a{i}")).collect();
+    for id in &wave1 {
+        send(id);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    send("cancel-full");
+    let mut want = wave1.clone();
+    want.push("cancel-full".into());
+    let got = collect(&ua, &want, Instant::now() + Duration::from_secs(10));
+    let full = got
+        .get("cancel-full")
+        .unwrap_or_else(|| panic!("cancel-full unanswered\n{}", node.log()));
+    assert_eq!(status(full), Some(503), "at the cap: {full}");
+    assert_eq!(header(full, "Retry-After"), ["7"], "{full}");
+    for id in &wave1 {
+        let m = got
+            .get(id)
+            .unwrap_or_else(|| panic!("{id} unanswered\n{}", node.log()));
+        assert_eq!(status(m), Some(408), "{id}: {m}");
+    }
+    // Wave 2: the cancelled handlers freed their slots, so four more are admitted (and time
+    // out in turn) instead of being refused at the cap.
+    let metric = |name: &str| -> f64 {
+        http_get(metrics, "/metrics")
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(-1.0)
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    while metric("siphon_script_suspended ") != 0.0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let wave2: Vec<String> = (0..4).map(|i| format!("cancel-b{i}")).collect();
+    for id in &wave2 {
+        send(id);
+    }
+    let got = collect(&ua, &wave2, Instant::now() + Duration::from_secs(10));
+    for id in &wave2 {
+        let m = got
+            .get(id)
+            .unwrap_or_else(|| panic!("{id} unanswered\n{}", node.log()));
+        assert_eq!(status(m), Some(408), "{id} (not refused at the cap): {m}");
+    }
+    ua.send(
+        node.sip,
+        &request(
+            "OPTIONS",
+            "sip:x@127.0.0.1",
+            ua.addr,
+            "cancel-ping",
+            "X-Ping: 1\r\n",
+        ),
+    );
+    let got = collect(
+        &ua,
+        &["cancel-ping".to_string()],
+        Instant::now() + Duration::from_secs(5),
+    );
+    assert_eq!(got.get("cancel-ping").and_then(|m| status(m)), Some(200));
+    // Every one of the eight was cancelled, and its finally block ran.
+    let until = Instant::now() + Duration::from_secs(10);
+    while metric("test_handler_finally_total ") < 8.0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(metric("test_handler_finally_total "), 8.0, "{}", node.log());
+    assert_eq!(metric("siphon_script_cancelled_total "), 8.0);
+    assert_eq!(metric("siphon_script_suspended "), 0.0);
+    assert_eq!(
+        metric("siphon_limit_hits_total{limit=\"suspended_handlers\"} "),
+        1.0
+    );
+    assert_eq!(metric("siphon_script_timeouts_total "), 8.0);
+    let log = node.log();
+    assert!(
+        log.contains("suspended handler(s): the node answered without them"),
+        "the cancellation is logged:\n{log}"
+    );
+    assert!(
+        !log.contains("CancelledError"),
+        "a cancellation by the node is no script error:\n{log}"
+    );
+}

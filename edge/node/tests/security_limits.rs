@@ -2,7 +2,8 @@
 //! wrong passwords from one source is banned while another source is served, scanner
 //! User-Agents and rate-limited sources get nothing) and the `limits:` caps that face the
 //! network (connections total and per source, idle and TLS handshake timeouts, handshakes in
-//! progress, transactions per core → 503 with Retry-After). Sources differ by loopback
+//! progress, transactions per core → 503 with Retry-After), and the digest challenge set per
+//! transport (one challenge over UDP: amplification). Sources differ by loopback
 //! address (127.0.0.1, 127.0.0.2, ...), which Linux routes without set-up.
 
 mod common;
@@ -176,6 +177,69 @@ fn register_flood_with_bad_passwords_is_banned_while_others_are_served() {
     assert!(node.log().contains("source banned"), "{}", node.log());
 }
 
+/// The 401 to a REGISTER without credentials, over UDP and over TCP.
+fn challenges(node: &Node) -> (String, String) {
+    let (ua, a) = ua_on("127.0.0.1");
+    ua.send_to(register(a, "ch-udp", 1, "").as_bytes(), node.sip)
+        .expect("send");
+    let udp = answer(&ua).expect("401 over udp");
+    let mut tcp = TcpStream::connect(node.sip).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let local = tcp.local_addr().expect("addr");
+    let text = register(local, "ch-tcp", 1, "").replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    std::io::Write::write_all(&mut tcp, text.as_bytes()).expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        match tcp.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    (udp, String::from_utf8_lossy(&got).into_owned())
+}
+
+/// Amplification (issue 17): over UDP, where the source can be forged, a 401 carries one
+/// challenge (MD5, without `algorithm`: its default), so a spoofed REGISTER draws about its own
+/// size; over TCP every `auth.algorithms` entry is offered. `auth.udp_challenge: all` offers
+/// every algorithm over UDP too; `auth.algorithms` picks and orders them.
+#[test]
+fn challenge_set_per_transport() {
+    let auth = "domain:\n  local: [\"127.0.0.1\"]\nauth:\n  realm: \"127.0.0.1\"\n  users:\n    alice: secret\n";
+    let node = Node::with_script("challenge-default", AUTH_SCRIPT, ONE_CORE, auth);
+    let (udp, tcp) = challenges(&node);
+    assert_eq!(status(&udp), Some(401), "{udp}");
+    let www = header(&udp, "WWW-Authenticate");
+    assert_eq!(www.len(), 1, "one challenge over udp: {udp}");
+    assert!(!www[0].contains("algorithm"), "{udp}");
+    assert!(www[0].contains("qop=\"auth\""), "{udp}");
+    let request_len = register("127.0.0.1:5060".parse().expect("addr"), "ch-udp", 1, "").len();
+    assert!(
+        udp.len() < request_len * 13 / 10,
+        "401 {} bytes for a {request_len}-byte request: {udp}",
+        udp.len()
+    );
+    let www = header(&tcp, "WWW-Authenticate");
+    assert_eq!(www.len(), 2, "every algorithm over tcp: {tcp}");
+    assert!(www[0].contains("algorithm=MD5") && www[1].contains("algorithm=SHA-256"));
+    assert_eq!(param(www[0], "nonce"), param(www[1], "nonce"));
+    drop(node);
+
+    let node = Node::with_script(
+        "challenge-all",
+        AUTH_SCRIPT,
+        ONE_CORE,
+        &format!("{auth}  algorithms: [SHA-256, MD5]\n  udp_challenge: all\n"),
+    );
+    let (udp, tcp) = challenges(&node);
+    for m in [&udp, &tcp] {
+        let www = header(m, "WWW-Authenticate");
+        assert_eq!(www.len(), 2, "{m}");
+        assert!(www[0].contains("algorithm=SHA-256") && www[1].contains("algorithm=MD5"));
+    }
+}
+
 const ECHO: &str = r#"
 from siphon import proxy
 
@@ -270,6 +334,9 @@ from siphon import proxy
 
 @proxy.on_request
 def relay(request):
+    if request.in_dialog:
+        request.reply(200, "OK")
+        return
     request.relay(next_hop="sip:127.0.0.1:9")
 "#;
 
@@ -300,6 +367,36 @@ fn transactions_past_the_cap_get_503_with_retry_after() {
     }
     let m = refused.expect("a 503 once the table is full");
     assert_eq!(header(&m, "Retry-After"), ["7"], "{m}");
+    // In-dialog requests (a To tag: the BYE of an admitted call) still pass at the cap, up to
+    // twice the cap; then they get the same 503.
+    let mut codes = Vec::new();
+    for i in 0..10 {
+        let id = format!("dlg{i}");
+        let text = request("MESSAGE", "sip:bob@127.0.0.1", addr, &id, "").replace(
+            "To: <sip:bob@127.0.0.1>",
+            "To: <sip:bob@127.0.0.1>;tag=callee",
+        );
+        ua.send_to(text.as_bytes(), node.sip).expect("send");
+        // Skip late answers to the relayed MESSAGEs above.
+        let m = std::iter::from_fn(|| answer(&ua))
+            .find(|m| header(m, "Call-ID") == [id.as_str()])
+            .expect("an answer");
+        codes.push(status(&m));
+        if status(&m) == Some(503) {
+            assert_eq!(header(&m, "Retry-After"), ["7"], "{m}");
+            break;
+        }
+    }
+    assert_eq!(
+        codes.first(),
+        Some(&Some(200)),
+        "in dialog at the cap: {codes:?}"
+    );
+    assert_eq!(
+        codes.last(),
+        Some(&Some(503)),
+        "bounded at twice the cap: {codes:?}"
+    );
 }
 
 /// Whether the server closed `s` within `within` (EOF or reset), reading and discarding.

@@ -507,11 +507,11 @@ fn param(h: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} in {h}"))
 }
 
-/// The MD5 challenge of a 401.
+/// The MD5 challenge of a 401 (over UDP the only one, without `algorithm`: MD5 is its default).
 fn md5_challenge(r: &str) -> String {
     header(r, "WWW-Authenticate")
         .into_iter()
-        .find(|h| h.contains("MD5") && !h.contains("SHA"))
+        .find(|h| !h.contains("algorithm") || (h.contains("MD5") && !h.contains("SHA")))
         .unwrap_or_else(|| panic!("no MD5 challenge in\n{r}"))
         .to_owned()
 }

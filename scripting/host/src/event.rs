@@ -244,6 +244,9 @@ pub(crate) enum Control {
     HttpRequest(Box<crate::http::HttpInbound>, crate::http::ResponderBox),
     /// The node gave up on an inbound request (its timeout): cancel the handler.
     HttpCancel(u64),
+    /// The node answered SIP event `id` without the script (`transaction.timeout_secs`, a
+    /// stalled worker) or its transaction ended: cancel the handler if it is suspended.
+    Cancel(u64),
     /// SIGTERM: run the `@http.on_shutdown` hooks.
     HttpShutdown,
 }

@@ -82,6 +82,11 @@ pub struct HostConfig {
     pub auth_nonce_secret: Option<String>,
     /// `auth.nonce_ttl_secs` (the digest default, 300 s, when `None`).
     pub auth_nonce_ttl: Option<Duration>,
+    /// `auth.algorithms`: offered in this order (empty: MD5 then SHA-256).
+    pub auth_algorithms: Vec<siphon_sip::auth::Algorithm>,
+    /// `auth.udp_challenge`: a 401/407 over UDP offers one challenge (`Offer::One`, the
+    /// default: a spoofed request draws no more than its own size) or all.
+    pub auth_udp_challenge: siphon_sip::auth::Offer,
     /// Limits of the presence store (`presence` namespace).
     pub presence: crate::presence::PresenceLimits,
     /// Names from `cache:` (in-memory here).
@@ -160,6 +165,8 @@ impl HostConfig {
             caches: Vec::new(),
             auth_nonce_secret: None,
             auth_nonce_ttl: None,
+            auth_algorithms: Vec::new(),
+            auth_udp_challenge: siphon_sip::auth::Offer::One,
             presence: crate::presence::PresenceLimits::default(),
             cache_names: vec!["default".into()],
             script_config: serde_json::Value::Object(serde_json::Map::new()),
@@ -245,6 +252,9 @@ pub(crate) struct WorkerShared {
     pub(crate) held_min: AtomicU64,
     /// Busy marks read by the fault watchdog.
     pub(crate) watch: crate::watchdog::WorkerWatch,
+    /// Handlers suspended on this worker (its asyncio tasks holding an event), at the end of
+    /// its last turn.
+    pub(crate) suspended: AtomicU64,
 }
 
 /// Engine counters.
@@ -254,6 +264,8 @@ pub struct Stats {
     pub events: AtomicU64,
     /// Script exceptions.
     pub errors: AtomicU64,
+    /// Suspended handlers cancelled because the node answered without them.
+    pub cancelled: AtomicU64,
 }
 
 pub(crate) struct Shared {
@@ -706,6 +718,21 @@ impl HostHandle {
         }
     }
 
+    /// The node finished SIP event `id` of `core` without the script (it answered 408 at
+    /// `transaction.timeout_secs` / `invite_timeout_secs`, or 503 for a stalled worker, or the
+    /// transaction ended): a handler still suspended on it is cancelled (asyncio: its await
+    /// raises `CancelledError`, its `finally` blocks run) and its slot is freed. Counted in
+    /// `siphon_script_cancelled_total`. A handler that already finished is left alone.
+    pub fn cancel_event(&self, core: usize, id: u64) {
+        let Some(&worker) = self.shared.lane_worker.get(core) else {
+            return;
+        };
+        if let Some(w) = self.shared.workers.get(worker) {
+            w.control.push(Control::Cancel(id));
+            self.shared.wake(worker);
+        }
+    }
+
     /// Cancel the handler of inbound request `id` on `core` (the node answered 504).
     pub fn cancel_http(&self, core: usize, id: u64) {
         let worker = self
@@ -804,9 +831,25 @@ impl HostHandle {
                 s.rate.len(),
             ),
             ("siphon_script_timers", "Pending script timers", timers),
+            (
+                "siphon_script_suspended",
+                "Handlers suspended on an await, all interpreters",
+                s.workers
+                    .iter()
+                    .map(|w| w.suspended.load(Ordering::Relaxed) as usize)
+                    .sum(),
+            ),
         ] {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
+        let _ = writeln!(
+            o,
+            "# HELP siphon_script_cancelled_total Suspended handlers cancelled because the node \
+             answered without them (transaction timeout, stalled worker, transaction gone)\n\
+             # TYPE siphon_script_cancelled_total counter\n\
+             siphon_script_cancelled_total {}",
+            s.stats.cancelled.load(Ordering::Relaxed)
+        );
     }
 
     /// Value of a metric series (tests, admin API).
@@ -1004,6 +1047,7 @@ impl Host {
                     events: AtomicU64::new(0),
                     held_min: AtomicU64::new(u64::MAX),
                     watch: crate::watchdog::WorkerWatch::default(),
+                    suspended: AtomicU64::new(0),
                 })
                 .collect(),
             lane_worker: (0..cfg.cores)
@@ -1014,7 +1058,7 @@ impl Host {
             cache,
             registrar,
             presence: crate::presence::Presence::new(cfg.presence),
-            auth: Auth::with_nonces(
+            auth: Auth::with_challenges(
                 cfg.auth_realm.clone(),
                 cfg.auth_users.clone(),
                 cfg.auth_uri_check,
@@ -1026,6 +1070,8 @@ impl Host {
                 cfg.limits.nonce_windows,
                 cfg.auth_nonce_secret.as_deref(),
                 cfg.auth_nonce_ttl,
+                &cfg.auth_algorithms,
+                cfg.auth_udp_challenge,
             ),
             rate: RateLimiter::bounded(cfg.limits.rate_limit_keys, Arc::clone(&limit_hits)),
             metrics,

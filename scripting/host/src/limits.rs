@@ -1,7 +1,7 @@
 //! Caps on the script host's shared tables (issue 17): the `cache`, `proxy.rate_limit` keys,
-//! pending script timers, script metric label sets and the registrar's node-wide AoRs and
-//! bindings. The node fills [`HostLimits`] from `limits:`; the counters say how often each
-//! cap was hit (`siphon_limit_hits_total{limit=...}`).
+//! pending script timers, script metric label sets, handlers suspended on an await and the
+//! registrar's node-wide AoRs and bindings. The node fills [`HostLimits`] from `limits:`; the
+//! counters say how often each cap was hit (`siphon_limit_hits_total{limit=...}`).
 //!
 //! Owns the settings, the counters and the eviction helper the tables share. The tables
 //! themselves stay in `shared.rs` / `host.rs`.
@@ -30,6 +30,10 @@ pub struct HostLimits {
     pub metric_series: usize,
     /// Digest nonce-count windows (replay protection); the oldest are evicted.
     pub nonce_windows: usize,
+    /// Handlers suspended on an await, per interpreter; past it a new request gets 503 with
+    /// `Retry-After` without running the script (replies and failures are relayed as if no
+    /// hook were set).
+    pub suspended_handlers: usize,
 }
 
 impl Default for HostLimits {
@@ -44,6 +48,7 @@ impl Default for HostLimits {
             timers: 100_000,
             metric_series: 10_000,
             nonce_windows: 262_144,
+            suspended_handlers: 4_096,
         }
     }
 }
@@ -61,6 +66,8 @@ pub struct LimitHits {
     pub timers: AtomicU64,
     /// Metric updates dropped at `metric_series`.
     pub metric_series: AtomicU64,
+    /// Events answered without the script at `suspended_handlers`.
+    pub suspended_handlers: AtomicU64,
 }
 
 impl LimitHits {
@@ -73,6 +80,7 @@ impl LimitHits {
             ("rate_limit_keys", &self.rate_limit_evicted),
             ("script_timers", &self.timers),
             ("metric_series", &self.metric_series),
+            ("suspended_handlers", &self.suspended_handlers),
         ] {
             let _ = writeln!(
                 o,

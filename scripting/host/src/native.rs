@@ -605,7 +605,10 @@ fn auth_digest(a: &Args<'_>) -> PyResult<Ret> {
         } else {
             DigestMode::Www
         };
-        let checked = shared.auth.check(&s.ev.request, dm, realm, password, ha1);
+        let transport = s.ev.meta.transport;
+        let checked = shared
+            .auth
+            .check(&s.ev.request, transport, dm, realm, password, ha1);
         if let Some(observe) = &shared.cfg.auth_observer {
             let accepted = matches!(checked, DigestCheck::Ok(_));
             if accepted || matches!(checked, DigestCheck::Challenge { failed: true, .. }) {

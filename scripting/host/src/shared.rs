@@ -883,6 +883,8 @@ pub struct Auth {
     pub realm: String,
     digest: siphon_sip::auth::DigestAuth,
     users: siphon_sip::auth::MemoryUserStore,
+    /// The challenge set of a 401/407 to a request that came over UDP (`auth.udp_challenge`).
+    udp_offer: siphon_sip::auth::Offer,
 }
 
 impl std::fmt::Debug for Auth {
@@ -955,6 +957,33 @@ impl Auth {
         nonce_secret: Option<&str>,
         nonce_ttl: Option<Duration>,
     ) -> Self {
+        Self::with_challenges(
+            realm,
+            users,
+            uri_check,
+            local_hosts,
+            nc_capacity,
+            nonce_secret,
+            nonce_ttl,
+            &[],
+            siphon_sip::auth::Offer::One,
+        )
+    }
+
+    /// [`Auth::with_nonces`] with `auth.algorithms` (empty: the digest default, MD5 then
+    /// SHA-256) and the challenge set offered over UDP (`auth.udp_challenge`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_challenges(
+        realm: String,
+        users: HashMap<String, String>,
+        uri_check: siphon_sip::auth::DigestUriCheck,
+        local_hosts: Vec<String>,
+        nc_capacity: usize,
+        nonce_secret: Option<&str>,
+        nonce_ttl: Option<Duration>,
+        algorithms: &[siphon_sip::auth::Algorithm],
+        udp_offer: siphon_sip::auth::Offer,
+    ) -> Self {
         let store = siphon_sip::auth::MemoryUserStore::new();
         for (u, p) in users {
             store.insert(None, &u, siphon_sip::auth::Credential::Password(p));
@@ -971,11 +1000,15 @@ impl Auth {
         config.uri_check = uri_check;
         config.local_hosts = local_hosts;
         config.nc_capacity = nc_capacity.max(1);
+        if !algorithms.is_empty() {
+            config.algorithms = algorithms.to_vec();
+        }
         let digest = siphon_sip::auth::DigestAuth::new(config, secret.as_bytes(), now as u64);
         Self {
             realm,
             digest,
             users: store,
+            udp_offer,
         }
     }
 
@@ -999,9 +1032,11 @@ impl Auth {
     }
 
     /// Check the request's credentials against `password`/`ha1` or the configured users.
+    /// `transport` is the one it arrived on: over `udp` the challenge set is `auth.udp_challenge`'s.
     pub fn check(
         &self,
         req: &SipMessage,
+        transport: &str,
         mode: DigestMode,
         realm: Option<&str>,
         password: Option<&str>,
@@ -1025,12 +1060,18 @@ impl Auth {
             realm,
             secret: secret.as_ref(),
         };
-        match self.digest.require(
+        let offer = if transport.eq_ignore_ascii_case("udp") {
+            self.udp_offer
+        } else {
+            siphon_sip::auth::Offer::All
+        };
+        match self.digest.require_offering(
             SystemTime::now(),
             kind,
             &info,
             req.header_all(header),
             &self.users,
+            offer,
         ) {
             Ok(ok) => DigestCheck::Ok(ok.username),
             Err((e, ch)) => DigestCheck::Challenge {

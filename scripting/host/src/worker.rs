@@ -108,6 +108,12 @@ pub(crate) struct WorkerCtx {
     free: Vec<u32>,
     next_gen: u32,
     pub(crate) async_inflight: usize,
+    /// SIP events whose handler is suspended on an await: event id → handle (what
+    /// [`Control::Cancel`] looks up). At most `limits.max_suspended_handlers` (with SMPP's in
+    /// `async_inflight`).
+    suspended: std::collections::HashMap<u64, u64>,
+    /// Handlers cancelled in this turn (logged once per turn).
+    cancelled: u64,
     /// Cores with results pushed since the last doorbell round (rung once per batch).
     bells: Vec<bool>,
     /// Inbound HTTP requests being handled here, by id.
@@ -219,6 +225,9 @@ impl WorkerCtx {
             return Ok(());
         };
         self.free.push(idx as u32);
+        if !self.suspended.is_empty() {
+            self.suspended.remove(&slot.ev.id);
+        }
         let Slot {
             ev,
             mut act,
@@ -341,6 +350,7 @@ struct Engine {
     http_dispatch: Owned,
     http_cancel: Owned,
     http_shutdown: Owned,
+    cancel_event: Owned,
     shutdown: Owned,
     kinds: [Owned; 5],
     methods: Vec<(String, Owned)>,
@@ -508,6 +518,7 @@ fn bootstrap() -> Result<Engine, String> {
             http_dispatch: getattr(e, "http_dispatch")?,
             http_cancel: getattr(e, "http_cancel")?,
             http_shutdown: getattr(e, "http_shutdown")?,
+            cancel_event: getattr(e, "cancel_event")?,
             shutdown: getattr(e, "shutdown")?,
             kinds: [
                 kind("request")?,
@@ -653,6 +664,8 @@ impl WorkerCore {
                 free: Vec::new(),
                 next_gen: 0,
                 async_inflight: 0,
+                suspended: std::collections::HashMap::new(),
+                cancelled: 0,
                 bells: vec![false; shared.lanes.len()],
                 http_responders: std::collections::HashMap::new(),
                 held: std::collections::VecDeque::new(),
@@ -774,6 +787,25 @@ impl WorkerCore {
                     call(&engine.http_cancel, &[t.as_ptr()]).is_some()
                 }
                 Control::HttpShutdown => call(&engine.http_shutdown, &[]).is_some(),
+                Control::Cancel(id) => {
+                    // Finished meanwhile (or never suspended): nothing to cancel.
+                    match with_ctx(|c| Ok(c.suspended.get(&id).copied())) {
+                        Ok(Some(h)) => {
+                            let t = int_obj(h as i64);
+                            let r = call(&engine.cancel_event, &[t.as_ptr()]);
+                            // SAFETY: GIL held; `r` is a valid object (the bool returned).
+                            if r.is_some_and(|r| unsafe { ffi::PyObject_IsTrue(r.as_ptr()) } == 1) {
+                                shared.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                                let _ = with_ctx(|c| {
+                                    c.cancelled += 1;
+                                    Ok(())
+                                });
+                            }
+                            true
+                        }
+                        _ => true,
+                    }
+                }
             };
             if !ok {
                 let text = take_error_text();
@@ -830,14 +862,27 @@ impl WorkerCore {
             }
         }
         // One doorbell per core per turn (async completions above included).
-        let _ = with_ctx(|c| {
+        let cancelled = with_ctx(|c| {
             for (core, b) in c.bells.iter_mut().enumerate() {
                 if std::mem::take(b) {
                     shared.ring(core);
                 }
             }
-            Ok(())
-        });
+            me.suspended
+                .store(c.suspended.len() as u64, Ordering::Relaxed);
+            Ok(std::mem::take(&mut c.cancelled))
+        })
+        .unwrap_or(0);
+        if cancelled > 0 {
+            (shared.log)(
+                LogLevel::Warn,
+                worker,
+                &format!(
+                    "cancelled {cancelled} suspended handler(s): the node answered without them \
+                     (transaction timeout or stalled worker) or their transaction ended"
+                ),
+            );
+        }
         if did > 0 {
             if account {
                 me.busy_ns.fetch_add(
@@ -1087,6 +1132,37 @@ fn dispatch(shared: &Shared, worker: usize, engine: &mut Engine, ev: Event) {
     let Ok(h) = with_ctx(|c| Ok(c.insert(ev))) else {
         return;
     };
+    // Too many handlers suspended on this interpreter (`limits.max_suspended_handlers`):
+    // answer without the script rather than grow its tables further.
+    let full = with_ctx(|c| {
+        if c.async_inflight < shared.cfg.limits.suspended_handlers {
+            return Ok(false);
+        }
+        shared
+            .limit_hits
+            .suspended_handlers
+            .fetch_add(1, Ordering::Relaxed);
+        let s = c.slot(h)?;
+        s.act.disposition = match kind {
+            EventKind::Request => {
+                let mut d = Actions::reply(503, "Service Unavailable");
+                if let Disposition::Reply { headers, .. } = &mut d {
+                    headers.push((
+                        "Retry-After".into(),
+                        shared.cfg.limits.retry_after_secs.to_string(),
+                    ));
+                }
+                d
+            }
+            EventKind::Cancel => Disposition::Drop,
+            _ => Disposition::ForwardReply,
+        };
+        c.complete(h)?;
+        Ok(true)
+    });
+    if full.unwrap_or(false) {
+        return;
+    }
     let hobj = int_obj(h as i64);
     let rid = int_obj(request_id);
     let r = call(
@@ -1276,6 +1352,10 @@ fn step(
             let hobj = int_obj(h as i64);
             let _ = with_ctx(|c| {
                 c.async_inflight += 1;
+                if ctx.is_none() && !crate::smpp::is_smpp_handle(h) {
+                    let id = c.slot(h)?.ev.id;
+                    c.suspended.insert(id, h);
+                }
                 Ok(())
             });
             // SAFETY: GIL held; reading the None singleton.

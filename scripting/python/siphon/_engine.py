@@ -102,6 +102,11 @@ async def _arun(hs, args, h, req):
                 fn(*args)
             if req._stopped:
                 break
+    except asyncio.CancelledError:
+        # The node answered without us (its timeout) and cancelled the handler: the node's
+        # log says so; anything else cancelling it is the script's own error.
+        if h not in _node_cancelled:
+            _siphon.script_error(h, traceback.format_exc())
     except BaseException:
         _siphon.script_error(h, traceback.format_exc())
 
@@ -199,6 +204,23 @@ def _trampoline(coro, y):
                 return stop.value
 
 
+# Suspended request/reply handlers by handle (``cancel_event``), and those the node cancelled.
+_event_tasks = {}
+_node_cancelled = set()
+
+
+def cancel_event(h):
+    """The node answered event ``h`` without the script (``transaction.timeout_secs``, a
+    stalled worker) or its transaction ended: cancel its handler, which sees
+    ``CancelledError`` at its ``await`` (its ``finally`` blocks run). True if it was running."""
+    t = _event_tasks.get(h)
+    if t is None or t.done():
+        return False
+    _node_cancelled.add(h)
+    t.cancel()
+    return True
+
+
 async def _resume(coro, y, h, ctx=None):
     try:
         if ctx is None:
@@ -214,6 +236,9 @@ async def _resume(coro, y, h, ctx=None):
         else:
             smpp._finish(ctx, r)
     finally:
+        if ctx is None:
+            _event_tasks.pop(h, None)
+            _node_cancelled.discard(h)
         _siphon.done(h)
 
 
@@ -263,6 +288,8 @@ _leave_task = asyncio.tasks._leave_task
 
 def suspend(coro, y, h, step=None, ctx=None):
     task = _loop.create_task(_resume(coro, y, h, ctx))
+    if ctx is None:
+        _event_tasks[h] = task
     if step is not None:
         step.task = task
         for _ in range(step._cancels):

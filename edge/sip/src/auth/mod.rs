@@ -21,8 +21,10 @@
 //! - Offered algorithms default to MD5 then SHA-256, all with `qop="auth"`. RFC 8760 §2.4
 //!   prefers SHA-256 first, but many deployed UAs (SIPp among them) answer the first
 //!   challenge they see and know only MD5; upstream SIPhon lists MD5 first too. A UA that
-//!   supports SHA-256 picks it from the second challenge. `DigestConfig::algorithms` reorders. `qop` is required by default, because without it there
-//!   is no `nc` and so no replay protection beyond the nonce TTL.
+//!   supports SHA-256 picks it from the second challenge. `DigestConfig::algorithms` reorders.
+//!   [`Offer::One`] asks for a single challenge (the node uses it over UDP, where the source
+//!   can be forged: a 401 must not amplify a spoofed request). `qop` is required by default,
+//!   because without it there is no `nc` and so no replay protection beyond the nonce TTL.
 //! - `stale=true` is sent when the nonce is authentic but expired and the response was right
 //!   for it (RFC 7616 §3.3), and when a correct response reused an `nc` (the UA retries with
 //!   a fresh nonce without asking its user).
@@ -98,7 +100,8 @@ impl AuthKind {
 pub struct DigestConfig {
     /// `auth.realm`: the protection space used when a call does not name one.
     pub realm: String,
-    /// Algorithms offered, one challenge each, in this order (default SHA-256, MD5).
+    /// Algorithms offered, one challenge each, in this order (default MD5, SHA-256);
+    /// [`Offer::One`] narrows a challenge to one of them.
     pub algorithms: Vec<Algorithm>,
     /// `auth.nonce_ttl_secs` (default 300 s): older nonces are answered with `stale=true`.
     pub nonce_ttl: Duration,
@@ -381,17 +384,44 @@ impl DigestAuth {
         realm: Option<&str>,
         stale: bool,
     ) -> Vec<DigestChallenge> {
+        self.challenges_of(now, realm, stale, &self.config.algorithms)
+    }
+
+    /// The algorithms an [`Offer`] puts in a challenge, in preference order. `used` is the
+    /// algorithm of the credentials that failed, if any.
+    fn offered(&self, offer: Offer, used: Option<Algorithm>) -> &[Algorithm] {
+        let all = self.config.algorithms.as_slice();
+        match offer {
+            Offer::All => all,
+            Offer::One => {
+                let i = used
+                    .and_then(|u| all.iter().position(|a| *a == u))
+                    .unwrap_or(0);
+                all.get(i..=i).unwrap_or(all)
+            }
+        }
+    }
+
+    fn challenges_of(
+        &self,
+        now: SystemTime,
+        realm: Option<&str>,
+        stale: bool,
+        algorithms: &[Algorithm],
+    ) -> Vec<DigestChallenge> {
         let realm = self.realm(realm);
         let nonce = self.nonces.issue(now, realm);
-        self.config
-            .algorithms
+        // A lone MD5 challenge leaves `algorithm` out: MD5 is what its absence means (RFC 2617
+        // §3.2.1, RFC 7616 §3.3), and it is 15 bytes of a 401 a spoofed request can draw.
+        let lone_md5 = matches!(algorithms, [Algorithm::Md5]);
+        algorithms
             .iter()
             .map(|a| DigestChallenge {
                 realm: realm.to_owned(),
                 nonce: nonce.clone(),
                 opaque: self.config.opaque.clone(),
                 stale,
-                algorithm: Some(a.name().to_owned()),
+                algorithm: (!lone_md5).then(|| a.name().to_owned()),
                 qop: vec!["auth".to_owned()],
                 ..DigestChallenge::default()
             })
@@ -408,13 +438,24 @@ impl DigestAuth {
         realm: Option<&str>,
         error: Option<&AuthError>,
     ) -> ChallengeReply {
+        self.reply_offering(now, kind, realm, error, &self.config.algorithms)
+    }
+
+    fn reply_offering(
+        &self,
+        now: SystemTime,
+        kind: AuthKind,
+        realm: Option<&str>,
+        error: Option<&AuthError>,
+        algorithms: &[Algorithm],
+    ) -> ChallengeReply {
         let stale = error.is_some_and(AuthError::is_stale);
         ChallengeReply {
             status: kind.status(),
             reason: kind.reason(),
             header_name: kind.challenge_header(),
             header_values: self
-                .challenges(now, realm, stale)
+                .challenges_of(now, realm, stale, algorithms)
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
@@ -559,14 +600,45 @@ impl DigestAuth {
         header_values: impl IntoIterator<Item = &'v str>,
         users: &dyn UserStore,
     ) -> Result<AuthOk, (AuthError, ChallengeReply)> {
-        let result = self
-            .find_credentials(header_values, req.realm)
-            .and_then(|credentials| self.verify(now, req, &credentials, users));
+        self.require_offering(now, kind, req, header_values, users, Offer::All)
+    }
+
+    /// [`DigestAuth::require`] with the challenge set on failure chosen by `offer`:
+    /// [`Offer::One`] where the source address can be forged (UDP), so that a spoofed
+    /// request draws one challenge, not one per configured algorithm.
+    pub fn require_offering<'v>(
+        &self,
+        now: SystemTime,
+        kind: AuthKind,
+        req: &RequestInfo<'_>,
+        header_values: impl IntoIterator<Item = &'v str>,
+        users: &dyn UserStore,
+        offer: Offer,
+    ) -> Result<AuthOk, (AuthError, ChallengeReply)> {
+        let credentials = self.find_credentials(header_values, req.realm);
+        let result = match &credentials {
+            Ok(c) => self.verify(now, req, c, users),
+            Err(e) => Err(e.clone()),
+        };
         result.map_err(|e| {
-            let reply = self.challenge_reply(now, kind, req.realm, Some(&e));
+            let used = credentials.ok().and_then(|c| c.algorithm());
+            let algorithms = self.offered(offer, used);
+            let reply = self.reply_offering(now, kind, req.realm, Some(&e), algorithms);
             (e, reply)
         })
     }
+}
+
+/// Which of the configured algorithms a 401/407 offers ([`DigestAuth::require_offering`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Offer {
+    /// One challenge per configured algorithm, in their order (RFC 7616 §3.7, RFC 8760).
+    #[default]
+    All,
+    /// One challenge: the algorithm of the failed credentials when it is configured (a UA
+    /// whose nonce went stale keeps its algorithm), else the first configured one. Keeps a
+    /// 401 to a spoofed UDP request about as large as the request (amplification).
+    One,
 }
 
 /// Client side: the credentials answering `challenge` for `username`/`password` (for the

@@ -86,6 +86,65 @@ fn challenge_header_values() {
     assert!(DigestChallenge::parse(&www.header_values[0]).unwrap().stale);
 }
 
+/// `Offer::One` (the node's choice over UDP): one challenge, the first configured algorithm
+/// without credentials, the credentials' own algorithm when a stale SHA-256 answer is
+/// re-challenged; `Offer::All` (TCP/TLS) offers every configured algorithm.
+#[test]
+fn offer_one_challenge_or_all() {
+    let (auth, users) = setup();
+    let www = |offer, values: Vec<&str>| {
+        auth.require_offering(at(T0), AuthKind::Www, &info(), values, &users, offer)
+            .unwrap_err()
+    };
+    let (e, one) = www(Offer::One, vec![]);
+    assert_eq!(e, AuthError::MissingCredentials);
+    assert_eq!(one.header_values.len(), 1);
+    let ch = DigestChallenge::parse(&one.header_values[0]).unwrap();
+    assert_eq!(ch.algorithm(), Some(Algorithm::Md5));
+    // A lone MD5 challenge says so by leaving `algorithm` out (its default).
+    assert!(
+        !one.header_values[0].contains("algorithm"),
+        "{:?}",
+        one.header_values
+    );
+    let (_, all) = www(Offer::All, vec![]);
+    let algs: Vec<_> = all
+        .header_values
+        .iter()
+        .map(|v| DigestChallenge::parse(v).unwrap().algorithm())
+        .collect();
+    assert_eq!(algs, [Some(Algorithm::Md5), Some(Algorithm::Sha256)]);
+    // A one-challenge 401 is shorter than the full set by the SHA-256 challenge.
+    assert!(one.header_values.concat().len() < all.header_values.concat().len());
+    // A stale SHA-256 answer is re-challenged with SHA-256 (stale=true), not moved to MD5.
+    let sha = answer(&auth, T0 - 400, Algorithm::Sha256, "alice", "wonderland", 1).to_string();
+    let (e, again) = www(Offer::One, vec![sha.as_str()]);
+    assert_eq!(e, AuthError::StaleNonce);
+    assert_eq!(again.header_values.len(), 1);
+    let ch = DigestChallenge::parse(&again.header_values[0]).unwrap();
+    assert_eq!(ch.algorithm(), Some(Algorithm::Sha256));
+    assert!(ch.stale);
+    // Credentials with an algorithm that is not configured: the first configured one.
+    let bogus = sha.replace("algorithm=SHA-256", "algorithm=SHA-512-256");
+    let (e, other) = www(Offer::One, vec![bogus.as_str()]);
+    assert_eq!(e, AuthError::UnsupportedAlgorithm);
+    let ch = DigestChallenge::parse(&other.header_values[0]).unwrap();
+    assert_eq!(ch.algorithm(), Some(Algorithm::Md5));
+    // And an answer to the one challenge verifies.
+    let md5 = answer(&auth, T0, Algorithm::Md5, "alice", "wonderland", 1).to_string();
+    let ok = auth
+        .require_offering(
+            at(T0 + 1),
+            AuthKind::Www,
+            &info(),
+            vec![md5.as_str()],
+            &users,
+            Offer::One,
+        )
+        .unwrap();
+    assert_eq!(ok.algorithm, Algorithm::Md5);
+}
+
 #[test]
 fn nonce_ttl_and_stale() {
     let (auth, users) = setup();
