@@ -28,7 +28,7 @@ type HmacSha256 = Hmac<Sha256>;
 const MAC_LEN: usize = 16;
 /// Bytes a nonce encodes: issue time, counter, MAC.
 const RAW_LEN: usize = 8 + 8 + MAC_LEN;
-/// Length of the nonce text (unpadded base64 of [`RAW_LEN`] bytes).
+/// Length of the nonce text: unpadded base64 of the 32 raw bytes (issue time, counter, MAC).
 pub const NONCE_LEN: usize = (RAW_LEN * 8).div_ceil(6);
 /// Length of the earlier hex form, still accepted.
 const HEX_NONCE_LEN: usize = 32 + 1 + 2 * MAC_LEN;
