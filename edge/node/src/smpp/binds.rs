@@ -1,7 +1,7 @@
 //! Outbound binds (`smpp.yaml` `binds:` and `SMPP_BIND_<NAME>_*`): siphon as an ESME towards
 //! upstream SMSCs. Each bind is run by one core ([`siphon_script::bind_owner`] of its name,
 //! the same function the script side uses to route a `*_via` send to that core's ring); the
-//! connection is a [`Conn`] like an inbound session, with [`Role::Esme`] and `bind: Some(i)`,
+//! connection is a `Conn` (the session type of `mod.rs`) like an inbound session, with [`Role::Esme`] and `bind: Some(i)`,
 //! so framing, timers, enquire_link, the response timer and the write path are shared.
 //!
 //! Per bind:
