@@ -231,6 +231,17 @@ def main():
             ua_addr = ua.getsockname()
             base = rss_kib(pid)
             codes = {}
+
+            def drain():
+                """Count every answer waiting on the UA socket by status code."""
+                while True:
+                    try:
+                        data = ua.recv(65535)
+                    except BlockingIOError:
+                        return
+                    c = data[8:11].decode(errors="replace")
+                    codes[c] = codes.get(c, 0) + 1
+
             peak = 0
             t0 = time.time()
             for i in range(50_000):
@@ -240,24 +251,12 @@ def main():
                 ua.sendto(msg, ("127.0.0.1", SIP))
                 if i % 500 == 499:
                     time.sleep(0.05)
-                    while True:
-                        try:
-                            data = ua.recv(65535)
-                        except BlockingIOError:
-                            break
-                        c = data[8:11].decode(errors="replace")
-                        codes[c] = codes.get(c, 0) + 1
+                    drain()
                     if i % 5000 == 4999:
                         peak = max(peak, m("siphon_transactions_active"))
             sent_s = time.time() - t0
             time.sleep(1)
-            while True:
-                try:
-                    data = ua.recv(65535)
-                except BlockingIOError:
-                    break
-                c = data[8:11].decode(errors="replace")
-                codes[c] = codes.get(c, 0) + 1
+            drain()
             full = rss_kib(pid)
             say(f"sent in {sent_s:.1f} s; answers so far by code: {dict(sorted(codes.items()))}")
             say(f"contexts active (peak sampled)={peak}, refused at the cap={hits('transactions')}, "
