@@ -577,9 +577,16 @@ pub enum ScriptPlacement {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Steering {
-    /// The kernel's SO_REUSEPORT 4-tuple hash: a flow always reaches the same reactor, so
-    /// in-dialog requests of one UA stay in order. The default.
+    /// Requests by the kernel's SO_REUSEPORT 4-tuple hash (a flow always reaches the same
+    /// reactor, so in-dialog requests of one UA stay in order); a response straight to the
+    /// reactor owning its transaction, named in the top Via branch we generated (a classic BPF
+    /// program on the UDP group). Without it, a response that hashes elsewhere is forwarded to
+    /// its owner over the mesh (three per INVITE dialog). The default; if the kernel refuses
+    /// the program the group keeps the hash (logged).
     #[default]
+    Branch,
+    /// The kernel's SO_REUSEPORT 4-tuple hash only; responses reach their owner through the
+    /// mesh.
     Hash,
     /// SO_INCOMING_CPU: the reactor of the CPU that received the packet. Only with NIC queue
     /// IRQs pinned to the reactor CPUs (RSS keeps a flow on one CPU); on loopback or with

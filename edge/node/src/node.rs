@@ -583,6 +583,9 @@ impl Node {
                 config::IoBackend::Epoll => BackendPref::Epoll,
             },
             steering: match c.tuning.steering {
+                config::Steering::Branch => {
+                    siphon_reactor::Steering::Program(siphon_sip::proxy::steering_program().into())
+                }
                 config::Steering::Hash => siphon_reactor::Steering::Hash,
                 config::Steering::IncomingCpu => siphon_reactor::Steering::IncomingCpu,
                 config::Steering::Cbpf => siphon_reactor::Steering::Cbpf,

@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Node, Placement, Ua, header, status};
+use common::{Node, Placement, Ua, answer, header, status};
 
 const SCRIPT: &str = r#"
 from siphon import proxy
@@ -33,24 +33,6 @@ fn node(name: &str, delay_ms: u64) -> Node {
         LAYOUT,
         &format!("transaction:\n  auto_emit_100_trying_delay_ms: {delay_ms}\n"),
     )
-}
-
-/// A response to `req` with `status` and a To tag.
-fn answer(req: &str, code: u16, reason: &str) -> String {
-    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
-    for v in header(req, "Via") {
-        out.push_str(&format!("Via: {v}\r\n"));
-    }
-    for name in ["From", "Call-ID", "CSeq"] {
-        for v in header(req, name) {
-            out.push_str(&format!("{name}: {v}\r\n"));
-        }
-    }
-    for v in header(req, "To") {
-        out.push_str(&format!("To: {v};tag=callee\r\n"));
-    }
-    out.push_str("Content-Length: 0\r\n\r\n");
-    out
 }
 
 /// The next request (not a response) `ua` receives.

@@ -40,8 +40,11 @@ impl FromStr for BackendPref {
     }
 }
 
+/// One classic BPF instruction `(code, jt, jf, k)` (`struct sock_filter`).
+pub type BpfInsn = (u16, u8, u8, u32);
+
 /// How datagrams are steered to the reactor of the CPU that received them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum Steering {
     /// `SO_INCOMING_CPU` set to the reactor's CPU on each socket (works for any CPU list).
     #[default]
@@ -50,6 +53,11 @@ pub enum Steering {
     Cbpf,
     /// Kernel 4-tuple hash only.
     Hash,
+    /// A classic BPF program attached to each UDP reuseport group: it returns the index of
+    /// the reactor to deliver to, or an out-of-range value for the kernel's 4-tuple hash
+    /// (the node's SIP response steering). Best effort: if the kernel refuses it, the group
+    /// keeps the hash and a warning is logged.
+    Program(std::sync::Arc<[BpfInsn]>),
 }
 
 /// A TCP listen address, optionally TLS.

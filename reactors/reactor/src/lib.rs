@@ -47,7 +47,7 @@ mod uring;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-pub use config::{BackendPref, Config, ListenTcp, Steering};
+pub use config::{BackendPref, BpfInsn, Config, ListenTcp, Steering};
 pub use cx::{Cx, WriteError};
 pub use limits::Limits;
 pub use metrics::{BackendKind, ReactorMetrics, RuntimeInfo};

@@ -187,6 +187,14 @@ fn bind_groups(config: &Config) -> Result<Bound, StartError> {
                     sys::attach_cpu_cbpf(fd.as_raw_fd())
                         .map_err(|source| StartError::Listen { addr, source })?;
                 }
+                if let Steering::Program(prog) = &config.steering
+                    && n > 1
+                {
+                    // Best effort: steering is an optimisation, never a reason not to start.
+                    if let Err(e) = sys::attach_reuseport_cbpf(fd.as_raw_fd(), prog) {
+                        tracing::warn!(%addr, error = %e, "UDP steering program refused; the group keeps the kernel's hash");
+                    }
+                }
             }
             if config.steering == Steering::IncomingCpu && n > 1 {
                 // Best effort: steering is an optimisation, never a reason not to start.

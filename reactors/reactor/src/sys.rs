@@ -139,6 +139,22 @@ pub(crate) fn attach_cpu_cbpf(fd: RawFd) -> io::Result<()> {
     setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_REUSEPORT_CBPF, &prog)
 }
 
+/// Attach a classic BPF program to the reuseport group of `fd`: its return value is the index
+/// of the group's socket that gets the datagram (out of range: the kernel's hash).
+pub(crate) fn attach_reuseport_cbpf(fd: RawFd, prog: &[crate::BpfInsn]) -> io::Result<()> {
+    let mut code: Vec<libc::sock_filter> = prog
+        .iter()
+        .map(|&(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k })
+        .collect();
+    let len =
+        u16::try_from(code.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let fprog = libc::sock_fprog {
+        len,
+        filter: code.as_mut_ptr(),
+    };
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_REUSEPORT_CBPF, &fprog)
+}
+
 /// Convert a std address into a sockaddr_storage and its length.
 pub(crate) fn to_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.

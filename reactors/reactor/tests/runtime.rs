@@ -178,6 +178,37 @@ fn reactor_to_worker_and_back() {
 
 struct Tagger;
 
+#[test]
+fn a_steering_program_picks_the_reactor_by_payload_and_falls_back_to_the_hash() {
+    // A = payload[0] - '0'; return A: "0…" to reactor 0, "1…" to reactor 1, anything else out
+    // of range (the kernel's hash).
+    let prog: Vec<siphon_reactor::BpfInsn> =
+        vec![(0x30, 0, 0, 0), (0x14, 0, 0, 0x30), (0x16, 0, 0, 0)];
+    for b in common::backends() {
+        let mut cfg = common::config(b);
+        cfg.cpus = vec![0, 1];
+        cfg.steering = siphon_reactor::Steering::Program(prog.clone().into());
+        cfg.udp = vec!["127.0.0.1:0".parse().expect("addr")];
+        let rt = Runtime::start(cfg, |_| Tagger).expect("start");
+        let mut buf = [0u8; 8];
+        let mut hashed = 0;
+        for _ in 0..16 {
+            let c = common::client("127.0.0.1:0");
+            for want in [b'0', b'1'] {
+                c.send_to(&[want, b'x'], rt.udp_addrs()[0]).expect("send");
+                let (n, _) = common::recv(&c, &mut buf).expect("reply");
+                assert_eq!((n, buf[0]), (1, want), "{b:?}: steered by the first byte");
+            }
+            c.send_to(b"zz", rt.udp_addrs()[0]).expect("send");
+            let (n, _) = common::recv(&c, &mut buf).expect("reply by the hash");
+            assert_eq!(n, 1);
+            hashed += 1;
+        }
+        assert_eq!(hashed, 16);
+        rt.shutdown().expect("shutdown");
+    }
+}
+
 impl Handler for Tagger {
     type Msg = ();
     fn on_datagram(&mut self, cx: &mut Cx<'_, ()>, d: Datagram<'_>) {
@@ -196,7 +227,7 @@ fn two_reactors_share_a_reuseport_group_and_flows_stick_to_one_core() {
         ] {
             let mut cfg = common::config(b);
             cfg.cpus = vec![0, 1];
-            cfg.steering = steering;
+            cfg.steering = steering.clone();
             cfg.udp = vec!["127.0.0.1:0".parse().expect("addr")];
             let rt = Runtime::start(cfg, |_| Tagger).expect("start");
             let mut buf = [0u8; 8];

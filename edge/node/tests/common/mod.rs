@@ -368,6 +368,24 @@ pub fn request(method: &str, ruri: &str, ua: SocketAddr, call_id: &str, extra: &
     )
 }
 
+/// A response to `req` with status `code`, its Via/From/Call-ID/CSeq and a To tag.
+pub fn answer(req: &str, code: u16, reason: &str) -> String {
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for v in header(req, "Via") {
+        out.push_str(&format!("Via: {v}\r\n"));
+    }
+    for name in ["From", "Call-ID", "CSeq"] {
+        for v in header(req, name) {
+            out.push_str(&format!("{name}: {v}\r\n"));
+        }
+    }
+    for v in header(req, "To") {
+        out.push_str(&format!("To: {v};tag=callee\r\n"));
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
 /// Fetch `path` from an HTTP endpoint (metrics) with a plain TCP request.
 pub fn http_get(addr: SocketAddr, path: &str) -> String {
     use std::io::{Read, Write};

@@ -8,6 +8,7 @@ mod core;
 mod relay;
 mod route;
 mod select;
+mod steer;
 
 #[cfg(test)]
 mod tests;
@@ -24,3 +25,4 @@ pub use route::{
     Interface, is_local, is_our_record_route, next_hop_uri, preprocess_routes, stamp_received,
     strict_next_hop, strip_angle, uri_has_lr, uri_host_port, via_destination, via_transport,
 };
+pub use steer::{SCAN_WINDOW, SockFilter, steering_program};
