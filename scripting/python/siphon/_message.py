@@ -24,6 +24,7 @@ _REASONS = {
 }
 
 _hdr = _siphon.hdr
+_hdr_tag = _siphon.hdr_tag
 _reply = _siphon.reply
 _local_domains = None
 
@@ -41,7 +42,20 @@ _local_addrs = None
 def _names_us(uri):
     """Whether a Route URI names this node: one of our listen or advertised addresses (host
     and port; 5060, or 5061 for sips/TLS, when the URI has none), or a domain name listed in
-    ``domain.local`` (any port). An address of ours on another port is somebody else."""
+    ``domain.local`` (any port). An address of ours on another port is somebody else.
+    Remembered per URI text (the same few Record-Route values come back on every in-dialog
+    request; bounded like the parse cache)."""
+    r = _names_cache.get(uri)
+    if r is None:
+        r = _names_us_uncached(uri)
+        if len(_names_cache) >= _CACHE_LIMIT:
+            _cache_full()
+            _names_cache.clear()
+        _names_cache[uri] = r
+    return r
+
+
+def _names_us_uncached(uri):
     global _local_addrs
     if _local_addrs is None:
         _local_addrs = frozenset(a.lower() for a in _siphon.local_addrs())
@@ -56,6 +70,26 @@ def _names_us(uri):
     secure = u.scheme == "sips" or str(u.params.get("transport") or "").lower() == "tls"
     port = u.port or (5061 if secure else 5060)
     return f"{host}:{port}" in _local_addrs
+
+
+# Per-interpreter caches keyed by header text: parsed URIs (``SipUri``) and their written
+# form, route verdicts (``_names_us``, ``loose_route``), received flows (``Flow``). Each
+# holds at most _CACHE_LIMIT entries and is emptied when full (peers choose these texts);
+# ``cache_resets`` counts the resets. Entries are immutable: every SipUri gets its own
+# ``params`` dict, every Contact its own Flow.
+_CACHE_LIMIT = 1024
+_uri_cache = {}
+_names_cache = {}
+_flow_cache = {}
+_text_cache = {}
+_route_cache = {}
+cache_resets = 0
+_UNPARSED = object()
+
+
+def _cache_full():
+    global cache_resets
+    cache_resets += 1
 
 
 def _addr_uri(v):
@@ -79,6 +113,34 @@ def _param(v, name):
     return None
 
 
+def _parse_uri(uri):
+    """URI text -> (scheme, user, host, port, params as (name, value) pairs, headers)."""
+    uri = uri.strip()
+    if uri.startswith("<") and uri.endswith(">"):
+        uri = uri[1:-1]
+    scheme, _, rest = uri.partition(":")
+    scheme = scheme.lower()
+    rest, _, hdrs = rest.partition("?")
+    user, at, hp = rest.rpartition("@")
+    if not at:
+        user, hp = None, rest
+    parts = hp.split(";")
+    hostport = parts[0]
+    params = {}
+    for p in parts[1:]:
+        k, eq, v = p.partition("=")
+        params[k] = v if eq else None
+    params = tuple(params.items())
+    if scheme == "tel":
+        return scheme, hostport, None, None, params, hdrs
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        host, port = hostport[: end + 1], hostport[end + 2:]
+    else:
+        host, _, port = hostport.partition(":")
+    return scheme, user, host, int(port) if port.isdigit() else None, params, hdrs
+
+
 class SipUri:
     """A SIP/SIPS/TEL URI value. Setting ``user``/``host``/``port`` on ``request.ruri`` edits
     the request's Request-URI."""
@@ -86,33 +148,17 @@ class SipUri:
     __slots__ = ("scheme", "_user", "_host", "_port", "params", "headers", "_owner")
 
     def __init__(self, uri):
-        uri = str(uri).strip()
-        if uri.startswith("<") and uri.endswith(">"):
-            uri = uri[1:-1]
-        scheme, _, rest = uri.partition(":")
-        self.scheme = scheme.lower()
+        uri = str(uri)
+        p = _uri_cache.get(uri)
+        if p is None:
+            p = _parse_uri(uri)
+            if len(_uri_cache) >= _CACHE_LIMIT:
+                _cache_full()
+                _uri_cache.clear()
+            _uri_cache[uri] = p
+        self.scheme, self._user, self._host, self._port, params, self.headers = p
+        self.params = dict(params) if params else {}
         self._owner = None
-        rest, _, hdrs = rest.partition("?")
-        self.headers = hdrs
-        user, at, hp = rest.rpartition("@")
-        if not at:
-            user, hp = None, rest
-        parts = hp.split(";")
-        hostport = parts[0]
-        self.params = {}
-        for p in parts[1:]:
-            k, eq, v = p.partition("=")
-            self.params[k] = v if eq else None
-        if self.scheme == "tel":
-            self._user, self._host, self._port = hostport, None, None
-            return
-        self._user = user
-        if hostport.startswith("["):
-            end = hostport.find("]")
-            self._host, port = hostport[: end + 1], hostport[end + 2:]
-        else:
-            self._host, _, port = hostport.partition(":")
-        self._port = int(port) if port.isdigit() else None
 
     def _sync(self):
         if self._owner is not None:
@@ -185,6 +231,18 @@ class SipUri:
         return hash(str(self))
 
 
+def _canonical_uri(text):
+    """``str(SipUri(text))``, remembered per text (bounded like the parse cache)."""
+    s = _text_cache.get(text)
+    if s is None:
+        s = str(SipUri(text))
+        if len(_text_cache) >= _CACHE_LIMIT:
+            _cache_full()
+            _text_cache.clear()
+        _text_cache[text] = s
+    return s
+
+
 class Flow:
     """The inbound flow a binding's REGISTER came over (``Contact.flow``): pass it to
     ``request.relay(flow=...)``; ``request.fork(contacts)`` uses it per branch. Treat as opaque.
@@ -205,15 +263,24 @@ class Flow:
     @classmethod
     def _from_received(cls, received):
         """``sip:IP:PORT;transport=x`` (``Contact.received``) -> Flow."""
-        if not received or not received.startswith("sip:"):
+        if not received:
             return None
-        hostport, _, params = received[4:].partition(";")
-        transport = "udp"
-        for p in params.split(";"):
-            k, _, v = p.partition("=")
-            if k.strip().lower() == "transport" and v:
-                transport = v.strip().lower()
-        return cls(transport, hostport)
+        f = _flow_cache.get(received)
+        if f is None:
+            if not received.startswith("sip:"):
+                return None
+            hostport, _, params = received[4:].partition(";")
+            transport = "udp"
+            for p in params.split(";"):
+                k, _, v = p.partition("=")
+                if k.strip().lower() == "transport" and v:
+                    transport = v.strip().lower()
+            f = (transport, hostport)
+            if len(_flow_cache) >= _CACHE_LIMIT:
+                _cache_full()
+                _flow_cache.clear()
+            _flow_cache[received] = f
+        return cls(f[0], f[1])
 
     def __repr__(self):
         return f"Flow(transport={self.transport}, remote={self.remote_addr})"
@@ -224,11 +291,13 @@ class Contact:
     SIP URI, ``sip:IP:PORT;transport=x`` (route to it instead of ``uri`` for a UA behind NAT),
     ``path`` its Path values and ``flow`` the flow it came over."""
 
-    __slots__ = ("uri", "q", "expires", "age_secs", "received", "path", "instance_id", "instance_epoch",
-                 "flow_token", "flow", "kind", "params")
+    __slots__ = ("_uri", "_uri_text", "q", "expires", "age_secs", "received", "path", "instance_id",
+                 "instance_epoch", "flow_token", "flow", "kind", "params")
 
     def __init__(self, uri, q=1.0, expires=0, age_secs=0, received=None, path=(), instance_id=None):
-        self.uri = SipUri(uri)
+        # The URI is parsed when first read: a fork to the binding only needs its text.
+        self._uri = _UNPARSED
+        self._uri_text = str(uri)
         self.q = q
         self.expires = expires
         self.age_secs = age_secs
@@ -242,6 +311,17 @@ class Contact:
         self.params = []
 
     @property
+    def uri(self):
+        u = self._uri
+        if u is _UNPARSED:
+            u = self._uri = SipUri(self._uri_text)
+        return u
+
+    @uri.setter
+    def uri(self, value):
+        self._uri = value
+
+    @property
     def is_local(self):
         return self.uri.is_local
 
@@ -250,7 +330,10 @@ class Contact:
         return self.instance_id
 
     def __str__(self):
-        return str(self.uri)
+        u = self._uri
+        if u is _UNPARSED:
+            return _canonical_uri(self._uri_text)
+        return str(u)
 
     def __repr__(self):
         return f"<Contact {self.uri} expires={self.expires}>"
@@ -294,11 +377,11 @@ class _Headers:
 
     @property
     def from_tag(self):
-        return _param(_hdr(self._h, self._w, "From"), "tag")
+        return _hdr_tag(self._h, self._w, "From")
 
     @property
     def to_tag(self):
-        return _param(_hdr(self._h, self._w, "To"), "tag")
+        return _hdr_tag(self._h, self._w, "To")
 
     @property
     def call_id(self):
@@ -372,7 +455,7 @@ class Request(_Headers):
 
     @property
     def in_dialog(self):
-        return self.to_tag is not None
+        return _hdr_tag(self._h, 0, "To") is not None
 
     @property
     def max_forwards(self):
@@ -462,14 +545,27 @@ class Request(_Headers):
         Record-Route) and return True: the request follows its route set (the remaining
         Routes, else the Request-URI). False when there is no Route or the top one names
         somebody else: relaying such a request would make the node an open relay."""
-        routes = [v.strip() for h in _siphon.hdrs(self._h, 0, "Route") for v in h.split(",") if v.strip()]
-        n = 0
-        while n < len(routes) and _names_us(_addr_uri(routes[n])):
-            n += 1
-        if n == 0:
+        hs = _siphon.hdrs(self._h, 0, "Route")
+        if not hs:
+            return False
+        # The verdict is a function of the Route values alone: remembered per value list (an
+        # in-dialog request carries the same Record-Route the dialog's other requests did).
+        key = hs[0] if len(hs) == 1 else tuple(hs)
+        rest = _route_cache.get(key)
+        if rest is None:
+            routes = [v.strip() for h in hs for v in h.split(",") if v.strip()]
+            n = 0
+            while n < len(routes) and _names_us(_addr_uri(routes[n])):
+                n += 1
+            rest = tuple(routes[n:]) if n else False
+            if len(_route_cache) >= _CACHE_LIMIT:
+                _cache_full()
+                _route_cache.clear()
+            _route_cache[key] = rest
+        if rest is False:
             return False
         _siphon.rm_hdr(self._h, 0, "Route")
-        for r in routes[n:]:
+        for r in rest:
             _siphon.add_hdr(self._h, 0, "Route", r)
         return True
 
