@@ -123,8 +123,14 @@ def dispatch(h, kind, method, rid):
         if method == "SUBSCRIBE" and _siphon.pres_agent(h):
             return None
         current_request = h
-        r = _resolved.get(("proxy.on_request", method))
-        hs, anya = r if r is not None else _handlers("proxy.on_request", method)
+        # Keyed by the method alone (other kinds' keys are tuples): no key tuple per request.
+        r = _resolved.get(method)
+        if r is None:
+            r = _handlers("proxy.on_request", method)
+            if len(_resolved) >= 512:
+                _resolved.clear()  # bounded: methods are peer-chosen tokens
+            _resolved[method] = r
+        hs, anya = r
         if not hs:
             return 1
         req = Request(h, method)

@@ -162,7 +162,7 @@ class SipUri:
 
     def _sync(self):
         if self._owner is not None:
-            _siphon.set_ruri(self._owner._h, str(self))
+            _siphon.set_ruri(self._owner, str(self))
 
     @property
     def user(self):
@@ -332,7 +332,8 @@ class Contact:
     def __str__(self):
         u = self._uri
         if u is _UNPARSED:
-            return _canonical_uri(self._uri_text)
+            s = _text_cache.get(self._uri_text)
+            return s if s is not None else _canonical_uri(self._uri_text)
         return str(u)
 
     def __repr__(self):
@@ -435,7 +436,7 @@ class Request(_Headers):
     def ruri(self):
         if self._ruri is None:
             u = SipUri(_siphon.start(self._h, 0)[1])
-            u._owner = self
+            u._owner = self._h  # the handle, not the Request: no reference cycle per request
             self._ruri = u
         return self._ruri
 
@@ -517,6 +518,9 @@ class Request(_Headers):
         _reply(self._h, code, reason if reason is not None else _REASONS.get(code, ""), reliable)
 
     def relay(self, next_hop=None, on_reply=None, on_failure=None, flow=None, send_socket=None):
+        if next_hop is None and on_reply is None and on_failure is None and flow is None:
+            _siphon.relay(self._h)  # the usual relay along the route set: no optional part
+            return
         if on_reply is not None or on_failure is not None:
             from . import _engine
             _engine.remember_relay(_siphon.ev_id(self._h), on_reply, on_failure)
