@@ -46,7 +46,10 @@ def fill(request):
     for i in range(3000):
         u = SipUri(f"sip:u{i}@example.com")
         assert u.user == f"u{i}", u
-    request.reply(200, f"{_message.cache_resets > 0}|{len(_message._uri_cache) <= 1024}")
+    long = SipUri("sip:" + "x" * 300 + "@example.com")
+    assert long.user == "x" * 300 and long.host == "example.com"
+    request.reply(200, f"{_message.cache_resets > 0}|{len(_message._uri_cache) <= _message._CACHE_LIMIT}|"
+                       f"{str(long) not in _message._uri_cache}")
 '''
 
 
@@ -92,4 +95,4 @@ def test_loose_route_and_tags_read_the_same_twice(harness):
 def test_a_full_cache_is_emptied_and_counted(harness):
     h = harness(SCRIPT)
     r = h.send_request("MESSAGE")
-    assert r.reason == "True|True"
+    assert r.reason == "True|True|True"

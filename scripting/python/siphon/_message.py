@@ -47,11 +47,7 @@ def _names_us(uri):
     request; bounded like the parse cache)."""
     r = _names_cache.get(uri)
     if r is None:
-        r = _names_us_uncached(uri)
-        if len(_names_cache) >= _CACHE_LIMIT:
-            _cache_full()
-            _names_cache.clear()
-        _names_cache[uri] = r
+        r = _remember(_names_cache, uri, _names_us_uncached(uri))
     return r
 
 
@@ -74,10 +70,12 @@ def _names_us_uncached(uri):
 
 # Per-interpreter caches keyed by header text: parsed URIs (``SipUri``) and their written
 # form, route verdicts (``_names_us``, ``loose_route``), received flows (``Flow``). Each
-# holds at most _CACHE_LIMIT entries and is emptied when full (peers choose these texts);
-# ``cache_resets`` counts the resets. Entries are immutable: every SipUri gets its own
-# ``params`` dict, every Contact its own Flow.
-_CACHE_LIMIT = 1024
+# holds at most _CACHE_LIMIT entries of keys up to _CACHE_KEY_MAX characters (a longer text
+# is parsed every time) and is emptied when full (peers choose these texts); ``cache_resets``
+# counts the resets. Entries are immutable: every SipUri gets its own ``params`` dict, every
+# Contact its own Flow.
+_CACHE_LIMIT = 512
+_CACHE_KEY_MAX = 256
 _uri_cache = {}
 _names_cache = {}
 _flow_cache = {}
@@ -87,9 +85,15 @@ cache_resets = 0
 _UNPARSED = object()
 
 
-def _cache_full():
+def _remember(cache, key, value):
+    """Keep ``value`` under the text ``key`` (within the limits above); returns ``value``."""
     global cache_resets
-    cache_resets += 1
+    if len(key) <= _CACHE_KEY_MAX:
+        if len(cache) >= _CACHE_LIMIT:
+            cache_resets += 1
+            cache.clear()
+        cache[key] = value
+    return value
 
 
 def _addr_uri(v):
@@ -151,11 +155,7 @@ class SipUri:
         uri = str(uri)
         p = _uri_cache.get(uri)
         if p is None:
-            p = _parse_uri(uri)
-            if len(_uri_cache) >= _CACHE_LIMIT:
-                _cache_full()
-                _uri_cache.clear()
-            _uri_cache[uri] = p
+            p = _remember(_uri_cache, uri, _parse_uri(uri))
         self.scheme, self._user, self._host, self._port, params, self.headers = p
         self.params = dict(params) if params else {}
         self._owner = None
@@ -235,11 +235,7 @@ def _canonical_uri(text):
     """``str(SipUri(text))``, remembered per text (bounded like the parse cache)."""
     s = _text_cache.get(text)
     if s is None:
-        s = str(SipUri(text))
-        if len(_text_cache) >= _CACHE_LIMIT:
-            _cache_full()
-            _text_cache.clear()
-        _text_cache[text] = s
+        s = _remember(_text_cache, text, str(SipUri(text)))
     return s
 
 
@@ -275,11 +271,7 @@ class Flow:
                 k, _, v = p.partition("=")
                 if k.strip().lower() == "transport" and v:
                     transport = v.strip().lower()
-            f = (transport, hostport)
-            if len(_flow_cache) >= _CACHE_LIMIT:
-                _cache_full()
-                _flow_cache.clear()
-            _flow_cache[received] = f
+            f = _remember(_flow_cache, received, (transport, hostport))
         return cls(f[0], f[1])
 
     def __repr__(self):
@@ -552,9 +544,9 @@ class Request(_Headers):
         hs = _siphon.hdrs(self._h, 0, "Route")
         if not hs:
             return False
-        # The verdict is a function of the Route values alone: remembered per value list (an
-        # in-dialog request carries the same Record-Route the dialog's other requests did).
-        key = hs[0] if len(hs) == 1 else tuple(hs)
+        # The verdict is a function of the Route values alone: remembered for a single Route
+        # line (an in-dialog request carries the route set its dialog's requests all carry).
+        key = hs[0] if len(hs) == 1 else None
         rest = _route_cache.get(key)
         if rest is None:
             routes = [v.strip() for h in hs for v in h.split(",") if v.strip()]
@@ -562,10 +554,8 @@ class Request(_Headers):
             while n < len(routes) and _names_us(_addr_uri(routes[n])):
                 n += 1
             rest = tuple(routes[n:]) if n else False
-            if len(_route_cache) >= _CACHE_LIMIT:
-                _cache_full()
-                _route_cache.clear()
-            _route_cache[key] = rest
+            if key is not None:
+                _remember(_route_cache, key, rest)
         if rest is False:
             return False
         _siphon.rm_hdr(self._h, 0, "Route")
