@@ -598,14 +598,16 @@ fn reg_lookup(a: &Args<'_>) -> PyResult<Ret> {
             list.into_iter()
                 .map(|b| {
                     let q = b.q.map_or(1.0, |q| f64::from(q.millis()) / 1000.0);
+                    let (expires, age) = (b.remaining_secs(now), b.age_secs(now));
+                    // The lookup's own copy: its strings move into the tuple.
                     Ret::Tuple(vec![
-                        Ret::Str(b.uri.clone()),
+                        Ret::Str(b.uri),
                         Ret::Float(q),
-                        Ret::Int(i64::from(b.remaining_secs(now))),
-                        Ret::Int(b.age_secs(now) as i64),
-                        b.received.clone().into(),
-                        Ret::List(b.path.iter().cloned().map(Ret::Str).collect()),
-                        b.instance_id.clone().into(),
+                        Ret::Int(i64::from(expires)),
+                        Ret::Int(age as i64),
+                        b.received.into(),
+                        Ret::List(b.path.into_iter().map(Ret::Str).collect()),
+                        b.instance_id.into(),
                     ])
                 })
                 .collect(),

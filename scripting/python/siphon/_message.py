@@ -298,7 +298,8 @@ class Contact:
         self.instance_id = instance_id
         self.instance_epoch = None
         self.flow_token = None
-        self.flow = Flow._from_received(received)
+        f = _flow_cache.get(received) if received else None
+        self.flow = Flow(f[0], f[1]) if f is not None else Flow._from_received(received)
         self.kind = "ue"
         self.params = []
 
