@@ -61,6 +61,7 @@ fastcall! {
     s_ev_core => ev_core,
     s_hdr => hdr,
     s_hdrs => hdrs,
+    s_hdr_tag => hdr_tag,
     s_set_hdr => set_hdr,
     s_add_hdr => add_hdr,
     s_prepend_hdr => prepend_hdr,
@@ -161,6 +162,40 @@ fn ev_core(a: &Args<'_>) -> PyResult<Ret> {
 fn hdr(a: &Args<'_>) -> PyResult<Ret> {
     let (h, w, name) = (handle(a)?, which(a)?, a.str(2)?);
     with_ctx(|c| Ok(c.slot(h)?.msg(w)?.header(name).map(str::to_owned).into()))
+}
+
+/// `hdr_tag(h, w, name)`: the `tag` parameter of a name-addr header (`From`, `To`) as
+/// `siphon._message._param(value, "tag")` reads it (one call instead of a header copy and a
+/// Python parse per `to_tag`/`in_dialog`); None without the header or the parameter.
+fn hdr_tag(a: &Args<'_>) -> PyResult<Ret> {
+    let (h, w, name) = (handle(a)?, which(a)?, a.str(2)?);
+    with_ctx(|c| {
+        let v = c.slot(h)?.msg(w)?.header(name);
+        Ok(v.and_then(tag_param).map(str::to_owned).into())
+    })
+}
+
+/// Python's `str.isspace` (what `str.strip()` removes): Unicode White_Space plus the four
+/// information separators U+001C..U+001F.
+fn py_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// `_param(v, "tag")` of siphon/_message.py: the parameters after the last `>` (or after the
+/// first `;` when there is no `>`), split on `;`; the first whose name, stripped and lowered,
+/// is `tag` gives its stripped value (empty without `=`). No non-ASCII character lowers to
+/// `t`, `a` or `g`, so an ASCII case-insensitive comparison is the same test.
+fn tag_param(v: &str) -> Option<&str> {
+    let tail = match v.rfind('>') {
+        Some(b) => &v[b + 1..],
+        None => v.split_once(';').map_or("", |(_, t)| t),
+    };
+    tail.split(';').find_map(|p| {
+        let (k, val) = p.split_once('=').unwrap_or((p, ""));
+        k.trim_matches(py_space)
+            .eq_ignore_ascii_case("tag")
+            .then(|| val.trim_matches(py_space))
+    })
 }
 
 fn hdrs(a: &Args<'_>) -> PyResult<Ret> {
@@ -563,14 +598,16 @@ fn reg_lookup(a: &Args<'_>) -> PyResult<Ret> {
             list.into_iter()
                 .map(|b| {
                     let q = b.q.map_or(1.0, |q| f64::from(q.millis()) / 1000.0);
+                    let (expires, age) = (b.remaining_secs(now), b.age_secs(now));
+                    // The lookup's own copy: its strings move into the tuple.
                     Ret::Tuple(vec![
-                        Ret::Str(b.uri.clone()),
+                        Ret::Str(b.uri),
                         Ret::Float(q),
-                        Ret::Int(i64::from(b.remaining_secs(now))),
-                        Ret::Int(b.age_secs(now) as i64),
-                        b.received.clone().into(),
-                        Ret::List(b.path.iter().cloned().map(Ret::Str).collect()),
-                        b.instance_id.clone().into(),
+                        Ret::Int(i64::from(expires)),
+                        Ret::Int(age as i64),
+                        b.received.into(),
+                        Ret::List(b.path.into_iter().map(Ret::Str).collect()),
+                        b.instance_id.into(),
                     ])
                 })
                 .collect(),
@@ -1380,4 +1417,34 @@ pub(crate) unsafe extern "C" fn pyinit_siphon() -> *mut ffi::PyObject {
     // SAFETY: CPython's import machinery calls this with the GIL held; SIPHON_DEF is fully
     // initialised by prepare() and lives for the process.
     unsafe { ffi::PyModuleDef_Init(&raw mut SIPHON_DEF) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tag_param;
+
+    /// Expected values are what `siphon._message._param(v, "tag")` returns on CPython 3.13.
+    #[test]
+    fn tag_param_reads_like_the_python_parser() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("<sip:bob@127.0.0.1>", None),
+            ("<sip:bob@127.0.0.1>;tag=2SIPpTag011", Some("2SIPpTag011")),
+            ("sip:a@b;tag=x;foo", Some("x")),
+            ("sip:a@b", None),
+            ("\"A\" <sip:a@b;tag=inuri>;x=1", None),
+            ("<sip:a@b>; TAG = v1 ;tag=v2", Some("v1")),
+            ("<sip:a@b>;tag", Some("")),
+            ("<sip:a@b>;tag=", Some("")),
+            ("<sip:a@b>;\u{1c}tag\u{1c}=\u{1f}z\u{1f}", Some("z")),
+            ("<sip:a@b>;tagx=1;tag=2", Some("2")),
+            ("a;b;tag=c>d", None),
+            ("<sip:a@b>;tag=a=b", Some("a=b")),
+            ("x;Tag=\u{a0}q\u{2003}", Some("q")),
+            ("<sip:a@b>;t\u{430}g=1", None),
+            ("", None),
+        ];
+        for (v, want) in cases {
+            assert_eq!(tag_param(v), *want, "{v:?}");
+        }
+    }
 }

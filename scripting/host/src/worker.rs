@@ -837,7 +837,7 @@ impl WorkerCore {
         // loop (a fire-and-forget `asyncio.create_task`): it needs a turn too.
         if !self.loop_busy && did > before_events {
             self.loop_busy = match call(&engine.loop_ready, &[]) {
-                // SAFETY: GIL held; `r` is a valid object (the bool `loop_ready` returns).
+                // SAFETY: GIL held; `r` is a valid object (the int `loop_ready` returns).
                 Some(r) => (unsafe { ffi::PyObject_IsTrue(r.as_ptr()) }) != 0,
                 None => {
                     // Not expected; a spare turn is harmless.

@@ -123,8 +123,14 @@ def dispatch(h, kind, method, rid):
         if method == "SUBSCRIBE" and _siphon.pres_agent(h):
             return None
         current_request = h
-        r = _resolved.get(("proxy.on_request", method))
-        hs, anya = r if r is not None else _handlers("proxy.on_request", method)
+        # Keyed by the method alone (other kinds' keys are tuples): no key tuple per request.
+        r = _resolved.get(method)
+        if r is None:
+            r = _handlers("proxy.on_request", method)
+            if len(_resolved) >= 512:
+                _resolved.clear()  # bounded: methods are peer-chosen tokens
+            _resolved[method] = r
+        hs, anya = r
         if not hs:
             return 1
         req = Request(h, method)
@@ -312,10 +318,11 @@ def run_loop_once():
     return -1.0
 
 
-def loop_ready():
-    """Whether the loop has callbacks ready (a task a handler created without suspending):
-    the worker then gives it a turn after the batch."""
-    return bool(_loop._ready)
+# ``loop_ready()``: how many callbacks the loop has ready (a task a handler created without
+# suspending); non-zero, the worker gives it a turn after the batch. The ready queue's own
+# ``__len__`` (asyncio never replaces the deque): the worker calls it after every batch, and
+# a C slot costs no Python frame.
+loop_ready = _loop._ready.__len__
 
 
 async def _guard(coro, what):

@@ -24,6 +24,7 @@ _REASONS = {
 }
 
 _hdr = _siphon.hdr
+_hdr_tag = _siphon.hdr_tag
 _reply = _siphon.reply
 _local_domains = None
 
@@ -41,7 +42,16 @@ _local_addrs = None
 def _names_us(uri):
     """Whether a Route URI names this node: one of our listen or advertised addresses (host
     and port; 5060, or 5061 for sips/TLS, when the URI has none), or a domain name listed in
-    ``domain.local`` (any port). An address of ours on another port is somebody else."""
+    ``domain.local`` (any port). An address of ours on another port is somebody else.
+    Remembered per URI text (the same few Record-Route values come back on every in-dialog
+    request; bounded like the parse cache)."""
+    r = _names_cache.get(uri)
+    if r is None:
+        r = _remember(_names_cache, uri, _names_us_uncached(uri))
+    return r
+
+
+def _names_us_uncached(uri):
     global _local_addrs
     if _local_addrs is None:
         _local_addrs = frozenset(a.lower() for a in _siphon.local_addrs())
@@ -56,6 +66,34 @@ def _names_us(uri):
     secure = u.scheme == "sips" or str(u.params.get("transport") or "").lower() == "tls"
     port = u.port or (5061 if secure else 5060)
     return f"{host}:{port}" in _local_addrs
+
+
+# Per-interpreter caches keyed by header text: parsed URIs (``SipUri``) and their written
+# form, route verdicts (``_names_us``, ``loose_route``), received flows (``Flow``). Each
+# holds at most _CACHE_LIMIT entries of keys up to _CACHE_KEY_MAX characters (a longer text
+# is parsed every time) and is emptied when full (peers choose these texts); ``cache_resets``
+# counts the resets. Entries are immutable: every SipUri gets its own ``params`` dict, every
+# Contact its own Flow.
+_CACHE_LIMIT = 512
+_CACHE_KEY_MAX = 256
+_uri_cache = {}
+_names_cache = {}
+_flow_cache = {}
+_text_cache = {}
+_route_cache = {}
+cache_resets = 0
+_UNPARSED = object()
+
+
+def _remember(cache, key, value):
+    """Keep ``value`` under the text ``key`` (within the limits above); returns ``value``."""
+    global cache_resets
+    if len(key) <= _CACHE_KEY_MAX:
+        if len(cache) >= _CACHE_LIMIT:
+            cache_resets += 1
+            cache.clear()
+        cache[key] = value
+    return value
 
 
 def _addr_uri(v):
@@ -79,6 +117,34 @@ def _param(v, name):
     return None
 
 
+def _parse_uri(uri):
+    """URI text -> (scheme, user, host, port, params as (name, value) pairs, headers)."""
+    uri = uri.strip()
+    if uri.startswith("<") and uri.endswith(">"):
+        uri = uri[1:-1]
+    scheme, _, rest = uri.partition(":")
+    scheme = scheme.lower()
+    rest, _, hdrs = rest.partition("?")
+    user, at, hp = rest.rpartition("@")
+    if not at:
+        user, hp = None, rest
+    parts = hp.split(";")
+    hostport = parts[0]
+    params = {}
+    for p in parts[1:]:
+        k, eq, v = p.partition("=")
+        params[k] = v if eq else None
+    params = tuple(params.items())
+    if scheme == "tel":
+        return scheme, hostport, None, None, params, hdrs
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        host, port = hostport[: end + 1], hostport[end + 2:]
+    else:
+        host, _, port = hostport.partition(":")
+    return scheme, user, host, int(port) if port.isdigit() else None, params, hdrs
+
+
 class SipUri:
     """A SIP/SIPS/TEL URI value. Setting ``user``/``host``/``port`` on ``request.ruri`` edits
     the request's Request-URI."""
@@ -86,37 +152,17 @@ class SipUri:
     __slots__ = ("scheme", "_user", "_host", "_port", "params", "headers", "_owner")
 
     def __init__(self, uri):
-        uri = str(uri).strip()
-        if uri.startswith("<") and uri.endswith(">"):
-            uri = uri[1:-1]
-        scheme, _, rest = uri.partition(":")
-        self.scheme = scheme.lower()
+        uri = str(uri)
+        p = _uri_cache.get(uri)
+        if p is None:
+            p = _remember(_uri_cache, uri, _parse_uri(uri))
+        self.scheme, self._user, self._host, self._port, params, self.headers = p
+        self.params = dict(params) if params else {}
         self._owner = None
-        rest, _, hdrs = rest.partition("?")
-        self.headers = hdrs
-        user, at, hp = rest.rpartition("@")
-        if not at:
-            user, hp = None, rest
-        parts = hp.split(";")
-        hostport = parts[0]
-        self.params = {}
-        for p in parts[1:]:
-            k, eq, v = p.partition("=")
-            self.params[k] = v if eq else None
-        if self.scheme == "tel":
-            self._user, self._host, self._port = hostport, None, None
-            return
-        self._user = user
-        if hostport.startswith("["):
-            end = hostport.find("]")
-            self._host, port = hostport[: end + 1], hostport[end + 2:]
-        else:
-            self._host, _, port = hostport.partition(":")
-        self._port = int(port) if port.isdigit() else None
 
     def _sync(self):
         if self._owner is not None:
-            _siphon.set_ruri(self._owner._h, str(self))
+            _siphon.set_ruri(self._owner, str(self))
 
     @property
     def user(self):
@@ -185,6 +231,14 @@ class SipUri:
         return hash(str(self))
 
 
+def _canonical_uri(text):
+    """``str(SipUri(text))``, remembered per text (bounded like the parse cache)."""
+    s = _text_cache.get(text)
+    if s is None:
+        s = _remember(_text_cache, text, str(SipUri(text)))
+    return s
+
+
 class Flow:
     """The inbound flow a binding's REGISTER came over (``Contact.flow``): pass it to
     ``request.relay(flow=...)``; ``request.fork(contacts)`` uses it per branch. Treat as opaque.
@@ -205,15 +259,20 @@ class Flow:
     @classmethod
     def _from_received(cls, received):
         """``sip:IP:PORT;transport=x`` (``Contact.received``) -> Flow."""
-        if not received or not received.startswith("sip:"):
+        if not received:
             return None
-        hostport, _, params = received[4:].partition(";")
-        transport = "udp"
-        for p in params.split(";"):
-            k, _, v = p.partition("=")
-            if k.strip().lower() == "transport" and v:
-                transport = v.strip().lower()
-        return cls(transport, hostport)
+        f = _flow_cache.get(received)
+        if f is None:
+            if not received.startswith("sip:"):
+                return None
+            hostport, _, params = received[4:].partition(";")
+            transport = "udp"
+            for p in params.split(";"):
+                k, _, v = p.partition("=")
+                if k.strip().lower() == "transport" and v:
+                    transport = v.strip().lower()
+            f = _remember(_flow_cache, received, (transport, hostport))
+        return cls(f[0], f[1])
 
     def __repr__(self):
         return f"Flow(transport={self.transport}, remote={self.remote_addr})"
@@ -224,11 +283,13 @@ class Contact:
     SIP URI, ``sip:IP:PORT;transport=x`` (route to it instead of ``uri`` for a UA behind NAT),
     ``path`` its Path values and ``flow`` the flow it came over."""
 
-    __slots__ = ("uri", "q", "expires", "age_secs", "received", "path", "instance_id", "instance_epoch",
-                 "flow_token", "flow", "kind", "params")
+    __slots__ = ("_uri", "_uri_text", "q", "expires", "age_secs", "received", "path", "instance_id",
+                 "instance_epoch", "flow_token", "flow", "kind", "params")
 
     def __init__(self, uri, q=1.0, expires=0, age_secs=0, received=None, path=(), instance_id=None):
-        self.uri = SipUri(uri)
+        # The URI is parsed when first read: a fork to the binding only needs its text.
+        self._uri = _UNPARSED
+        self._uri_text = str(uri)
         self.q = q
         self.expires = expires
         self.age_secs = age_secs
@@ -237,9 +298,21 @@ class Contact:
         self.instance_id = instance_id
         self.instance_epoch = None
         self.flow_token = None
-        self.flow = Flow._from_received(received)
+        f = _flow_cache.get(received) if received else None
+        self.flow = Flow(f[0], f[1]) if f is not None else Flow._from_received(received)
         self.kind = "ue"
         self.params = []
+
+    @property
+    def uri(self):
+        u = self._uri
+        if u is _UNPARSED:
+            u = self._uri = SipUri(self._uri_text)
+        return u
+
+    @uri.setter
+    def uri(self, value):
+        self._uri = value
 
     @property
     def is_local(self):
@@ -250,7 +323,11 @@ class Contact:
         return self.instance_id
 
     def __str__(self):
-        return str(self.uri)
+        u = self._uri
+        if u is _UNPARSED:
+            s = _text_cache.get(self._uri_text)
+            return s if s is not None else _canonical_uri(self._uri_text)
+        return str(u)
 
     def __repr__(self):
         return f"<Contact {self.uri} expires={self.expires}>"
@@ -294,11 +371,11 @@ class _Headers:
 
     @property
     def from_tag(self):
-        return _param(_hdr(self._h, self._w, "From"), "tag")
+        return _hdr_tag(self._h, self._w, "From")
 
     @property
     def to_tag(self):
-        return _param(_hdr(self._h, self._w, "To"), "tag")
+        return _hdr_tag(self._h, self._w, "To")
 
     @property
     def call_id(self):
@@ -352,7 +429,7 @@ class Request(_Headers):
     def ruri(self):
         if self._ruri is None:
             u = SipUri(_siphon.start(self._h, 0)[1])
-            u._owner = self
+            u._owner = self._h  # the handle, not the Request: no reference cycle per request
             self._ruri = u
         return self._ruri
 
@@ -372,7 +449,7 @@ class Request(_Headers):
 
     @property
     def in_dialog(self):
-        return self.to_tag is not None
+        return _hdr_tag(self._h, 0, "To") is not None
 
     @property
     def max_forwards(self):
@@ -434,6 +511,9 @@ class Request(_Headers):
         _reply(self._h, code, reason if reason is not None else _REASONS.get(code, ""), reliable)
 
     def relay(self, next_hop=None, on_reply=None, on_failure=None, flow=None, send_socket=None):
+        if next_hop is None and on_reply is None and on_failure is None and flow is None:
+            _siphon.relay(self._h)  # the usual relay along the route set: no optional part
+            return
         if on_reply is not None or on_failure is not None:
             from . import _engine
             _engine.remember_relay(_siphon.ev_id(self._h), on_reply, on_failure)
@@ -462,14 +542,25 @@ class Request(_Headers):
         Record-Route) and return True: the request follows its route set (the remaining
         Routes, else the Request-URI). False when there is no Route or the top one names
         somebody else: relaying such a request would make the node an open relay."""
-        routes = [v.strip() for h in _siphon.hdrs(self._h, 0, "Route") for v in h.split(",") if v.strip()]
-        n = 0
-        while n < len(routes) and _names_us(_addr_uri(routes[n])):
-            n += 1
-        if n == 0:
+        hs = _siphon.hdrs(self._h, 0, "Route")
+        if not hs:
+            return False
+        # The verdict is a function of the Route values alone: remembered for a single Route
+        # line (an in-dialog request carries the route set its dialog's requests all carry).
+        key = hs[0] if len(hs) == 1 else None
+        rest = _route_cache.get(key)
+        if rest is None:
+            routes = [v.strip() for h in hs for v in h.split(",") if v.strip()]
+            n = 0
+            while n < len(routes) and _names_us(_addr_uri(routes[n])):
+                n += 1
+            rest = tuple(routes[n:]) if n else False
+            if key is not None:
+                _remember(_route_cache, key, rest)
+        if rest is False:
             return False
         _siphon.rm_hdr(self._h, 0, "Route")
-        for r in routes[n:]:
+        for r in rest:
             _siphon.add_hdr(self._h, 0, "Route", r)
         return True
 

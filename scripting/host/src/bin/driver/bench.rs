@@ -1,5 +1,9 @@
 //! `--bench`: events/s per core and reactor → worker → actions round trip for a trivial sync
-//! handler, an async handler, and a handler that reads three headers and relays.
+//! handler, an async handler, a handler that reads three headers and relays, and the default
+//! policy (deploy/examples/proxy_default.py) on one call's hooked requests: `default` cycles
+//! an initial INVITE to a registered user (registrar.lookup hit, record_route, fork) and its
+//! in-dialog ACK and BYE (loose_route over our Record-Route, relay); `default-invite` and
+//! `default-dialog` run only the one or the other.
 //! One feeder thread plays every reactor: it fills the cores' rings, drains the action rings,
 //! and stamps each event. Prints one JSON object.
 
@@ -13,6 +17,33 @@ use crate::{Opts, config_from, mode_str};
 
 const INVITE: &str = "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds\r\nMax-Forwards: 70\r\nTo: Bob <sip:bob@example.com>\r\nFrom: Alice <sip:alice@example.com>;tag=1928301774\r\nCall-ID: a84b4c76e66710@pc33.example.com\r\nCSeq: 314159 INVITE\r\nContact: <sip:alice@192.0.2.1>\r\nUser-Agent: bench\r\nContent-Length: 0\r\n\r\n";
 
+/// The node's own address in the `default` benches: the Route of in-dialog requests names it.
+const NODE_ADDR: &str = "127.0.0.1:5060";
+
+/// bob's binding (`registrar.lookup` finds it for the `default` INVITE).
+const REGISTER: &str = "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-reg-1;rport\r\nFrom: <sip:bob@127.0.0.1>;tag=r1\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: reg-1@127.0.0.1\r\nCSeq: 1 REGISTER\r\nContact: <sip:bob@127.0.0.1:5070;transport=udp>\r\nExpires: 3600\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+
+/// One call of bench/sipp/uac_invite.xml as the script sees it: the initial INVITE (with
+/// SDP), then the ACK and BYE inside the dialog, routed over the node's Record-Route.
+const CALL: [&str; 3] = [
+    "INVITE sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-1-1-0;rport=5080;received=127.0.0.1\r\nFrom: <sip:alice@127.0.0.1>;tag=1SIPpTag001\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: 1-1@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:5080;transport=UDP>\r\nMax-Forwards: 70\r\nUser-Agent: sipp-bench\r\nContent-Type: application/sdp\r\nContent-Length: 129\r\n\r\nv=0\r\no=alice 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+    "ACK sip:bob@127.0.0.1:5070;transport=UDP SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-1-1-5;rport=5080;received=127.0.0.1\r\nRoute: <sip:127.0.0.1:5060;lr>\r\nFrom: <sip:alice@127.0.0.1>;tag=1SIPpTag001\r\nTo: <sip:bob@127.0.0.1>;tag=2SIPpTag011\r\nCall-ID: 1-1@127.0.0.1\r\nCSeq: 1 ACK\r\nContact: <sip:alice@127.0.0.1:5080;transport=UDP>\r\nMax-Forwards: 70\r\nUser-Agent: sipp-bench\r\nContent-Length: 0\r\n\r\n",
+    "BYE sip:bob@127.0.0.1:5070;transport=UDP SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-1-1-7;rport=5080;received=127.0.0.1\r\nRoute: <sip:127.0.0.1:5060;lr>\r\nFrom: <sip:alice@127.0.0.1>;tag=1SIPpTag001\r\nTo: <sip:bob@127.0.0.1>;tag=2SIPpTag011\r\nCall-ID: 1-1@127.0.0.1\r\nCSeq: 2 BYE\r\nContact: <sip:alice@127.0.0.1:5080;transport=UDP>\r\nMax-Forwards: 70\r\nUser-Agent: sipp-bench\r\nContent-Length: 0\r\n\r\n",
+];
+
+/// The requests one bench event cycles through (event `id` takes `id % len`).
+fn messages(kind: &str) -> anyhow::Result<Vec<Arc<SipMessage>>> {
+    let raw: &[&str] = match kind {
+        "default" => &CALL,
+        "default-invite" => &CALL[..1],
+        "default-dialog" => &CALL[1..],
+        _ => &[INVITE],
+    };
+    raw.iter()
+        .map(|m| Ok(Arc::new(SipMessage::parse(m.as_bytes())?)))
+        .collect()
+}
+
 fn script(kind: &str) -> anyhow::Result<&'static str> {
     Ok(match kind {
         "trivial" => {
@@ -24,7 +55,12 @@ fn script(kind: &str) -> anyhow::Result<&'static str> {
         "headers" => {
             "from siphon import proxy\n@proxy.on_request\ndef h(request):\n    f = request.get_header('From')\n    c = request.get_header('Call-ID')\n    u = request.get_header('User-Agent')\n    if f and c and u:\n        request.relay()\n"
         }
-        k => anyhow::bail!("unknown bench handler {k} (trivial|async|headers)"),
+        "default" | "default-invite" | "default-dialog" => {
+            include_str!("../../../../../deploy/examples/proxy_default.py")
+        }
+        k => anyhow::bail!(
+            "unknown bench handler {k} (trivial|async|headers|default|default-invite|default-dialog)"
+        ),
     })
 }
 
@@ -46,7 +82,20 @@ pub(crate) fn run(o: &Opts, kind: &str) -> anyhow::Result<()> {
     cfg.queue_capacity = 1024;
     cfg.account_cpu = true;
     cfg.log = Arc::new(|_, _, m| eprintln!("{m}"));
+    if kind.starts_with("default") {
+        cfg.local_addrs = vec![NODE_ADDR.into()];
+        cfg.local_domains = vec!["127.0.0.1".into(), "localhost".into()];
+    }
     let host = Host::start(cfg)?;
+    if kind.starts_with("default") {
+        let reg = SipMessage::parse(REGISTER.as_bytes())?;
+        if !matches!(
+            host.handle().registrar().seed(&reg),
+            siphon_script::shared::SaveOutcome::Ok { .. }
+        ) {
+            anyhow::bail!("bench: seeding bob's binding failed");
+        }
+    }
     if o.inline {
         let r = inline(&host, o, kind);
         host.shutdown();
@@ -56,12 +105,12 @@ pub(crate) fn run(o: &Opts, kind: &str) -> anyhow::Result<()> {
     }
     let h = host.handle();
     let cores = o.cores;
-    let msg = Arc::new(SipMessage::parse(INVITE.as_bytes())?);
+    let msgs = messages(kind)?;
     let mk = |id: u64, core: usize| Event {
         id,
         core,
         kind: EventKind::Request,
-        request: Arc::clone(&msg),
+        request: Arc::clone(&msgs[id as usize % msgs.len()]),
         reply: None,
         meta: Meta::default(),
         request_id: None,
@@ -164,16 +213,16 @@ fn inline(host: &Host, o: &Opts, kind: &str) -> anyhow::Result<serde_json::Value
     let mut threads = Vec::new();
     for core in 0..cores {
         let (h, barrier) = (host.handle(), Arc::clone(&barrier));
+        let kind = kind.to_owned();
         threads.push(std::thread::spawn(
             move || -> Result<(f64, f64, f64, f64), String> {
                 let mut w = h.inline_worker(core).map_err(|e| e.to_string())?;
-                let msg =
-                    Arc::new(SipMessage::parse(INVITE.as_bytes()).map_err(|e| e.to_string())?);
+                let msgs = messages(&kind).map_err(|e| e.to_string())?;
                 let mk = |id: u64| Event {
                     id,
                     core,
                     kind: EventKind::Request,
-                    request: Arc::clone(&msg),
+                    request: Arc::clone(&msgs[id as usize % msgs.len()]),
                     reply: None,
                     meta: Meta::default(),
                     request_id: None,
