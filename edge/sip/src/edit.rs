@@ -258,6 +258,40 @@ impl<'m> Editor<'m> {
         out
     }
 
+    /// The first value of header `name` as the edited message carries it: the first of
+    /// [`Self::current_values`], without collecting the others.
+    pub fn current_first_value(&self, name: HeaderName) -> Option<&str> {
+        fn first(v: &[u8]) -> Option<&str> {
+            split_commas(v)
+                .filter_map(|r| v.get(r).and_then(|x| std::str::from_utf8(x).ok()))
+                .find(|s| !s.is_empty())
+        }
+        let h = &self.msg.head().headers;
+        let mut ins = 0;
+        for i in 0..=h.len() {
+            while ins < self.inserts.len() && self.inserts[ins].0 == i {
+                let line = &self.scratch[self.inserts[ins].1.clone()];
+                ins += 1;
+                let Some(colon) = line.iter().position(|&c| c == b':') else {
+                    continue;
+                };
+                if HeaderName::from_bytes(&line[..colon]) == name
+                    && let Some(v) = first(line[colon + 1..].trim_ascii())
+                {
+                    return Some(v);
+                }
+            }
+            if i < h.len()
+                && h[i].name == name
+                && !self.is_removed(i)
+                && let Some(v) = first(self.current_value(i))
+            {
+                return Some(v);
+            }
+        }
+        None
+    }
+
     /// The Request-URI the edited message carries (`None` for a response).
     pub fn current_request_uri(&self) -> Option<&str> {
         match &self.new_uri {
@@ -717,6 +751,37 @@ abc";
         assert!(e.pop_route().is_err());
         let out = e.to_message();
         assert_eq!(out.count_of(HeaderName::Route), 0);
+    }
+
+    #[test]
+    fn first_current_value_is_the_first_of_the_current_values() {
+        let m = msg();
+        let mut e = m.edit();
+        for name in [HeaderName::Via, HeaderName::Route, HeaderName::RecordRoute] {
+            assert_eq!(
+                e.current_first_value(name),
+                e.current_values(name).first().copied()
+            );
+        }
+        e.pop_via().unwrap();
+        assert_eq!(
+            e.current_first_value(HeaderName::Via),
+            Some("SIP/2.0/UDP b.example.com;branch=z9hG4bKb")
+        );
+        e.pop_via().unwrap();
+        e.pop_route().unwrap();
+        assert_eq!(
+            e.current_first_value(HeaderName::Via),
+            Some("SIP/2.0/UDP c.example.com;branch=z9hG4bKc")
+        );
+        e.push_via("SIP/2.0/UDP proxy;branch=z9hG4bKp").unwrap();
+        for name in [HeaderName::Via, HeaderName::Route, HeaderName::Subject] {
+            assert_eq!(
+                e.current_first_value(name),
+                e.current_values(name).first().copied()
+            );
+        }
+        assert_eq!(e.current_first_value(HeaderName::Contact), None);
     }
 
     #[test]
