@@ -58,6 +58,8 @@ pub struct Editor<'m> {
     /// (`index == header_count` means at the end of the header section).
     inserts: Vec<(usize, Range<usize>)>,
     new_uri: Option<Range<usize>>,
+    /// Whether the new Request-URI is a SIP/SIPS URI with headers (its parse's finding).
+    new_uri_headers: bool,
     new_body: Option<Vec<u8>>,
     ensure_cl: bool,
 }
@@ -74,6 +76,7 @@ impl<'m> Editor<'m> {
             overrides: Vec::new(),
             inserts: Vec::new(),
             new_uri: None,
+            new_uri_headers: false,
             new_body: None,
             ensure_cl: false,
         }
@@ -495,7 +498,8 @@ impl<'m> Editor<'m> {
         if !self.msg.is_request() {
             return Err(EditError::NotARequest);
         }
-        Uri::parse(uri).map_err(EditError::Uri)?;
+        let parsed = Uri::parse(uri).map_err(EditError::Uri)?;
+        self.new_uri_headers = matches!(parsed, Uri::Sip(ref s) if s.headers.is_some());
         let r = self.push_value(uri.as_bytes());
         self.new_uri = Some(r);
         Ok(self)
@@ -557,6 +561,7 @@ impl<'m> Editor<'m> {
                 msg.slice(method_span),
                 &self.scratch[r.clone()],
                 msg.slice(version),
+                Some(self.new_uri_headers),
             ),
             _ => out.start_line_of(msg),
         }
