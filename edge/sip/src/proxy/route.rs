@@ -263,7 +263,8 @@ pub fn stamp_received(via: &str, source: SocketAddr) -> String {
         .strip_prefix('[')
         .and_then(|h| h.split_once(']').map(|(h, _)| h))
         .unwrap_or_else(|| sent_by.rsplit_once(':').map_or(sent_by, |(h, _)| h));
-    let rport_empty = header_param(via, "rport") == Some("");
+    let rport = header_param(via, "rport");
+    let rport_empty = rport == Some("");
     let host_matches = host.parse::<IpAddr>().is_ok_and(|ip| ip == source.ip());
     if host_matches && !rport_empty {
         return via.to_string();
@@ -281,7 +282,7 @@ pub fn stamp_received(via: &str, source: SocketAddr) -> String {
     }
     out.push_str(";received=");
     push_ip(&mut out, source.ip());
-    if header_param(via, "rport").is_some() {
+    if rport.is_some() {
         out.push_str(";rport=");
         push_decimal(&mut out, source.port());
     }
