@@ -58,6 +58,8 @@ pub struct Editor<'m> {
     /// (`index == header_count` means at the end of the header section).
     inserts: Vec<(usize, Range<usize>)>,
     new_uri: Option<Range<usize>>,
+    /// Whether the new Request-URI is a SIP/SIPS URI with headers (its parse's finding).
+    new_uri_headers: bool,
     new_body: Option<Vec<u8>>,
     ensure_cl: bool,
 }
@@ -74,6 +76,7 @@ impl<'m> Editor<'m> {
             overrides: Vec::new(),
             inserts: Vec::new(),
             new_uri: None,
+            new_uri_headers: false,
             new_body: None,
             ensure_cl: false,
         }
@@ -256,6 +259,40 @@ impl<'m> Editor<'m> {
             }
         }
         out
+    }
+
+    /// The first value of header `name` as the edited message carries it: the first of
+    /// [`Self::current_values`], without collecting the others.
+    pub fn current_first_value(&self, name: HeaderName) -> Option<&str> {
+        fn first(v: &[u8]) -> Option<&str> {
+            split_commas(v)
+                .filter_map(|r| v.get(r).and_then(|x| std::str::from_utf8(x).ok()))
+                .find(|s| !s.is_empty())
+        }
+        let h = &self.msg.head().headers;
+        let mut ins = 0;
+        for i in 0..=h.len() {
+            while ins < self.inserts.len() && self.inserts[ins].0 == i {
+                let line = &self.scratch[self.inserts[ins].1.clone()];
+                ins += 1;
+                let Some(colon) = line.iter().position(|&c| c == b':') else {
+                    continue;
+                };
+                if HeaderName::from_bytes(&line[..colon]) == name
+                    && let Some(v) = first(line[colon + 1..].trim_ascii())
+                {
+                    return Some(v);
+                }
+            }
+            if i < h.len()
+                && h[i].name == name
+                && !self.is_removed(i)
+                && let Some(v) = first(self.current_value(i))
+            {
+                return Some(v);
+            }
+        }
+        None
     }
 
     /// The Request-URI the edited message carries (`None` for a response).
@@ -461,7 +498,8 @@ impl<'m> Editor<'m> {
         if !self.msg.is_request() {
             return Err(EditError::NotARequest);
         }
-        Uri::parse(uri).map_err(EditError::Uri)?;
+        let parsed = Uri::parse(uri).map_err(EditError::Uri)?;
+        self.new_uri_headers = matches!(parsed, Uri::Sip(ref s) if s.headers.is_some());
         let r = self.push_value(uri.as_bytes());
         self.new_uri = Some(r);
         Ok(self)
@@ -523,6 +561,7 @@ impl<'m> Editor<'m> {
                 msg.slice(method_span),
                 &self.scratch[r.clone()],
                 msg.slice(version),
+                Some(self.new_uri_headers),
             ),
             _ => out.start_line_of(msg),
         }
@@ -717,6 +756,37 @@ abc";
         assert!(e.pop_route().is_err());
         let out = e.to_message();
         assert_eq!(out.count_of(HeaderName::Route), 0);
+    }
+
+    #[test]
+    fn first_current_value_is_the_first_of_the_current_values() {
+        let m = msg();
+        let mut e = m.edit();
+        for name in [HeaderName::Via, HeaderName::Route, HeaderName::RecordRoute] {
+            assert_eq!(
+                e.current_first_value(name),
+                e.current_values(name).first().copied()
+            );
+        }
+        e.pop_via().unwrap();
+        assert_eq!(
+            e.current_first_value(HeaderName::Via),
+            Some("SIP/2.0/UDP b.example.com;branch=z9hG4bKb")
+        );
+        e.pop_via().unwrap();
+        e.pop_route().unwrap();
+        assert_eq!(
+            e.current_first_value(HeaderName::Via),
+            Some("SIP/2.0/UDP c.example.com;branch=z9hG4bKc")
+        );
+        e.push_via("SIP/2.0/UDP proxy;branch=z9hG4bKp").unwrap();
+        for name in [HeaderName::Via, HeaderName::Route, HeaderName::Subject] {
+            assert_eq!(
+                e.current_first_value(name),
+                e.current_values(name).first().copied()
+            );
+        }
+        assert_eq!(e.current_first_value(HeaderName::Contact), None);
     }
 
     #[test]

@@ -692,6 +692,30 @@ impl Message {
     pub fn check_typed_headers(&self) -> Result<(), HeaderError> {
         for f in self.headers() {
             let name = f.name;
+            if !matches!(
+                name,
+                HeaderName::Via
+                    | HeaderName::Contact
+                    | HeaderName::Route
+                    | HeaderName::RecordRoute
+                    | HeaderName::Path
+                    | HeaderName::From
+                    | HeaderName::To
+                    | HeaderName::CallId
+                    | HeaderName::CSeq
+                    | HeaderName::MaxForwards
+                    | HeaderName::Expires
+                    | HeaderName::MinExpires
+                    | HeaderName::ContentType
+                    | HeaderName::Allow
+                    | HeaderName::Supported
+                    | HeaderName::Require
+                    | HeaderName::ProxyRequire
+                    | HeaderName::Unsupported
+            ) {
+                // Not a typed header: no UTF-8 pass over its value (issue 16).
+                continue;
+            }
             let s = f
                 .value_str()
                 .ok_or_else(|| HeaderError::new(name, K::NotUtf8));

@@ -189,6 +189,24 @@ impl Message {
         self.request_uri_str().and_then(|u| Uri::parse(u).ok())
     }
 
+    /// What the parser found when it checked the Request-URI of a received request: its
+    /// scheme as written and whether it is a SIP/SIPS URI with headers. `None` for a response,
+    /// a Request-URI that is not text, or a start line written without that check (then
+    /// [`Self::request_uri`] parses it).
+    pub(crate) fn request_uri_checked(&self) -> Option<(&str, bool)> {
+        match self.head.start {
+            StartSpans::Request {
+                uri_headers: Some(headers),
+                ..
+            } => {
+                let uri = self.request_uri_str()?;
+                let scheme = uri.split_once(':').map_or(uri, |(s, _)| s);
+                Some((scheme, headers))
+            }
+            _ => None,
+        }
+    }
+
     /// The status code (`None` for a request).
     pub fn status(&self) -> Option<StatusCode> {
         match self.head.start {
@@ -380,7 +398,14 @@ impl Builder {
     }
 
     /// `METHOD SP uri SP version CRLF`.
-    pub(crate) fn request_line(&mut self, method: &[u8], uri: &[u8], version: &[u8]) {
+    /// `uri_headers`: the caller's parse of `uri` ([`StartSpans::Request`]), if it made one.
+    pub(crate) fn request_line(
+        &mut self,
+        method: &[u8],
+        uri: &[u8],
+        version: &[u8],
+        uri_headers: Option<bool>,
+    ) {
         let m0 = self.buf.len();
         self.buf.extend_from_slice(method);
         let u0 = self.buf.len() + 1;
@@ -396,6 +421,7 @@ impl Builder {
             method_span: Self::span(m0, u0 - 1),
             uri: Self::span(u0, v0 - 1),
             version: Self::span(v0, v1),
+            uri_headers,
         });
         self.headers_start = self.buf.len() as u32;
     }
@@ -414,11 +440,13 @@ impl Builder {
                 method_span,
                 uri,
                 version,
+                uri_headers,
             } => StartSpans::Request {
                 method,
                 method_span: shift(method_span),
                 uri: shift(uri),
                 version: shift(version),
+                uri_headers,
             },
             StartSpans::Response {
                 version,

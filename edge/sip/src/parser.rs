@@ -49,6 +49,10 @@ pub(crate) enum StartSpans {
         method_span: Span,
         uri: Span,
         version: Span,
+        /// The parser's check of the Request-URI (`Uri::parse` succeeded): whether it is a
+        /// SIP/SIPS URI with headers (`?...`), so that validation need not parse it again.
+        /// `None` when the start line was written without that check.
+        uri_headers: Option<bool>,
     },
     Response {
         version: Span,
@@ -321,17 +325,19 @@ fn parse_start_line(buf: &[u8], start: usize, end: usize) -> Result<StartSpans, 
         return Err(ParseError::new(K::InvalidVersion, start + sp2 + 1));
     }
     let uri = &line[sp1 + 1..sp2];
-    let uri_ok = std::str::from_utf8(uri)
+    let parsed = std::str::from_utf8(uri)
         .ok()
-        .is_some_and(|u| crate::uri::Uri::parse(u).is_ok());
-    if !uri_ok {
+        .and_then(|u| crate::uri::Uri::parse(u).ok());
+    let Some(parsed) = parsed else {
         return Err(ParseError::new(K::InvalidRequestUri, start + sp1 + 1));
-    }
+    };
+    let uri_headers = matches!(parsed, crate::uri::Uri::Sip(ref s) if s.headers.is_some());
     Ok(StartSpans::Request {
         method: Method::from_bytes(method),
         method_span: Span::new(start, start + sp1),
         uri: Span::new(start + sp1 + 1, start + sp2),
         version: Span::new(start + sp2 + 1, end),
+        uri_headers: Some(uri_headers),
     })
 }
 

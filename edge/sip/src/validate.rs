@@ -204,22 +204,26 @@ pub fn validate_request(msg: &Message, cfg: &ValidationConfig<'_>) -> Result<(),
             Rejection::bad(RejectKind::CSeqMethodMismatch, "CSeq Method Mismatch")
         });
     }
-    if let Some(uri) = msg.request_uri() {
-        let scheme = uri.scheme();
-        if !cfg
-            .schemes
-            .iter()
-            .any(|s| s.eq_ignore_ascii_case(scheme.as_str()))
-        {
+    // The parser checked a received Request-URI already: its scheme as written (compared
+    // without case, as `Uri::scheme` names the known ones) and whether it has headers; a
+    // start line written without that check is parsed here.
+    let checked = match msg.request_uri_checked() {
+        Some(c) => Some(c),
+        None => msg.request_uri().map(|uri| {
+            let text = uri.as_str();
+            let scheme = text.split_once(':').map_or(text, |(s, _)| s);
+            (scheme, matches!(&uri, Uri::Sip(s) if s.headers.is_some()))
+        }),
+    };
+    if let Some((scheme, headers)) = checked {
+        if !cfg.schemes.iter().any(|s| s.eq_ignore_ascii_case(scheme)) {
             return Err(Rejection::new(416, RejectKind::UnsupportedUriScheme));
         }
-        if let Uri::Sip(s) = uri {
-            if s.headers.is_some() {
-                return Err(Rejection::bad(
-                    RejectKind::UriHeadersInRequestUri,
-                    "Headers In Request-URI",
-                ));
-            }
+        if headers {
+            return Err(Rejection::bad(
+                RejectKind::UriHeadersInRequestUri,
+                "Headers In Request-URI",
+            ));
         }
     }
     if cfg.role == Role::Proxy {
@@ -304,6 +308,44 @@ mod tests {
                 (StatusCode::BAD_REQUEST, reason),
                 "{name}"
             );
+        }
+    }
+
+    /// The Request-URI checks give the same answer on a received request (the parser's
+    /// finding) and on one whose Request-URI an edit wrote (parsed here).
+    #[test]
+    fn request_uri_scheme_and_headers_as_received_and_as_edited() {
+        let request = |uri: &str| {
+            format!(
+                "OPTIONS {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7;branch=z9hG4bK1\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:a@192.0.2.7>;tag=1\r\nTo: <sip:b@192.0.2.1>\r\n\
+                 Call-ID: v-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        for (uri, status) in [
+            ("sip:b@192.0.2.1", None),
+            ("SIPS:b@192.0.2.1", None),
+            ("tel:+15551234", None),
+            ("sip:a?b@192.0.2.1", None),
+            ("sip:b@192.0.2.1?Subject=x", Some(400)),
+            ("SIP:b@192.0.2.1;lr?h=1", Some(400)),
+            ("nobodyKnowsThisScheme:x", Some(416)),
+            ("http://example.com/x?y", Some(416)),
+        ] {
+            let received = Message::parse(request(uri).into_bytes()).expect(uri);
+            let got = validate_request(&received, &ValidationConfig::PROXY)
+                .err()
+                .map(|r| r.status.0);
+            assert_eq!(got, status, "received {uri}");
+            let base = Message::parse(request("sip:x@192.0.2.9").into_bytes()).expect("base");
+            let mut ed = base.edit();
+            ed.set_request_uri(uri).expect(uri);
+            let edited = ed.to_message();
+            assert_eq!(edited.request_uri_str(), Some(uri));
+            let got = validate_request(&edited, &ValidationConfig::PROXY)
+                .err()
+                .map(|r| r.status.0);
+            assert_eq!(got, status, "edited {uri}");
         }
     }
 }

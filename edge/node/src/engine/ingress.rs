@@ -97,11 +97,18 @@ impl Engine {
     }
 
     fn handle_response(&mut self, cx: &mut Cx<'_, Msg>, source: Remote, msg: Message) {
-        if let Some(owner) = msg
-            .top_via()
-            .ok()
-            .and_then(|v| v.branch().and_then(owner_core))
-            .map(usize::from)
+        // The transaction layer's view first: its top Via branch names the owning core, so
+        // the Via is not parsed a second time for it (issue 16). A response it cannot use is
+        // still handed to the core its (parsed) Via names, which drops it there.
+        let usable = TxResponse::try_from(&msg);
+        let branch = match &usable {
+            Ok(r) => r.branch().and_then(owner_core),
+            Err(_) => msg
+                .top_via()
+                .ok()
+                .and_then(|v| v.branch().and_then(owner_core)),
+        };
+        if let Some(owner) = branch.map(usize::from)
             && owner != self.core
             && owner < cx.cores()
         {
@@ -116,7 +123,7 @@ impl Engine {
             }
             return;
         }
-        match TxResponse::try_from(&msg) {
+        match usable {
             Ok(r) => {
                 let now = cx.now();
                 self.proxy.handle_response(now, source, r);

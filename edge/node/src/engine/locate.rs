@@ -2,7 +2,7 @@
 //! resolver cache hits), decisions parked for the resolver thread (at most `MAX_PARKED`), and
 //! their continuation when it answers.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use siphon_reactor::Cx;
@@ -36,10 +36,18 @@ impl Engine {
         }
     }
 
-    /// Randomness for RFC 2782 weighted selection (differs per decision and core).
+    /// Randomness for RFC 2782 weighted selection (differs per decision and core): a
+    /// SplitMix64 step over a process-wide sequence, not a clock read per routing decision
+    /// (issue 16).
     fn seed(&self) -> u64 {
-        let t = self.epoch.elapsed().as_nanos() as u64;
-        t ^ (self.next_id.rotate_left(17)) ^ ((self.core as u64) << 48)
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let mut z = SEQ
+            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+            .wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        z ^ (self.next_id.rotate_left(17)) ^ ((self.core as u64) << 48)
     }
 
     /// Submit `requests` to the resolver and park `what` until the answer; false when the

@@ -22,9 +22,11 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
+use super::branch::push_hex;
 use super::branch::{Branch, branch_loop_hash, loop_hash};
 use super::route::{
-    Interface, is_local, is_our_record_route, next_hop_uri, preprocess_routes, stamp_received,
+    Interface, is_local, is_our_record_route, next_hop_uri, preprocess_routes, sent_by_is_local,
+    stamp_received,
 };
 use crate::transaction::{
     Config, Event, MethodKind, Remote, RequestParts, TransactionError, TransactionKey,
@@ -526,7 +528,11 @@ impl Proxy {
 
     fn local_tag(&mut self) -> String {
         self.counter += 1;
-        format!("px{:x}{:x}", self.config.core, self.counter)
+        let mut tag = String::with_capacity(2 + 4 + 16);
+        tag.push_str("px");
+        push_hex(&mut tag, u64::from(self.config.core), 1);
+        push_hex(&mut tag, self.counter, 1);
+        tag
     }
 
     fn interface_for(&self, destination: Remote) -> Interface {
@@ -546,8 +552,7 @@ impl Proxy {
     }
 
     fn is_ours(&self, via: &str) -> bool {
-        let sent_by = via_sent_by(via);
-        is_local(&format!("sip:{sent_by}"), &self.config.interfaces, &[])
+        sent_by_is_local(via_sent_by(via), &self.config.interfaces)
     }
 
     /// Process every event of the transaction layer.

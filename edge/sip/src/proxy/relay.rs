@@ -31,7 +31,7 @@ pub(crate) fn stamp_top_via(ed: &mut Editor<'_>, stamped: Option<&str>) -> Resul
     let Some(stamped) = stamped else {
         return Ok(());
     };
-    if ed.current_values(HeaderName::Via).first() != Some(&stamped) {
+    if ed.current_first_value(HeaderName::Via) != Some(stamped) {
         ed.set_top_via(stamped)?;
     }
     Ok(())

@@ -45,22 +45,79 @@ fn transport_from_token(token: &str) -> Transport {
 impl Interface {
     /// The Via value this interface puts on a forwarded request.
     pub fn via(&self, branch: &str) -> String {
-        format!(
-            "SIP/2.0/{} {};branch={branch};rport",
-            via_transport(self.transport),
-            self.addr
-        )
+        // Written piece by piece, not by `format!` (issue 16: per forwarded request).
+        let mut out = String::with_capacity(64 + branch.len());
+        out.push_str("SIP/2.0/");
+        out.push_str(via_transport(self.transport));
+        out.push(' ');
+        push_socket_addr(&mut out, self.addr);
+        out.push_str(";branch=");
+        out.push_str(branch);
+        out.push_str(";rport");
+        out
     }
 
     /// The Record-Route value for this interface (loose routing, `lr`).
     pub fn record_route(&self) -> String {
-        match self.transport {
-            Transport::Udp => format!("<sip:{};lr>", self.addr),
-            t => format!(
-                "<sip:{};transport={};lr>",
-                self.addr,
-                via_transport(t).to_ascii_lowercase()
-            ),
+        let mut out = String::with_capacity(64);
+        out.push_str("<sip:");
+        push_socket_addr(&mut out, self.addr);
+        if self.transport != Transport::Udp {
+            out.push_str(";transport=");
+            out.push_str(&via_transport(self.transport).to_ascii_lowercase());
+        }
+        out.push_str(";lr>");
+        out
+    }
+}
+
+/// Append a decimal number.
+fn push_decimal(out: &mut String, v: u16) {
+    let mut buf = [0u8; 5];
+    let mut n = v;
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &b in &buf[i..] {
+        out.push(char::from(b));
+    }
+}
+
+/// Append an IP address as its `Display` writes it (IPv4 digit by digit; IPv6 through `fmt`).
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_decimal(out, u16::from(o));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// Append a socket address as its `Display` writes it (`a.b.c.d:port`, `[v6]:port`).
+fn push_socket_addr(out: &mut String, addr: SocketAddr) {
+    match addr {
+        SocketAddr::V4(a) => {
+            push_ip(out, IpAddr::V4(*a.ip()));
+            out.push(':');
+            push_decimal(out, a.port());
+        }
+        SocketAddr::V6(a) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{a}");
         }
     }
 }
@@ -109,7 +166,38 @@ pub fn is_local(uri: &str, interfaces: &[Interface], domains: &[String]) -> bool
     let Some((host, port)) = uri_host_port(uri) else {
         return false;
     };
-    if domains.iter().any(|d| d.eq_ignore_ascii_case(&host)) {
+    host_port_is_local(&host, port, interfaces, domains)
+}
+
+/// Whether a Via sent-by (`host[:port]`) names one of `interfaces`: [`is_local`] of
+/// `sip:<sent-by>`, without building that URI (issue 16: once per response and per Via of a
+/// new request).
+pub fn sent_by_is_local(sent_by: &str, interfaces: &[Interface]) -> bool {
+    if sent_by.contains(['<', '>', '@', '?', ';']) || sent_by.trim() != sent_by {
+        return is_local(&format!("sip:{sent_by}"), interfaces, &[]);
+    }
+    let (host, port) = match sent_by.strip_prefix('[') {
+        Some(v6) => {
+            let Some((host, after)) = v6.split_once(']') else {
+                return false;
+            };
+            (host, after.strip_prefix(':').and_then(|p| p.parse().ok()))
+        }
+        None => match sent_by.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().ok()),
+            None => (sent_by, None),
+        },
+    };
+    host_port_is_local(host, port, interfaces, &[])
+}
+
+fn host_port_is_local(
+    host: &str,
+    port: Option<u16>,
+    interfaces: &[Interface],
+    domains: &[String],
+) -> bool {
+    if domains.iter().any(|d| d.eq_ignore_ascii_case(host)) {
         return true;
     }
     let Ok(ip) = host.parse::<IpAddr>() else {
@@ -175,7 +263,8 @@ pub fn stamp_received(via: &str, source: SocketAddr) -> String {
         .strip_prefix('[')
         .and_then(|h| h.split_once(']').map(|(h, _)| h))
         .unwrap_or_else(|| sent_by.rsplit_once(':').map_or(sent_by, |(h, _)| h));
-    let rport_empty = header_param(via, "rport") == Some("");
+    let rport = header_param(via, "rport");
+    let rport_empty = rport == Some("");
     let host_matches = host.parse::<IpAddr>().is_ok_and(|ip| ip == source.ip());
     if host_matches && !rport_empty {
         return via.to_string();
@@ -191,9 +280,11 @@ pub fn stamp_received(via: &str, source: SocketAddr) -> String {
         }
         out.push_str(p.trim_end());
     }
-    out.push_str(&format!(";received={}", source.ip()));
-    if header_param(via, "rport").is_some() {
-        out.push_str(&format!(";rport={}", source.port()));
+    out.push_str(";received=");
+    push_ip(&mut out, source.ip());
+    if rport.is_some() {
+        out.push_str(";rport=");
+        push_decimal(&mut out, source.port());
     }
     out
 }

@@ -33,10 +33,14 @@ pub enum MethodKind {
 impl MethodKind {
     /// Classify a method name (case-sensitive, §7.1).
     pub fn of(name: &str) -> Self {
+        Self::of_bytes(name.as_bytes())
+    }
+
+    fn of_bytes(name: &[u8]) -> Self {
         match name {
-            "INVITE" => Self::Invite,
-            "ACK" => Self::Ack,
-            "CANCEL" => Self::Cancel,
+            b"INVITE" => Self::Invite,
+            b"ACK" => Self::Ack,
+            b"CANCEL" => Self::Cancel,
             _ => Self::Other,
         }
     }
@@ -98,6 +102,12 @@ impl Sp {
     pub(crate) fn of(base: &[u8], sub: &[u8]) -> Self {
         let start = (sub.as_ptr() as usize).saturating_sub(base.as_ptr() as usize);
         Self(start as u32, (start + sub.len()) as u32)
+    }
+
+    fn bytes(self, m: &Message) -> &[u8] {
+        m.as_bytes()
+            .get(self.0 as usize..self.1 as usize)
+            .unwrap_or(b"")
     }
 
     fn get(self, m: &Message) -> &str {
@@ -368,6 +378,22 @@ impl TxRequest {
             RequestRepr::View(v) => v.max_forwards,
         }
     }
+    /// Values of the header fields named `name` other than Via, Route, Record-Route, From,
+    /// To, Call-ID, CSeq, Max-Forwards and Content-Length, read from the message without
+    /// copying the header lists out (as [`Self::header_values`] gives them).
+    pub(crate) fn values_named(&self, name: HeaderName) -> impl Iterator<Item = &str> + '_ {
+        let (parts, view) = match &*self.0 {
+            RequestRepr::Parts(d) => (Some(named(&d.headers, name.as_str())), None),
+            RequestRepr::View(v) => (
+                None,
+                Some(v.msg.headers_named(name).filter_map(|f| f.value_str())),
+            ),
+        };
+        parts
+            .into_iter()
+            .flatten()
+            .chain(view.into_iter().flatten())
+    }
     /// Values of the other header fields named `name` (case-insensitive).
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         named(self.headers(), name)
@@ -389,7 +415,11 @@ impl TxRequest {
     }
     /// Method class.
     pub fn kind(&self) -> MethodKind {
-        MethodKind::of(self.method())
+        match &*self.0 {
+            RequestRepr::Parts(d) => MethodKind::of(&d.method),
+            // The method's bytes, not its text: no UTF-8 pass per call (issue 16).
+            RequestRepr::View(v) => MethodKind::of_bytes(v.method.bytes(&v.msg)),
+        }
     }
     /// Request-URI text.
     pub fn uri(&self) -> &str {
@@ -988,18 +1018,55 @@ fn encode_tail(s: &mut String, headers: &[(Box<str>, Box<str>)], body: &[u8]) ->
 /// `SIP/2.0/UDP h;branch=y` (parameters after the URI's closing `>` or, without `<>`, after the
 /// first `;`). Names compare case-insensitively; a flag parameter yields `Some("")`.
 pub fn header_param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
-    let params = match value.rfind('>') {
-        Some(i) => &value[i + 1..],
-        None => value,
-    };
-    params.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.split_once('=').unwrap_or((p, ""));
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
+    // By bytes with memchr (issue 16: the `str` pattern searches were several per cent of the
+    // proxy's CPU); the same pieces as splitting the text: after the last `>`, split at `;`,
+    // the first piece skipped, the name before the first `=`, both sides trimmed. `>`, `;`
+    // and `=` are ASCII, so every index found is a char boundary.
+    let b = value.as_bytes();
+    let start = memchr::memrchr(b'>', b).map_or(0, |i| i + 1);
+    let mut at = start + memchr::memchr(b';', b.get(start..)?)? + 1;
+    loop {
+        let end = memchr::memchr(b';', b.get(at..)?).map_or(b.len(), |e| at + e);
+        let p = value.get(at..end)?;
+        let (k, v) = match memchr::memchr(b'=', p.as_bytes()) {
+            Some(e) => (p.get(..e)?, p.get(e + 1..)?),
+            None => (p, ""),
+        };
+        if k.trim().eq_ignore_ascii_case(name) {
+            return Some(v.trim());
+        }
+        if end >= b.len() {
+            return None;
+        }
+        at = end + 1;
+    }
 }
 
 /// sent-by (`host[:port]`) of a Via value `SIP/2.0/UDP host:port;params`.
 pub fn via_sent_by(via: &str) -> &str {
+    // By bytes while the text up to the protocol's end is ASCII (`char::is_whitespace` on
+    // ASCII is space, tab, LF, VT, FF and CR); `;` and `,` by memchr.
+    let ws = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
+    let b = via.as_bytes();
+    let mut i = 0;
+    while i < b.len() && ws(b[i]) {
+        i += 1;
+    }
+    let mut j = i;
+    while j < b.len() && !ws(b[j]) && b[j].is_ascii() {
+        j += 1;
+    }
+    if j < b.len() && !b[j].is_ascii() {
+        return via_sent_by_text(via);
+    }
+    let after_proto = if j < b.len() { j + 1 } else { i };
+    let end = memchr::memchr2(b';', b',', b.get(after_proto..).unwrap_or(b""))
+        .map_or(b.len(), |e| after_proto + e);
+    via.get(after_proto..end).unwrap_or("").trim()
+}
+
+/// [`via_sent_by`] by `str` methods (a value with non-ASCII text before the sent-by).
+fn via_sent_by_text(via: &str) -> &str {
     let rest = via.trim_start();
     let after_proto = rest
         .split_once(char::is_whitespace)
@@ -1011,6 +1078,56 @@ pub fn via_sent_by(via: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte-wise fast paths give what the `str` versions give.
+    #[test]
+    fn byte_paths_match_the_str_versions() {
+        fn slow_param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
+            let params = match value.rfind('>') {
+                Some(i) => &value[i + 1..],
+                None => value,
+            };
+            params.split(';').skip(1).find_map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+            })
+        }
+        fn slow_sent_by(via: &str) -> &str {
+            let rest = via.trim_start();
+            let after_proto = rest
+                .split_once(char::is_whitespace)
+                .map_or(rest, |(_, r)| r);
+            let end = after_proto.find([';', ',']).unwrap_or(after_proto.len());
+            after_proto[..end].trim()
+        }
+        let values = [
+            "",
+            ";",
+            "a",
+            ";tag",
+            ";tag=",
+            "<sip:a@b;tag=no>",
+            "<sip:a@b;tag=no>;tag=yes",
+            "\"A;b\" <sip:a@b;tag=no> ; TAG = x ;tag=y",
+            "<sip:a>;;tag=1;",
+            "SIP/2.0/UDP pc33.atlanta.com:5060 ;branch=z9hG4bK776 ;rport",
+            "SIP/2.0/UDP 127.0.0.1:5060;rport;branch=z9hG4bK-1",
+            "  SIP/2.0/TCP\t[::1]:5061 , SIP/2.0/UDP x",
+            "SIP/2.0/UDP\x0bhost;branch=a=b",
+            "SIP/2.0/UDP",
+            "SIP/2.0/UDP ",
+            "x;branch=1>;branch=2",
+            "\u{a0}SIP/2.0/UDP h;branch=1",
+            "SIP/2.0/UDP\u{2003}h\u{e9};tag=\u{e9} ;x= \u{a0}y\u{a0}",
+            "<sip:\u{e9}>;tag=\u{e9}",
+        ];
+        for v in values {
+            for name in ["tag", "branch", "rport", "TAG", ""] {
+                assert_eq!(header_param(v, name), slow_param(v, name), "{v:?} {name:?}");
+            }
+            assert_eq!(via_sent_by(v), slow_sent_by(v), "{v:?}");
+        }
+    }
 
     #[test]
     fn params_and_sent_by() {
