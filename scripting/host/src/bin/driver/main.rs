@@ -182,7 +182,7 @@ fn opts() -> anyhow::Result<Opts> {
             }
             "--help" | "-h" => {
                 println!(
-                    "usage: siphon-script-driver --version\n       siphon-script-driver --script app.py [--cores N] [--reload auto|sighup] [--config cfg.json] [--force-shared]\n       siphon-script-driver --bench trivial|async|headers [--cores N] [--events N] [--inline]"
+                    "usage: siphon-script-driver --version\n       siphon-script-driver --script app.py [--cores N] [--reload auto|sighup] [--config cfg.json] [--force-shared]\n       siphon-script-driver --bench trivial|async|headers|default|default-invite|default-dialog [--cores N] [--events N] [--inline]"
                 );
                 std::process::exit(0);
             }
