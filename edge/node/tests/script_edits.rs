@@ -14,7 +14,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Node, Placement, Ua, header, status};
+use common::{Node, Placement, Ua, answer_with as answer, header, status};
 
 const SCRIPT: &str = r#"
 from siphon import proxy, registrar
@@ -77,25 +77,6 @@ fn next_request(ua: &Ua) -> String {
             return m;
         }
     }
-}
-
-/// A response to `req` with `status`, a To tag and extra header lines.
-fn answer(req: &str, code: u16, reason: &str, extra: &str) -> String {
-    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
-    for v in header(req, "Via") {
-        out.push_str(&format!("Via: {v}\r\n"));
-    }
-    for name in ["From", "Call-ID", "CSeq"] {
-        for v in header(req, name) {
-            out.push_str(&format!("{name}: {v}\r\n"));
-        }
-    }
-    for v in header(req, "To") {
-        out.push_str(&format!("To: {v};tag=callee\r\n"));
-    }
-    out.push_str(extra);
-    out.push_str("Content-Length: 0\r\n\r\n");
-    out
 }
 
 /// A REGISTER for `user@example.com` sent from `ua` with a Contact and extra headers.

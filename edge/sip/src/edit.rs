@@ -227,72 +227,42 @@ impl<'m> Editor<'m> {
         Ok(self)
     }
 
+    /// The field values of header `name` as the edited message carries them, top first:
+    /// inserted lines at their places and the original fields not removed (as edited).
+    fn current_fields(&self, name: HeaderName) -> impl Iterator<Item = &[u8]> + '_ {
+        let h = &self.msg.head().headers;
+        let (mut i, mut ins) = (0usize, 0usize);
+        std::iter::from_fn(move || {
+            while i <= h.len() {
+                while ins < self.inserts.len() && self.inserts[ins].0 == i {
+                    let line = &self.scratch[self.inserts[ins].1.clone()];
+                    ins += 1;
+                    if let Some(colon) = line.iter().position(|&c| c == b':')
+                        && HeaderName::from_bytes(&line[..colon]) == name
+                    {
+                        return Some(line[colon + 1..].trim_ascii());
+                    }
+                }
+                let at = i;
+                i += 1;
+                if at < h.len() && h[at].name == name && !self.is_removed(at) {
+                    return Some(self.current_value(at));
+                }
+            }
+            None
+        })
+    }
+
     /// The values of header `name` as the edited message carries them, top first, split at
     /// top-level commas (what Route processing looks at).
     pub fn current_values(&self, name: HeaderName) -> Vec<&str> {
-        fn take<'a>(v: &'a [u8], out: &mut Vec<&'a str>) {
-            for r in split_commas(v) {
-                if let Some(s) = v.get(r).and_then(|x| std::str::from_utf8(x).ok())
-                    && !s.is_empty()
-                {
-                    out.push(s);
-                }
-            }
-        }
-        let mut out = Vec::new();
-        let h = &self.msg.head().headers;
-        let mut ins = 0;
-        for i in 0..=h.len() {
-            while ins < self.inserts.len() && self.inserts[ins].0 == i {
-                let line = &self.scratch[self.inserts[ins].1.clone()];
-                ins += 1;
-                let Some(colon) = line.iter().position(|&c| c == b':') else {
-                    continue;
-                };
-                if HeaderName::from_bytes(&line[..colon]) == name {
-                    let v = line[colon + 1..].trim_ascii();
-                    take(v, &mut out);
-                }
-            }
-            if i < h.len() && h[i].name == name && !self.is_removed(i) {
-                take(self.current_value(i), &mut out);
-            }
-        }
-        out
+        self.current_fields(name).flat_map(comma_values).collect()
     }
 
     /// The first value of header `name` as the edited message carries it: the first of
     /// [`Self::current_values`], without collecting the others.
     pub fn current_first_value(&self, name: HeaderName) -> Option<&str> {
-        fn first(v: &[u8]) -> Option<&str> {
-            split_commas(v)
-                .filter_map(|r| v.get(r).and_then(|x| std::str::from_utf8(x).ok()))
-                .find(|s| !s.is_empty())
-        }
-        let h = &self.msg.head().headers;
-        let mut ins = 0;
-        for i in 0..=h.len() {
-            while ins < self.inserts.len() && self.inserts[ins].0 == i {
-                let line = &self.scratch[self.inserts[ins].1.clone()];
-                ins += 1;
-                let Some(colon) = line.iter().position(|&c| c == b':') else {
-                    continue;
-                };
-                if HeaderName::from_bytes(&line[..colon]) == name
-                    && let Some(v) = first(line[colon + 1..].trim_ascii())
-                {
-                    return Some(v);
-                }
-            }
-            if i < h.len()
-                && h[i].name == name
-                && !self.is_removed(i)
-                && let Some(v) = first(self.current_value(i))
-            {
-                return Some(v);
-            }
-        }
-        None
+        self.current_fields(name).flat_map(comma_values).next()
     }
 
     /// The Request-URI the edited message carries (`None` for a response).
@@ -623,6 +593,13 @@ fn fmt_u32(mut n: u32, buf: &mut [u8]) -> &[u8] {
     let len = len.min(buf.len());
     buf[..len].copy_from_slice(&tmp[tmp.len() - len..]);
     &buf[..len]
+}
+
+/// The non-empty values of one field value split at top-level commas.
+fn comma_values(v: &[u8]) -> impl Iterator<Item = &str> {
+    split_commas(v)
+        .filter_map(move |r| v.get(r).and_then(|x| std::str::from_utf8(x).ok()))
+        .filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]

@@ -370,6 +370,11 @@ pub fn request(method: &str, ruri: &str, ua: SocketAddr, call_id: &str, extra: &
 
 /// A response to `req` with status `code`, its Via/From/Call-ID/CSeq and a To tag.
 pub fn answer(req: &str, code: u16, reason: &str) -> String {
+    answer_with(req, code, reason, "")
+}
+
+/// [`answer`] with `extra` header lines (each ending `\r\n`) before Content-Length.
+pub fn answer_with(req: &str, code: u16, reason: &str, extra: &str) -> String {
     let mut out = format!("SIP/2.0 {code} {reason}\r\n");
     for v in header(req, "Via") {
         out.push_str(&format!("Via: {v}\r\n"));
@@ -382,6 +387,7 @@ pub fn answer(req: &str, code: u16, reason: &str) -> String {
     for v in header(req, "To") {
         out.push_str(&format!("To: {v};tag=callee\r\n"));
     }
+    out.push_str(extra);
     out.push_str("Content-Length: 0\r\n\r\n");
     out
 }
