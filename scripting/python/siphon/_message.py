@@ -525,13 +525,16 @@ class Request(_Headers):
         Path (RFC 3327) and over the flow its REGISTER came from."""
         if isinstance(targets, (str, SipUri, Contact)):
             targets = [targets]
-        targets = list(targets)
-        _siphon.fork(self._h, [str(t) for t in targets], strategy)
-        for i, t in enumerate(targets):
+        # One native call: a Contact with a Path or a flow goes as (uri, path, transport, remote).
+        args = []
+        for t in targets:
             if isinstance(t, Contact) and (t.path or t.flow is not None):
                 f = t.flow
-                _siphon.fork_route(self._h, i, [str(p) for p in t.path],
-                                   None if f is None else f.transport, None if f is None else f.remote_addr)
+                args.append((str(t), [str(p) for p in t.path],
+                             None if f is None else f.transport, None if f is None else f.remote_addr))
+            else:
+                args.append(str(t))
+        _siphon.fork(self._h, args, strategy)
 
     def record_route(self):
         _siphon.record_route(self._h)
