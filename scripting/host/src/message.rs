@@ -406,9 +406,17 @@ impl SipMessage {
     /// Every value of a header, in order.
     pub fn header_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         let known = HeaderName::from_name(name);
-        self.fields()
-            .filter(move |f| f.is(known, name))
-            .map(|f| f.value)
+        // Unedited, unfolded, a known name: the parser's index by name, no line read as a
+        // Field (the usual `hdrs("Route")` of an in-dialog request).
+        let indexed =
+            self.edits.is_none() && self.unfolded.is_empty() && known != HeaderName::Other;
+        let fast = indexed.then(|| self.base.headers_named(known).map(|f| head_text(f.value)));
+        let slow = (!indexed).then(|| {
+            self.fields()
+                .filter(move |f| f.is(known, name))
+                .map(|f| f.value)
+        });
+        fast.into_iter().flatten().chain(slow.into_iter().flatten())
     }
 
     fn overlay(&mut self) -> &mut Overlay {
@@ -748,6 +756,10 @@ mod tests {
         let mut m = SipMessage::parse(text.as_bytes()).unwrap();
         assert_eq!(m.header("subject"), Some("caf\u{e9} \u{2603}"));
         assert_eq!(m.header("x-note"), Some("\u{fc}"));
+        // Every value of a known name through the parser's index, compact forms included.
+        assert_eq!(m.header_all("Call-ID").collect::<Vec<_>>(), ["c@h"]);
+        assert_eq!(m.header_all("I").collect::<Vec<_>>(), ["c@h"]);
+        assert_eq!(m.header_all("Route").count(), 0);
         // Absent: nothing removed, nothing edited.
         assert!(!m.remove_header("Route"));
         assert!(!m.is_edited());
