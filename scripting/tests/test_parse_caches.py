@@ -41,6 +41,24 @@ def bye(request):
     else:
         request.reply(404, f"not ours|{tags}")
 
+@proxy.on_request("UPDATE")
+def written(request):
+    # An unchanged SipUri writes the remembered form of its text; every change is written.
+    out = [str(request.ruri), str(SipUri(" <SIP:bob@example.com:05070;lr> "))]
+    p = SipUri("sip:bob@example.com;transport=udp")
+    params = p.params
+    out.append(str(p))
+    params["transport"] = "tcp"
+    out.append(str(p))
+    for attr, v in (("scheme", "sips"), ("headers", "subject=x"), ("port", 5071),
+                    ("host", "h.example.net"), ("user", "carol")):
+        u = SipUri("sip:bob@example.com")
+        setattr(u, attr, v)
+        out.append(str(u))
+    request.set_ruri_user("dave")
+    out.append(str(request.ruri))
+    request.reply(200, "|".join(out))
+
 @proxy.on_request("MESSAGE")
 def fill(request):
     for i in range(3000):
@@ -96,3 +114,15 @@ def test_a_full_cache_is_emptied_and_counted(harness):
     h = harness(SCRIPT)
     r = h.send_request("MESSAGE")
     assert r.reason == "True|True|True"
+
+
+def test_an_unchanged_uri_writes_its_text_and_a_changed_one_its_parts(harness):
+    h = harness(SCRIPT)
+    for _ in range(2):
+        r = h.send_request("UPDATE", ruri="sip:bob@example.com:5062;transport=udp")
+        assert r.reason.split("|") == [
+            "sip:bob@example.com:5062;transport=udp", "sip:bob@example.com:5070;lr",
+            "sip:bob@example.com;transport=udp", "sip:bob@example.com;transport=tcp",
+            "sips:bob@example.com", "sip:bob@example.com?subject=x", "sip:bob@example.com:5071",
+            "sip:bob@h.example.net", "sip:carol@example.com",
+            "sip:dave@example.com:5062;transport=udp"]

@@ -340,13 +340,30 @@ impl SipMessage {
         let f = self.base.header_at(i as usize)?;
         let value = match self.unfolded.iter().find(|(j, _)| *j == i) {
             Some((_, v)) => v,
-            None => f.value_str().unwrap_or(""),
+            None => head_text(f.value),
         };
         Some(Field {
             known: f.name,
-            name: canonical_name(f.name_str()),
+            name: canonical_name(head_text(f.raw_name)),
             value,
         })
+    }
+
+    /// Whether line `l` is a `name` line (`known` = `HeaderName::from_name(name)`), reading
+    /// the name only.
+    fn line_is(&self, l: &Line, known: HeaderName, name: &str) -> bool {
+        let (k, n) = match l {
+            Line::Orig(i) | Line::Value(i, _) => match self.base.header_at(*i as usize) {
+                Some(f) => (f.name, head_text(f.raw_name)),
+                None => return false,
+            },
+            Line::New { known, name, .. } => (*known, &**name),
+        };
+        if known == HeaderName::Other {
+            k == HeaderName::Other && name_eq(n, name)
+        } else {
+            k == known
+        }
     }
 
     fn field_of<'a>(&'a self, l: &'a Line) -> Option<Field<'a>> {
@@ -381,7 +398,7 @@ impl SipMessage {
     pub fn header(&self, name: &str) -> Option<&str> {
         let known = HeaderName::from_name(name);
         if self.edits.is_none() && self.unfolded.is_empty() && known != HeaderName::Other {
-            return self.base.header(known).and_then(|f| f.value_str());
+            return self.base.header(known).map(|f| head_text(f.value));
         }
         self.fields().find(|f| f.is(known, name)).map(|f| f.value)
     }
@@ -389,9 +406,17 @@ impl SipMessage {
     /// Every value of a header, in order.
     pub fn header_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         let known = HeaderName::from_name(name);
-        self.fields()
-            .filter(move |f| f.is(known, name))
-            .map(|f| f.value)
+        // Unedited, unfolded, a known name: the parser's index by name, no line read as a
+        // Field (the usual `hdrs("Route")` of an in-dialog request).
+        let indexed =
+            self.edits.is_none() && self.unfolded.is_empty() && known != HeaderName::Other;
+        let fast = indexed.then(|| self.base.headers_named(known).map(|f| head_text(f.value)));
+        let slow = (!indexed).then(|| {
+            self.fields()
+                .filter(move |f| f.is(known, name))
+                .map(|f| f.value)
+        });
+        fast.into_iter().flatten().chain(slow.into_iter().flatten())
     }
 
     fn overlay(&mut self) -> &mut Overlay {
@@ -404,19 +429,23 @@ impl SipMessage {
         })
     }
 
-    /// Positions (in the current header list) of the lines named `name`.
-    fn positions(&mut self, name: &str) -> Vec<usize> {
+    /// Positions (in the current header list) of the lines named `name` (names compared, no
+    /// value read; an unedited message is read as its original lines, no overlay made).
+    fn positions(&self, name: &str) -> Vec<usize> {
         let known = HeaderName::from_name(name);
-        self.overlay();
-        let Some(o) = &self.edits else {
-            return Vec::new();
-        };
-        o.lines
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| self.field_of(l).is_some_and(|f| f.is(known, name)))
-            .map(|(i, _)| i)
-            .collect()
+        match &self.edits {
+            Some(o) => o
+                .lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| self.line_is(l, known, name))
+                .map(|(i, _)| i)
+                .collect(),
+            None => (0..self.base.header_count() as u32)
+                .filter(|i| self.line_is(&Line::Orig(*i), known, name))
+                .map(|i| i as usize)
+                .collect(),
+        }
     }
 
     /// Replace every value of `name` with one value (appended if absent).
@@ -448,6 +477,9 @@ impl SipMessage {
     /// Remove every value of `name`; returns whether one existed.
     pub fn remove_header(&mut self, name: &str) -> bool {
         let at = self.positions(name);
+        if at.is_empty() {
+            return false;
+        }
         let o = self.overlay();
         for &i in at.iter().rev() {
             o.lines.remove(i);
@@ -503,6 +535,17 @@ impl SipMessage {
         let n = it.next()?.parse().ok()?;
         Some((n, it.next().unwrap_or("")))
     }
+}
+
+/// A header name or value of the message's head as text. [`SipMessage::from_message`] (the
+/// only constructor) refused a head that is not UTF-8, so this does not check it again.
+fn head_text(b: &[u8]) -> &str {
+    debug_assert!(std::str::from_utf8(b).is_ok());
+    // SAFETY: `b` is a header name or value of a message whose whole head `from_message`
+    // found UTF-8. The parser's slices start after an ASCII byte (line start, `:`, SP/HT)
+    // and end at an ASCII byte (`:`, SP/HT, CR/LF); in valid UTF-8 every position next to an
+    // ASCII byte is a character boundary, so the slice is valid UTF-8 too.
+    unsafe { std::str::from_utf8_unchecked(b) }
 }
 
 fn new_line(name: &str, value: &str) -> Line {
@@ -707,6 +750,34 @@ mod tests {
         );
         assert_eq!(SipMessage::parse(b""), Err(ParseError::NoStartLine));
     }
+    #[test]
+    fn names_and_values_read_without_a_second_utf8_check() {
+        let text = "MESSAGE sip:b@h SIP/2.0\r\nSubject: caf\u{e9} \u{2603}\r\nX-Note: \u{fc}\r\ni: c@h\r\nContent-Length: 0\r\n\r\n";
+        let mut m = SipMessage::parse(text.as_bytes()).unwrap();
+        assert_eq!(m.header("subject"), Some("caf\u{e9} \u{2603}"));
+        assert_eq!(m.header("x-note"), Some("\u{fc}"));
+        // Every value of a known name through the parser's index, compact forms included.
+        assert_eq!(m.header_all("Call-ID").collect::<Vec<_>>(), ["c@h"]);
+        assert_eq!(m.header_all("I").collect::<Vec<_>>(), ["c@h"]);
+        assert_eq!(m.header_all("Route").count(), 0);
+        // Absent: nothing removed, nothing edited.
+        assert!(!m.remove_header("Route"));
+        assert!(!m.is_edited());
+        // By long name a compact line, by any case an unknown one.
+        assert!(m.remove_header("Call-ID"));
+        assert!(m.remove_header("X-NOTE"));
+        assert_eq!(
+            m.headers().map(|(n, _)| n).collect::<Vec<_>>(),
+            ["Subject", "Content-Length"]
+        );
+        // A head that is not UTF-8 is refused once, when the view is made.
+        let bad = b"MESSAGE sip:b@h SIP/2.0\r\nSubject: \xff\r\nContent-Length: 0\r\n\r\n";
+        assert!(matches!(
+            Message::parse_slice(bad).map(SipMessage::from_message),
+            Ok(Err(ParseError::NotUtf8))
+        ));
+    }
+
     #[test]
     fn an_unedited_message_is_the_received_one() {
         let core = Message::parse_slice(INVITE).unwrap();

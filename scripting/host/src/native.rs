@@ -16,7 +16,7 @@ use crate::event::{Actions, Disposition, ForkStrategy, ForkTarget, Remote, Trans
 use crate::http::{http_config_json, http_request, http_respond, http_set_routes, http_started};
 use crate::message::addr_uri;
 use crate::presence::{self, PresenceError, PublishRequest};
-use crate::py::{Args, PyErrSpec, PyResult, Ret, finish};
+use crate::py::{Args, PyErrSpec, PyResult, Ret, finish, str_obj};
 use crate::shared::{DigestCheck, DigestMode, MetricKind, MetricOp, SaveOutcome};
 use crate::smpp::{smpp_answer, smpp_config_json, smpp_send, smpp_send_via};
 use crate::worker::{LogLevel, with_ctx};
@@ -75,7 +75,6 @@ fastcall! {
     s_reply => reply,
     s_relay => relay,
     s_fork => fork,
-    s_fork_route => fork_route,
     s_record_route => record_route,
     s_reply_hdr => reply_hdr,
     s_reply_body => reply_body,
@@ -161,7 +160,10 @@ fn ev_core(a: &Args<'_>) -> PyResult<Ret> {
 
 fn hdr(a: &Args<'_>) -> PyResult<Ret> {
     let (h, w, name) = (handle(a)?, which(a)?, a.str(2)?);
-    with_ctx(|c| Ok(c.slot(h)?.msg(w)?.header(name).map(str::to_owned).into()))
+    with_ctx(|c| match c.slot(h)?.msg(w)?.header(name) {
+        Some(v) => str_obj(v),
+        None => Ok(Ret::None),
+    })
 }
 
 /// `hdr_tag(h, w, name)`: the `tag` parameter of a name-addr header (`From`, `To`) as
@@ -169,10 +171,12 @@ fn hdr(a: &Args<'_>) -> PyResult<Ret> {
 /// Python parse per `to_tag`/`in_dialog`); None without the header or the parameter.
 fn hdr_tag(a: &Args<'_>) -> PyResult<Ret> {
     let (h, w, name) = (handle(a)?, which(a)?, a.str(2)?);
-    with_ctx(|c| {
-        let v = c.slot(h)?.msg(w)?.header(name);
-        Ok(v.and_then(tag_param).map(str::to_owned).into())
-    })
+    with_ctx(
+        |c| match c.slot(h)?.msg(w)?.header(name).and_then(tag_param) {
+            Some(t) => str_obj(t),
+            None => Ok(Ret::None),
+        },
+    )
 }
 
 /// Python's `str.isspace` (what `str.strip()` removes): Unicode White_Space plus the four
@@ -202,9 +206,10 @@ fn hdrs(a: &Args<'_>) -> PyResult<Ret> {
     let (h, w, name) = (handle(a)?, which(a)?, a.str(2)?);
     with_ctx(|c| {
         let m = c.slot(h)?.msg(w)?;
-        Ok(Ret::List(
-            m.header_all(name).map(|v| Ret::Str(v.to_owned())).collect(),
-        ))
+        m.header_all(name)
+            .map(str_obj)
+            .collect::<PyResult<_>>()
+            .map(Ret::List)
     })
 }
 
@@ -263,14 +268,8 @@ fn start(a: &Args<'_>) -> PyResult<Ret> {
     with_ctx(|c| {
         let m = c.slot(h)?.msg(w)?;
         Ok(match m.status() {
-            0 => Ret::Tuple(vec![
-                Ret::Str(m.method().to_owned()),
-                Ret::Str(m.ruri().to_owned()),
-            ]),
-            status => Ret::Tuple(vec![
-                Ret::Int(i64::from(status)),
-                Ret::Str(m.reason().to_owned()),
-            ]),
+            0 => Ret::Tuple(vec![str_obj(m.method())?, str_obj(m.ruri())?]),
+            status => Ret::Tuple(vec![Ret::Int(i64::from(status)), str_obj(m.reason())?]),
         })
     })
 }
@@ -396,37 +395,37 @@ fn relay(a: &Args<'_>) -> PyResult<Ret> {
     })
 }
 
+/// `fork(h, targets, strategy)`: each target is a URI string, or `(uri, path, transport,
+/// remote)` for a registered `Contact` with a Path or a flow (one call for the whole fork).
 fn fork(a: &Args<'_>) -> PyResult<Ret> {
-    let (h, targets, strategy) = (handle(a)?, a.str_list(1)?, a.str(2)?);
+    let (h, strategy) = (handle(a)?, a.str(2)?);
     let strategy = match strategy {
         "parallel" => ForkStrategy::Parallel,
         "sequential" => ForkStrategy::Sequential,
         other => return Err(PyErrSpec::Value(format!("unknown fork strategy {other:?}"))),
     };
+    let targets = a.seq(1, |item| {
+        // SAFETY: GIL held; `item` is a valid object kept alive by the sequence.
+        if unsafe { ffi::PyTuple_CheckExact(item) } != 0 {
+            // SAFETY: an exact tuple: its item array holds PyTuple_GET_SIZE valid references.
+            let t = unsafe { Args::tuple(item) };
+            Ok(ForkTarget {
+                uri: t.str(0)?.to_owned(),
+                routes: t.str_list(1)?,
+                flow: flow_arg(&t, 2)?,
+            })
+        } else {
+            let one = [item];
+            // SAFETY: one valid borrowed object.
+            let t = unsafe { Args::new(one.as_ptr(), 1) };
+            Ok(ForkTarget::uri(t.str(0)?))
+        }
+    })?;
     if targets.is_empty() {
         return Err(PyErrSpec::Value("fork needs at least one target".into()));
     }
-    let targets = targets.into_iter().map(ForkTarget::uri).collect();
     with_ctx(|c| {
         c.slot(h)?.act.disposition = Disposition::Fork { targets, strategy };
-        Ok(Ret::None)
-    })
-}
-
-/// `fork_route(h, index, path, transport, remote)`: the Path and flow of a `Contact` target
-/// of the fork just recorded.
-fn fork_route(a: &Args<'_>) -> PyResult<Ret> {
-    let (h, i, routes, flow) = (handle(a)?, a.int(1)?, a.str_list(2)?, flow_arg(a, 3)?);
-    with_ctx(|c| {
-        let Disposition::Fork { targets, .. } = &mut c.slot(h)?.act.disposition else {
-            return Err(PyErrSpec::Runtime("no fork recorded".into()));
-        };
-        let t = usize::try_from(i)
-            .ok()
-            .and_then(|i| targets.get_mut(i))
-            .ok_or_else(|| PyErrSpec::Value(format!("no fork target {i}")))?;
-        t.routes = routes;
-        t.flow = flow;
         Ok(Ret::None)
     })
 }

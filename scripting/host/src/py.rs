@@ -25,6 +25,23 @@ impl Owned {
     pub(crate) fn as_ptr(&self) -> *mut ffi::PyObject {
         self.0.as_ptr()
     }
+
+    /// Give up ownership: the caller gets the strong reference.
+    pub(crate) fn into_ptr(self) -> *mut ffi::PyObject {
+        let p = self.0.as_ptr();
+        std::mem::forget(self);
+        p
+    }
+}
+
+/// A Python str made from `s` at once (no Rust copy of the text first), for a native to
+/// return text it only borrows; `Err(Set)` with the Python error set on failure. Creating a
+/// str runs no Python code, so this is safe inside [`crate::worker::with_ctx`].
+pub(crate) fn str_obj(s: &str) -> PyResult<Ret> {
+    // SAFETY: new_str returns a new reference or NULL with an exception set.
+    unsafe { Owned::from_new(new_str(s)) }
+        .map(Ret::Obj)
+        .ok_or(PyErrSpec::Set)
 }
 
 impl Drop for Owned {
@@ -61,6 +78,8 @@ pub(crate) enum Ret {
     Bytes(Vec<u8>),
     List(Vec<Ret>),
     Tuple(Vec<Ret>),
+    /// A Python object already made (see [`str_obj`]).
+    Obj(Owned),
 }
 
 impl From<Option<String>> for Ret {
@@ -89,6 +108,7 @@ impl Ret {
                 Self::Int(i) => ffi::PyLong_FromLongLong(i),
                 Self::Float(f) => ffi::PyFloat_FromDouble(f),
                 Self::Str(s) => new_str(&s),
+                Self::Obj(o) => o.into_ptr(),
                 Self::Bytes(b) => ffi::PyBytes_FromStringAndSize(
                     b.as_ptr().cast::<c_char>(),
                     b.len() as ffi::Py_ssize_t,
@@ -195,9 +215,12 @@ impl<'a> Args<'a> {
         if p.is_null() {
             return Err(PyErrSpec::Set);
         }
-        // SAFETY: CPython returned `len` bytes of valid UTF-8 at `p`.
-        let bytes = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len as usize) };
-        std::str::from_utf8(bytes).map_err(|_| PyErrSpec::Value("invalid UTF-8".into()))
+        // SAFETY: CPython returned `len` bytes of valid UTF-8 at `p` (it refuses a str it
+        // cannot encode, lone surrogates, with NULL above), kept alive as said: no second
+        // validation of the text on every native call.
+        Ok(unsafe {
+            std::str::from_utf8_unchecked(std::slice::from_raw_parts(p.cast::<u8>(), len as usize))
+        })
     }
 
     pub(crate) fn opt_str(&self, i: usize) -> PyResult<Option<&'a str>> {
@@ -269,6 +292,42 @@ impl<'a> Args<'a> {
     }
 
     /// A list/tuple of str.
+    /// The items of a tuple as arguments.
+    ///
+    /// # Safety
+    /// `t` is an exact tuple, kept alive (GIL held) for `'a`.
+    pub(crate) unsafe fn tuple(t: *mut ffi::PyObject) -> Self {
+        // SAFETY: per the contract, `t` is a tuple whose `ob_item` array holds its size of
+        // valid references.
+        unsafe {
+            let n = ffi::PyTuple_GET_SIZE(t);
+            Self::new(ffi::PySequence_Fast_ITEMS(t).cast_const(), n)
+        }
+    }
+
+    /// Map each item of the sequence argument `i` (borrowed while `f` runs).
+    pub(crate) fn seq<T>(
+        &self,
+        i: usize,
+        mut f: impl FnMut(*mut ffi::PyObject) -> PyResult<T>,
+    ) -> PyResult<Vec<T>> {
+        let o = self.obj(i)?;
+        // SAFETY: GIL held; o valid; returns a new reference (a list or tuple) or NULL.
+        let seq =
+            unsafe { Owned::from_new(ffi::PySequence_Fast(o, c"expected a sequence".as_ptr())) }
+                .ok_or(PyErrSpec::Set)?;
+        // SAFETY: `seq` is the list or tuple PySequence_Fast returned.
+        let n = unsafe { ffi::PySequence_Fast_GET_SIZE(seq.as_ptr()) };
+        let mut out = Vec::with_capacity(n.max(0) as usize);
+        for k in 0..n {
+            // SAFETY: 0 <= k < size; a borrowed item of `seq`, alive while `seq` is.
+            out.push(f(unsafe {
+                ffi::PySequence_Fast_GET_ITEM(seq.as_ptr(), k)
+            })?);
+        }
+        Ok(out)
+    }
+
     pub(crate) fn str_list(&self, i: usize) -> PyResult<Vec<String>> {
         let o = self.obj(i)?;
         // SAFETY: valid object, GIL held; PySequence_Fast returns a new reference or NULL.

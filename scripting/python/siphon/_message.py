@@ -149,20 +149,53 @@ class SipUri:
     """A SIP/SIPS/TEL URI value. Setting ``user``/``host``/``port`` on ``request.ruri`` edits
     the request's Request-URI."""
 
-    __slots__ = ("scheme", "_user", "_host", "_port", "params", "headers", "_owner")
+    # ``_text``: the text this was parsed from while nothing changed (its written form is then
+    # remembered per text); any setter, and handing out ``params`` (a dict the caller may
+    # change in place), clears it.
+    __slots__ = ("_scheme", "_user", "_host", "_port", "_params", "_headers", "_owner", "_text")
 
     def __init__(self, uri):
         uri = str(uri)
         p = _uri_cache.get(uri)
         if p is None:
             p = _remember(_uri_cache, uri, _parse_uri(uri))
-        self.scheme, self._user, self._host, self._port, params, self.headers = p
-        self.params = dict(params) if params else {}
+        self._scheme, self._user, self._host, self._port, params, self._headers = p
+        self._params = dict(params) if params else {}
         self._owner = None
+        self._text = uri
 
     def _sync(self):
+        self._text = None
         if self._owner is not None:
             _siphon.set_ruri(self._owner, str(self))
+
+    @property
+    def scheme(self):
+        return self._scheme
+
+    @scheme.setter
+    def scheme(self, v):
+        self._scheme = v
+        self._text = None
+
+    @property
+    def params(self):
+        self._text = None
+        return self._params
+
+    @params.setter
+    def params(self, v):
+        self._params = v
+        self._text = None
+
+    @property
+    def headers(self):
+        return self._headers
+
+    @headers.setter
+    def headers(self, v):
+        self._headers = v
+        self._text = None
 
     @property
     def user(self):
@@ -193,7 +226,7 @@ class SipUri:
 
     @property
     def is_tel(self):
-        return self.scheme == "tel" or self.params.get("user") == "phone"
+        return self._scheme == "tel" or self._params.get("user") == "phone"
 
     @property
     def is_local(self):
@@ -206,19 +239,25 @@ class SipUri:
         return dict(p.partition("=")[::2] for p in self._user.split(";")[1:])
 
     def __str__(self):
-        if self.scheme == "tel":
+        t = self._text
+        if t is not None:
+            return _canonical_uri(t)
+        return self._write()
+
+    def _write(self):
+        if self._scheme == "tel":
             s = f"tel:{self._user}"
         else:
-            s = f"{self.scheme}:"
+            s = f"{self._scheme}:"
             if self._user is not None:
                 s += f"{self._user}@"
             s += self._host or ""
             if self._port is not None:
                 s += f":{self._port}"
-        for k, v in self.params.items():
+        for k, v in self._params.items():
             s += f";{k}" if v is None else f";{k}={v}"
-        if self.headers:
-            s += f"?{self.headers}"
+        if self._headers:
+            s += f"?{self._headers}"
         return s
 
     def __repr__(self):
@@ -235,7 +274,7 @@ def _canonical_uri(text):
     """``str(SipUri(text))``, remembered per text (bounded like the parse cache)."""
     s = _text_cache.get(text)
     if s is None:
-        s = _remember(_text_cache, text, str(SipUri(text)))
+        s = _remember(_text_cache, text, SipUri(text)._write())
     return s
 
 
@@ -525,13 +564,16 @@ class Request(_Headers):
         Path (RFC 3327) and over the flow its REGISTER came from."""
         if isinstance(targets, (str, SipUri, Contact)):
             targets = [targets]
-        targets = list(targets)
-        _siphon.fork(self._h, [str(t) for t in targets], strategy)
-        for i, t in enumerate(targets):
+        # One native call: a Contact with a Path or a flow goes as (uri, path, transport, remote).
+        args = []
+        for t in targets:
             if isinstance(t, Contact) and (t.path or t.flow is not None):
                 f = t.flow
-                _siphon.fork_route(self._h, i, [str(p) for p in t.path],
-                                   None if f is None else f.transport, None if f is None else f.remote_addr)
+                args.append((str(t), [str(p) for p in t.path],
+                             None if f is None else f.transport, None if f is None else f.remote_addr))
+            else:
+                args.append(str(t))
+        _siphon.fork(self._h, args, strategy)
 
     def record_route(self):
         _siphon.record_route(self._h)
@@ -605,12 +647,12 @@ class Request(_Headers):
     # -- R-URI / identity --
     def set_ruri_user(self, user):
         u = SipUri(_siphon.start(self._h, 0)[1])
-        u._user = user
+        u._user, u._text = user, None
         self.ruri = u
 
     def set_ruri_host(self, host):
         u = SipUri(_siphon.start(self._h, 0)[1])
-        u._host = host
+        u._host, u._text = host, None
         self.ruri = u
 
     def set_from_uri(self, uri):
@@ -654,7 +696,7 @@ class Request(_Headers):
         c = _addr_uri(_hdr(self._h, 0, "Contact"))
         if c:
             u = SipUri(c)
-            u._user = user
+            u._user, u._text = user, None
             self.set_contact_uri(u)
 
     def fix_nated_contact(self):
@@ -662,7 +704,7 @@ class Request(_Headers):
         c = _addr_uri(_hdr(self._h, 0, "Contact"))
         if c and c != "*":
             u = SipUri(c)
-            u._host, u._port = self.source_ip, self.source_port
+            u._host, u._port, u._text = self.source_ip, self.source_port, None
             self.set_contact_uri(u)
 
     def fix_nated_register(self):
