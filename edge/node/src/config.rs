@@ -638,9 +638,10 @@ pub struct Tuning {
     pub steering: Steering,
     /// Submission queue entries per ring.
     pub ring_entries: Option<u32>,
-    /// Receive buffers per reactor.
+    /// UDP receive buffers per reactor (default 1,024): the burst capacity. With io_uring a
+    /// hot set of 64 circulates, doubled each time a burst empties the ring.
     pub buffer_count: Option<u32>,
-    /// Size of each receive buffer.
+    /// Bytes of each UDP receive buffer kept in memory (default 4,096).
     pub buffer_size: Option<u32>,
     /// Capacity of each reactor ↔ worker and reactor ↔ reactor queue.
     pub queue_capacity: Option<usize>,

@@ -682,6 +682,7 @@ impl UringBackend {
         if res < 0 {
             if res == -libc::ENOBUFS {
                 add(&sink.metrics().buf_exhausted, 1);
+                self.udp_bufs.exhausted();
             }
             return;
         }
@@ -722,26 +723,27 @@ impl UringBackend {
             }
             if !self.op_done(id, sink) {
                 if let Some(b) = bid {
-                    self.tcp_bufs.push(b);
+                    self.tcp_bufs.give_back(b);
                 }
                 return;
             }
         } else if self.conn_mut(id).is_none_or(|c| c.closing) {
             if let Some(b) = bid {
-                self.tcp_bufs.push(b);
+                self.tcp_bufs.give_back(b);
             }
             return;
         }
         if res > 0 {
             if let Some(b) = bid {
                 sink.stream_data(id, self.tcp_bufs.buf(b, res as usize));
-                self.tcp_bufs.push(b);
+                self.tcp_bufs.give_back(b);
             }
         } else if res == 0 {
             self.close_conn(id, CloseReason::PeerClosed, sink);
             return;
         } else if res == -libc::ENOBUFS {
             add(&sink.metrics().buf_exhausted, 1);
+            self.tcp_bufs.exhausted();
         } else if res != -libc::ECANCELED {
             self.close_conn(
                 id,
