@@ -29,7 +29,7 @@ use super::route::{
     stamp_received,
 };
 use crate::transaction::{
-    Config, Event, MethodKind, Remote, RequestParts, TransactionError, TransactionKey,
+    Config, Deadline, Event, MethodKind, Remote, RequestParts, TransactionError, TransactionKey,
     TransactionLayer, Transmit, TxRequest, TxResponse, via_sent_by,
 };
 
@@ -497,6 +497,13 @@ impl Proxy {
     /// When to call [`Self::handle_timeout`] next.
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.poll_deadline().map(|d| d.at)
+    }
+
+    /// [`Self::poll_timeout`], saying also whether the earliest timer only ends a
+    /// transaction's wait ([`crate::transaction::Timer::is_wait`]), which the caller may fire
+    /// late, together with others.
+    pub fn poll_deadline(&mut self) -> Option<Deadline> {
         // Drop Timer C entries of finished branches so they do not cause idle wake-ups.
         while let Some(&Reverse((at, key))) = self.timer_c.peek() {
             let live = self.branch_of.get(&key).is_some_and(|&(ctx, idx)| {
@@ -521,9 +528,16 @@ impl Proxy {
             }
             self.prack_timers.pop();
         }
-        let c = self.timer_c.peek().map(|Reverse((at, _))| *at);
-        let p = self.prack_timers.peek().map(|Reverse((at, _))| *at);
-        [self.txns.poll_timeout(), c, p].into_iter().flatten().min()
+        let precise = |at: Instant| Deadline { at, wait: false };
+        let c = self.timer_c.peek().map(|Reverse((at, _))| precise(*at));
+        let p = self
+            .prack_timers
+            .peek()
+            .map(|Reverse((at, _))| precise(*at));
+        [self.txns.poll_deadline(), c, p]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn local_tag(&mut self) -> String {

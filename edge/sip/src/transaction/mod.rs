@@ -39,7 +39,7 @@ pub use message::{
 pub use table::{
     Config, Event, Outgoing, Remote, TransactionKey, TransactionLayer, Transmit, Transport,
 };
-pub use timer::{Timer, TimerConfig};
+pub use timer::{Deadline, Timer, TimerConfig};
 
 /// Transaction states, named as in RFC 3261 Figures 5 to 8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

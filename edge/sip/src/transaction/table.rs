@@ -11,7 +11,7 @@ use super::client::{ClientTxn, OnResponse, OnTimer};
 use super::key::{KeyIndex, MatchKey};
 use super::message::{MAGIC_COOKIE, MethodKind, TxRequest, TxResponse};
 use super::server::{OnRequest, ServerTxn};
-use super::timer::{Timer, TimerConfig, TimerTable};
+use super::timer::{Deadline, Timer, TimerConfig, TimerTable};
 use super::{State, TransactionError};
 
 /// Transport of a flow. Reliable transports skip retransmissions and zero the wait timers
@@ -782,6 +782,14 @@ impl TransactionLayer {
     /// The next time [`Self::handle_timeout`] must be called, if any timer is armed.
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.poll_deadline().map(|d| d.at)
+    }
+
+    /// [`Self::poll_timeout`], saying also whether that earliest timer only ends a
+    /// transaction's wait ([`Timer::is_wait`]): a caller may then wake a little later and
+    /// fire many such timers at once.
+    #[must_use]
+    pub fn poll_deadline(&mut self) -> Option<Deadline> {
         // 100 Trying of transactions that answered (or ended) meanwhile: never due.
         while let Some(&Reverse((_, key))) = self.trying.peek() {
             if self.trying_pending(key) {
@@ -789,13 +797,20 @@ impl TransactionLayer {
             }
             self.trying.pop();
         }
-        let trying = self.trying.peek().map(|Reverse((at, _))| *at);
+        let trying = self.trying.peek().map(|Reverse((at, _))| Deadline {
+            at: *at,
+            wait: false,
+        });
         while let Some(&Reverse((at, key, timer))) = self.deadlines.peek() {
             if self
                 .entry(key)
                 .is_some_and(|e| e.timers().get(timer) == Some(at))
             {
-                return Some(trying.map_or(at, |t| t.min(at)));
+                let d = Deadline {
+                    at,
+                    wait: timer.is_wait(),
+                };
+                return Some(trying.map_or(d, |t| t.min(d)));
             }
             self.deadlines.pop();
         }

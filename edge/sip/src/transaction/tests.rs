@@ -586,6 +586,27 @@ fn poll_timeout_tracks_the_earliest_live_timer() {
 }
 
 #[test]
+fn poll_deadline_says_when_the_earliest_timer_only_ends_a_wait() {
+    let net = Net::new(1);
+    let mut l = layer();
+    let now = net.now;
+    let k = l
+        .send_request(now, udp(2), request("OPTIONS", "z9hG4bKw"))
+        .unwrap();
+    // Timer E (retransmission) first: on time.
+    let d = l.poll_deadline().unwrap();
+    assert_eq!((d.at, d.wait), (now + ms(500), false));
+    let resp = TxResponse::to_request(l.request(k).unwrap(), 200, "OK", Some("t"));
+    l.handle_response(now + ms(10), udp(2), resp);
+    // Completed: only Timer K (T4) is left, which just ends the transaction.
+    assert_eq!(l.state(k), Some(State::Completed));
+    let d = l.poll_deadline().unwrap();
+    assert_eq!((d.at, d.wait), (now + ms(5010), true));
+    assert!(Timer::TimerK.is_wait() && Timer::TimerJ.is_wait() && Timer::TimerL.is_wait());
+    assert!(!Timer::TimerA.is_wait() && !Timer::TimerG.is_wait() && !Timer::TimerH.is_wait());
+}
+
+#[test]
 fn rfc6026_accepted_absorbs_invite_retransmissions_and_passes_2xx() {
     let mut net = Net::new(1);
     let mut uac = TxnNode::new(1, layer(), &net);
