@@ -560,8 +560,8 @@ pub enum IoBackend {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ScriptPlacement {
-    /// A worker thread per reactor (spins briefly, then sleeps; a wake-up costs ~50-100 µs on
-    /// VMs). The default: a handler that blocks (`time.sleep`, a blocking socket) stops only
+    /// A worker thread per reactor (sleeps when idle; it spins briefly first only when no
+    /// worker shares a reactor's CPU, e.g. `script_cpus` on sibling hyperthreads). The default: a handler that blocks (`time.sleep`, a blocking socket) stops only
     /// its worker, while the reactor keeps its timers and retransmissions and answers new
     /// requests 503 with Retry-After until the worker is back (README, "Script faults").
     #[default]

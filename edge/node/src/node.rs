@@ -447,6 +447,7 @@ impl Node {
         let bell_cell = Arc::clone(&handle_cell);
         let mut hc = HostConfig::new(cores, c.script.path.clone());
         hc.cpus = c.tuning.script_cpus.clone().unwrap_or_else(|| cpus.clone());
+        hc.spin = worker_spin(&hc.cpus, &cpus, hc.spin);
         hc.include_paths = c.script.include_paths.clone();
         hc.reload = match c.script.reload {
             config::Reload::Auto => ReloadMode::Auto,
@@ -968,5 +969,38 @@ fn render_reactor(h: &RuntimeHandle<Msg>, o: &mut String) {
 impl Drop for Node {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// How long an idle script worker spins before it parks: `spin` when no worker runs on a
+/// reactor's CPU, none otherwise (the default placement puts worker k on reactor k's CPU). A
+/// worker spinning on a reactor's CPU cannot see that reactor's next event before the
+/// scheduler preempts it for the reactor, so it only burns the CPU the reactor needs; at
+/// 1,200 calls/s on 2 vCPUs that spin was ~20 % of the worker's samples, and without it CPU
+/// per call fell 10–14 % with a lower p50 and p99 (issue 16, session 6).
+fn worker_spin(script_cpus: &[usize], reactor_cpus: &[usize], spin: Duration) -> Duration {
+    if script_cpus.iter().any(|s| reactor_cpus.contains(s)) {
+        Duration::ZERO
+    } else {
+        spin
+    }
+}
+
+#[cfg(test)]
+mod spin_tests {
+    use std::time::Duration;
+
+    use super::worker_spin;
+
+    #[test]
+    fn a_worker_on_its_reactors_cpu_parks_at_once() {
+        let spin = Duration::from_micros(50);
+        // Default placement: worker k on reactor k's CPU.
+        assert_eq!(worker_spin(&[0, 1], &[0, 1], spin), Duration::ZERO);
+        // Sibling hyperthreads (tuning/README.md): each worker has a CPU of its own.
+        assert_eq!(worker_spin(&[2, 3], &[0, 1], spin), spin);
+        // Swapped CPUs: each worker shares the other reactor's CPU.
+        assert_eq!(worker_spin(&[1, 0], &[0, 1], spin), Duration::ZERO);
+        assert_eq!(worker_spin(&[2, 1], &[0, 1], spin), Duration::ZERO);
     }
 }
