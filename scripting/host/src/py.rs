@@ -329,24 +329,12 @@ impl<'a> Args<'a> {
     }
 
     pub(crate) fn str_list(&self, i: usize) -> PyResult<Vec<String>> {
-        let o = self.obj(i)?;
-        // SAFETY: valid object, GIL held; PySequence_Fast returns a new reference or NULL.
-        let seq =
-            unsafe { Owned::from_new(ffi::PySequence_Fast(o, c"expected a sequence".as_ptr())) }
-                .ok_or(PyErrSpec::Set)?;
-        // SAFETY: seq is a list or tuple (PySequence_Fast contract).
-        let n = unsafe { ffi::PySequence_Size(seq.as_ptr()) };
-        let mut out = Vec::with_capacity(n.max(0) as usize);
-        for k in 0..n {
-            // SAFETY: k < n; returns a new reference or NULL.
-            let item = unsafe { Owned::from_new(ffi::PySequence_GetItem(seq.as_ptr(), k)) }
-                .ok_or(PyErrSpec::Set)?;
-            let one = [item.as_ptr()];
-            // SAFETY: one valid pointer that lives for this block.
+        self.seq(i, |item| {
+            let one = [item];
+            // SAFETY: one valid pointer (borrowed from the sequence) that lives for this call.
             let a = unsafe { Args::new(one.as_ptr(), 1) };
-            out.push(a.str(0)?.to_owned());
-        }
-        Ok(out)
+            Ok(a.str(0)?.to_owned())
+        })
     }
 }
 
