@@ -14,7 +14,7 @@ use siphon_sip::proxy::Interface;
 use siphon_sip::transaction::Transport;
 
 use crate::config::{self, Loaded};
-use crate::engine::{Engine, Msg, Shared};
+use crate::engine::{Engine, Msg, ScriptGuest, Shared};
 use crate::metrics::{self, Metrics};
 
 /// Why the node could not start.
@@ -519,14 +519,23 @@ impl Node {
             );
         }
         hc.inline = inline;
+        let hc_shed_after =
+            Duration::from_millis(c.script.handler_stall_shed_ms.unwrap_or(200).max(1));
         hc.stall = siphon_script::StallConfig {
-            shed_after: Duration::from_millis(c.script.handler_stall_shed_ms.unwrap_or(200).max(1)),
+            shed_after: hc_shed_after,
             abort_after: match c.script.handler_stall_abort_secs {
                 Some(0) => None,
                 Some(n) => Some(Duration::from_secs(n)),
                 None => Some(Duration::from_secs(2)),
             },
         };
+        // A stalled inline worker's core: its standby thread runs the reactor meanwhile.
+        let rescue_cell = Arc::clone(&handle_cell);
+        hc.on_stall = Some(Arc::new(move |core| {
+            if let Some(h) = rescue_cell.get() {
+                h.rescue(core);
+            }
+        }));
         hc.doorbell = Some(Arc::new(move |core| {
             if let Some(h) = bell_cell.get() {
                 // usize::MAX: a script queued a request to originate; core 0 sends them.
@@ -652,7 +661,10 @@ impl Node {
         // and fix ports below when the runtime reports them.
         let shared_slot: Arc<OnceLock<Arc<Shared>>> = Arc::new(OnceLock::new());
         let factory_slot = Arc::clone(&shared_slot);
-        let runtime = Runtime::start(rc, move |core| {
+        // The stall threshold the host's watchdog uses; a guest turn shorter than half of it
+        // is never handed over, whatever calls `rescue`.
+        rc.handover_after = hc_shed_after / 2;
+        let engine_for = move |core: usize| {
             let shared = factory_slot.get().cloned().unwrap_or_else(|| {
                 // The runtime builds handlers on its threads after `start` returns the bound
                 // addresses; they wait here for the shared state to be published.
@@ -663,15 +675,23 @@ impl Node {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             });
-            let engine = Engine::new(core, Arc::clone(&shared));
-            if inline {
-                match shared.host.inline_worker(core) {
-                    Ok(w) => return engine.with_inline_worker(w),
-                    Err(e) => tracing::error!(core, error = %e, "inline script worker failed"),
-                }
-            }
-            engine
-        })
+            Engine::new(core, shared)
+        };
+        let runtime = if inline {
+            Runtime::start_with_guests(rc, move |core| {
+                let engine = engine_for(core);
+                let guest = match engine.shared().host.inline_worker(core) {
+                    Ok(w) => Some(Box::new(ScriptGuest(w)) as Box<dyn siphon_reactor::Guest>),
+                    Err(e) => {
+                        tracing::error!(core, error = %e, "inline script worker failed");
+                        None
+                    }
+                };
+                (engine, guest)
+            })
+        } else {
+            Runtime::start(rc, engine_for)
+        }
         .map_err(|e| StartError::Reactors(e.to_string()))?;
         let udp = runtime.udp_addrs().to_vec();
         let tcp = runtime.tcp_addrs().to_vec();

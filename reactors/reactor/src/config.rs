@@ -111,6 +111,9 @@ pub struct Config {
     pub name: String,
     /// Caps on accepted connections and their handshake/idle timeouts (none by default).
     pub limits: crate::limits::Limits,
+    /// With [`crate::Runtime::start_with_guests`]: how long a guest turn must have lasted
+    /// before [`crate::RuntimeHandle::rescue`] hands the core's loop to its standby thread.
+    pub handover_after: Duration,
 }
 
 impl Default for Config {
@@ -134,6 +137,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(5),
             name: "siphon-reactor".to_owned(),
             limits: crate::limits::Limits::default(),
+            handover_after: Duration::from_millis(200),
         }
     }
 }

@@ -87,6 +87,11 @@ pub(crate) struct EpollBackend {
     write_limit: usize,
 }
 
+// SAFETY: the raw pointers inside (the receive slab's pages, iovec/mmsghdr scratch) point into
+// memory this backend owns and frees, and the epoll fd and sockets may be used from any
+// thread; the core's standby thread only uses it while holding the core's mutex (handover.rs).
+unsafe impl Send for EpollBackend {}
+
 fn ctl(epfd: RawFd, op: libc::c_int, fd: RawFd, events: u32, data: u64) -> io::Result<()> {
     let mut ev = libc::epoll_event { events, u64: data };
     // SAFETY: `ev` is a live epoll_event; the fds are owned by the backend.

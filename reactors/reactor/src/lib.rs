@@ -33,6 +33,7 @@
 pub mod config;
 mod cx;
 mod epoll;
+mod handover;
 mod limits;
 pub mod mesh;
 pub mod metrics;
@@ -49,6 +50,7 @@ use std::net::{IpAddr, SocketAddr};
 
 pub use config::{BackendPref, BpfInsn, Config, ListenTcp, Steering};
 pub use cx::{Cx, WriteError};
+pub use handover::{Guest, GuestTurn};
 pub use limits::Limits;
 pub use metrics::{BackendKind, ReactorMetrics, RuntimeInfo};
 pub use runtime::{Runtime, RuntimeHandle, StartError};

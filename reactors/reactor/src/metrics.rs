@@ -120,6 +120,9 @@ counters! {
     timers_fired,
     /// Times the reactor went to sleep.
     sleeps,
+    /// Times the core's standby thread took the loop over from a guest stuck in its turn
+    /// ([`crate::Runtime::start_with_guests`]).
+    handovers,
 }
 
 /// Add `n` to a counter owned by the calling reactor thread.

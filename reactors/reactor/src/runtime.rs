@@ -29,6 +29,41 @@ pub(crate) trait Backend {
     fn shutdown<S: Sink>(&mut self, sink: &mut S);
 }
 
+/// The backend a runtime chose, for every core (one `match` per loop turn).
+// One per core, built once and never moved on the data path: boxing the larger variant would
+// only add a pointer hop per turn.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum AnyBackend {
+    Uring(crate::uring::UringBackend),
+    Epoll(crate::epoll::EpollBackend),
+}
+
+impl Backend for AnyBackend {
+    fn turn<S: Sink>(&mut self, timeout: Option<Duration>, sink: &mut S) -> io::Result<()> {
+        match self {
+            Self::Uring(b) => b.turn(timeout, sink),
+            Self::Epoll(b) => b.turn(timeout, sink),
+        }
+    }
+
+    fn shutdown<S: Sink>(&mut self, sink: &mut S) {
+        match self {
+            Self::Uring(b) => b.shutdown(sink),
+            Self::Epoll(b) => b.shutdown(sink),
+        }
+    }
+}
+
+/// Where a core's thread runs: its index, the CPU it is pinned to, its thread name.
+pub(crate) struct Placed {
+    pub(crate) core: usize,
+    pub(crate) cpu: Option<usize>,
+    pub(crate) name: String,
+}
+
+/// What a core's thread runs once its backend is up: build the handler (and guest), loop.
+type Launch<M> = dyn Fn(Placed, AnyBackend, CoreState<M>) -> io::Result<()> + Send + Sync;
+
 /// The fds one reactor owns, created on the starting thread so ports and groups are settled.
 pub(crate) struct CoreSockets {
     pub(crate) udp: Vec<(OwnedFd, SocketAddr)>,
@@ -46,6 +81,8 @@ pub(crate) struct Shared<M> {
     pub(crate) metrics: Vec<Arc<ReactorMetrics>>,
     /// Connection caps, shared by every reactor.
     pub(crate) limiter: crate::limits::ConnLimiter,
+    /// Per core: its guest's turn and standby ([`Runtime::start_with_guests`]).
+    pub(crate) guests: Vec<crate::handover::GuestSlot>,
 }
 
 /// Why the runtime could not start.
@@ -112,6 +149,15 @@ impl<M: Send + 'static> RuntimeHandle<M> {
     /// Accepted connections open now and TLS handshakes in progress, all reactors.
     pub fn connections(&self) -> (usize, usize) {
         self.shared.limiter.usage()
+    }
+
+    /// Core `core`'s guest is stuck in its turn (its watchdog says so): the core's standby
+    /// thread takes the loop over until that turn ends, if the turn began at least
+    /// [`Config::handover_after`] ago. Nothing for a core without a guest.
+    pub fn rescue(&self, core: usize) {
+        if let Some(g) = self.shared.guests.get(core) {
+            g.rescue();
+        }
     }
 
     /// Ask every reactor to stop after its current turn.
@@ -228,6 +274,42 @@ impl<M: Send + 'static> Runtime<M> {
         H: Handler<Msg = M>,
         F: Fn(usize) -> H + Send + Sync + 'static,
     {
+        let spin = config.spin;
+        Self::launch(
+            config,
+            false,
+            Arc::new(move |p: Placed, b, st| run(Core::new(b, st, factory(p.core), spin))),
+        )
+    }
+
+    /// Like [`Runtime::start`], but `factory(core)` may also return a [`crate::Guest`] that the
+    /// core's thread runs between the two halves of every loop turn, with nothing of the
+    /// reactor borrowed (an inline script interpreter). Each such core gets a parked standby
+    /// thread on its CPU; [`RuntimeHandle::rescue`] makes it run the core's loop while the
+    /// guest is stuck in a turn (handover.rs). The rings are shared by two threads, so they
+    /// are set up without `SINGLE_ISSUER`/`DEFER_TASKRUN`; handlers must be `Send`.
+    pub fn start_with_guests<H, F>(config: Config, factory: F) -> Result<Self, StartError>
+    where
+        H: Handler<Msg = M> + Send,
+        F: Fn(usize) -> (H, Option<Box<dyn crate::Guest>>) + Send + Sync + 'static,
+    {
+        let spin = config.spin;
+        let after = config.handover_after;
+        Self::launch(
+            config,
+            true,
+            Arc::new(move |p: Placed, b, st| {
+                let (h, guest) = factory(p.core);
+                let core = Core::new(b, st, h, spin);
+                match guest {
+                    Some(g) => crate::handover::run(core, g, p, after),
+                    None => run(core),
+                }
+            }),
+        )
+    }
+
+    fn launch(config: Config, shared_ring: bool, go: Arc<Launch<M>>) -> Result<Self, StartError> {
         let n = config.cpus.len();
         if n == 0 || n > 256 {
             return Err(StartError::BadCpuCount(n));
@@ -259,6 +341,7 @@ impl<M: Send + 'static> Runtime<M> {
             bells,
             limiter: crate::limits::ConnLimiter::new(config.limits),
             stop: AtomicBool::new(false),
+            guests: (0..n).map(|_| Default::default()).collect(),
             metrics: (0..n)
                 .map(|_| Arc::new(ReactorMetrics::default()))
                 .collect(),
@@ -270,7 +353,6 @@ impl<M: Send + 'static> Runtime<M> {
             .iter()
             .map(|c| c.id)
             .collect();
-        let factory = Arc::new(factory);
         let tls_servers: Vec<_> = config.tcp.iter().map(|l| l.tls.clone()).collect();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(usize, io::Result<()>)>();
         let mut threads = Vec::with_capacity(n);
@@ -285,7 +367,7 @@ impl<M: Send + 'static> Runtime<M> {
                 );
             }
             let shared = shared.clone();
-            let factory = factory.clone();
+            let go = go.clone();
             let config = config.clone();
             let tls_servers = tls_servers.clone();
             let ready = ready_tx.clone();
@@ -296,41 +378,36 @@ impl<M: Send + 'static> Runtime<M> {
                     if pin {
                         core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
                     }
-                    let mut st = CoreState::new(core, shared, config.connect_timeout, tls_servers);
-                    match backend {
-                        BackendKind::Uring => match crate::uring::UringBackend::new(
+                    let st = CoreState::new(core, shared, config.connect_timeout, tls_servers);
+                    let backend = match backend {
+                        BackendKind::Uring => crate::uring::UringBackend::new(
                             &config,
                             socks,
                             &st.shared.bells[core],
                             core,
-                        ) {
-                            Ok(b) => {
-                                let _ = ready.send((core, Ok(())));
-                                let mut h = factory(core);
-                                run(b, &mut st, &mut h, config.spin)
-                            }
-                            Err(e) => {
-                                let _ = ready
-                                    .send((core, Err(io::Error::new(e.kind(), e.to_string()))));
-                                Err(e)
-                            }
-                        },
-                        BackendKind::Epoll => match crate::epoll::EpollBackend::new(
-                            &config,
-                            socks,
-                            &st.shared.bells[core],
-                        ) {
-                            Ok(b) => {
-                                let _ = ready.send((core, Ok(())));
-                                let mut h = factory(core);
-                                run(b, &mut st, &mut h, config.spin)
-                            }
-                            Err(e) => {
-                                let _ = ready
-                                    .send((core, Err(io::Error::new(e.kind(), e.to_string()))));
-                                Err(e)
-                            }
-                        },
+                            shared_ring,
+                        )
+                        .map(AnyBackend::Uring),
+                        BackendKind::Epoll => {
+                            crate::epoll::EpollBackend::new(&config, socks, &st.shared.bells[core])
+                                .map(AnyBackend::Epoll)
+                        }
+                    };
+                    match backend {
+                        Ok(b) => {
+                            let _ = ready.send((core, Ok(())));
+                            let placed = Placed {
+                                core,
+                                cpu: pin.then_some(cpu),
+                                name: format!("{}-{core}", config.name),
+                            };
+                            go(placed, b, st)
+                        }
+                        Err(e) => {
+                            let _ =
+                                ready.send((core, Err(io::Error::new(e.kind(), e.to_string()))));
+                            Err(e)
+                        }
                     }
                 })
                 .map_err(|source| StartError::Reactor { core, source })?;
@@ -398,88 +475,137 @@ impl<M: Send + 'static> Runtime<M> {
     }
 }
 
-fn queues_pending<M>(shared: &Shared<M>, core: usize) -> bool {
+pub(crate) fn queues_pending<M>(shared: &Shared<M>, core: usize) -> bool {
     shared.mesh[core].iter().any(|q| !q.is_empty()) || !shared.external[core].is_empty()
 }
 
-fn run<B: Backend, H: Handler>(
-    mut backend: B,
-    st: &mut CoreState<H::Msg>,
-    handler: &mut H,
+/// One core's loop state: its backend, runtime state and handler, plus the turn's scratch.
+/// Owned by the core's thread, or (with a guest) shared with its standby under a mutex.
+pub(crate) struct Core<B, H: Handler> {
+    pub(crate) backend: B,
+    pub(crate) st: CoreState<H::Msg>,
+    pub(crate) handler: H,
     spin: Duration,
-) -> io::Result<()> {
-    let core = st.core;
-    let shared = st.shared.clone();
-    let bell = shared.bells[core].clone();
-    let mut fired = Vec::new();
-    let mut msgs = Vec::with_capacity(256);
-    let result = loop {
+    fired: Vec<(crate::TimerId, crate::cx::TimerKind)>,
+    msgs: Vec<H::Msg>,
+}
+
+impl<B: Backend, H: Handler> Core<B, H> {
+    pub(crate) fn new(backend: B, st: CoreState<H::Msg>, handler: H, spin: Duration) -> Self {
+        Self {
+            backend,
+            st,
+            handler,
+            spin,
+            fired: Vec::new(),
+            msgs: Vec::with_capacity(256),
+        }
+    }
+
+    /// First half of a loop turn: due timers, then the mesh and external queues. Returns the
+    /// turn's clock.
+    pub(crate) fn turn_start(&mut self) -> std::time::Instant {
+        let st = &mut self.st;
         st.now = std::time::Instant::now();
         crate::metrics::add(&st.metrics.turns, 1);
+        let shared = st.shared.clone();
+        let core = st.core;
         let mut d = Dispatch {
-            handler: &mut *handler,
+            handler: &mut self.handler,
             st: &mut *st,
         };
-        d.run_timers(&mut fired);
+        d.run_timers(&mut self.fired);
         for (from, q) in shared.mesh[core].iter().enumerate() {
-            if q.drain_into(&mut msgs, 256) > 0 {
-                crate::metrics::add(&d.st.metrics.mesh_received, msgs.len() as u64);
-                for m in msgs.drain(..) {
+            if q.drain_into(&mut self.msgs, 256) > 0 {
+                crate::metrics::add(&d.st.metrics.mesh_received, self.msgs.len() as u64);
+                for m in self.msgs.drain(..) {
                     let mut cx = crate::Cx { st: &mut *d.st };
                     d.handler.on_message(&mut cx, Some(from), m);
                 }
             }
         }
-        if shared.external[core].drain_into(&mut msgs, 256) > 0 {
-            crate::metrics::add(&d.st.metrics.mesh_received, msgs.len() as u64);
-            for m in msgs.drain(..) {
+        if shared.external[core].drain_into(&mut self.msgs, 256) > 0 {
+            crate::metrics::add(&d.st.metrics.mesh_received, self.msgs.len() as u64);
+            for m in self.msgs.drain(..) {
                 let mut cx = crate::Cx { st: &mut *d.st };
                 d.handler.on_message(&mut cx, None, m);
             }
         }
+        st.now
+    }
+
+    /// Second half: `on_turn_end`, doorbells, then wait (zero when work is pending, else until
+    /// the next timer or the guest's own deadline) and dispatch what the backend reports.
+    /// `wake()` is re-checked after the sleep is announced, like the queues. `Some` when the
+    /// loop must end (stop asked, or the backend failed).
+    pub(crate) fn turn_finish(
+        &mut self,
+        guest: Option<crate::GuestTurn>,
+        wake: &dyn Fn() -> bool,
+    ) -> Option<io::Result<()>> {
+        let st = &mut self.st;
+        let shared = st.shared.clone();
+        let core = st.core;
         {
-            let mut cx = crate::Cx { st: &mut *d.st };
-            d.handler.on_turn_end(&mut cx);
+            let mut cx = crate::Cx { st: &mut *st };
+            self.handler.on_turn_end(&mut cx);
         }
-        d.st.ring_due();
+        st.ring_due();
         if shared.stop.load(Ordering::SeqCst) {
-            break Ok(());
+            return Some(Ok(()));
         }
-        let busy = handler.has_pending_work() || queues_pending(&shared, core);
+        let guest_now = guest.is_some_and(|g| g.handled > 0 || g.next == Some(Duration::ZERO));
+        let busy = guest_now || self.handler.has_pending_work() || queues_pending(&shared, core);
         let mut timeout = if busy {
             Some(Duration::ZERO)
         } else {
-            st.timer_timeout()
+            match (st.timer_timeout(), guest.and_then(|g| g.next)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
         };
+        let bell = &shared.bells[core];
         if timeout != Some(Duration::ZERO) {
-            if !spin.is_zero() && st.commands.is_empty() {
+            if !self.spin.is_zero() && st.commands.is_empty() {
                 let t0 = std::time::Instant::now();
-                while t0.elapsed() < spin && !queues_pending(&shared, core) {
+                while t0.elapsed() < self.spin && !queues_pending(&shared, core) {
                     std::hint::spin_loop();
                 }
             }
             bell.prepare_sleep();
-            if queues_pending(&shared, core) || shared.stop.load(Ordering::SeqCst) {
+            if queues_pending(&shared, core) || shared.stop.load(Ordering::SeqCst) || wake() {
                 timeout = Some(Duration::ZERO);
             } else {
                 crate::metrics::add(&st.metrics.sleeps, 1);
             }
         }
         let mut d = Dispatch {
-            handler: &mut *handler,
+            handler: &mut self.handler,
             st: &mut *st,
         };
-        let r = backend.turn(timeout, &mut d);
+        let r = self.backend.turn(timeout, &mut d);
         bell.awake();
-        if let Err(e) = r {
-            break Err(e);
+        r.err().map(Err)
+    }
+
+    /// Close everything (after the loop ended).
+    pub(crate) fn shutdown(&mut self) {
+        let mut d = Dispatch {
+            handler: &mut self.handler,
+            st: &mut self.st,
+        };
+        self.backend.shutdown(&mut d);
+    }
+}
+
+fn run<B: Backend, H: Handler>(mut core: Core<B, H>) -> io::Result<()> {
+    let result = loop {
+        core.turn_start();
+        if let Some(r) = core.turn_finish(None, &|| false) {
+            break r;
         }
     };
-    let mut d = Dispatch {
-        handler: &mut *handler,
-        st: &mut *st,
-    };
-    backend.shutdown(&mut d);
+    core.shutdown();
     result
 }
 

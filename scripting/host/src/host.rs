@@ -118,6 +118,9 @@ pub struct HostConfig {
     pub log: LogSink,
     /// Optional doorbell after actions are pushed.
     pub doorbell: Option<Doorbell>,
+    /// Called with each core of a worker the watchdog just marked stalled (after its
+    /// doorbell): inline placement hands that core's reactor loop to a standby thread.
+    pub on_stall: Option<Doorbell>,
     /// Caps of the shared tables (`limits:`).
     pub limits: crate::limits::HostLimits,
     /// Told the outcome of every digest check with credentials (`security.failed_auth_ban`).
@@ -182,6 +185,7 @@ impl HostConfig {
             stall: crate::watchdog::StallConfig::default(),
             log: Arc::new(|lvl, w, msg| eprintln!("[{} worker={w}] {msg}", lvl.as_str())),
             doorbell: None,
+            on_stall: None,
             limits: crate::limits::HostLimits::default(),
             auth_observer: None,
             idle_hook: None,

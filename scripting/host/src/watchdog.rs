@@ -167,6 +167,9 @@ pub(crate) fn run(shared: &Shared) {
                 for (core, lw) in shared.lane_worker.iter().enumerate() {
                     if *lw == i {
                         shared.ring(core);
+                        if let Some(hook) = &shared.cfg.on_stall {
+                            hook(core);
+                        }
                     }
                 }
             }

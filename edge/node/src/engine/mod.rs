@@ -52,10 +52,6 @@ const TIMER_SLACK: Duration = Duration::from_millis(5);
 /// lives up to this much longer than RFC 3261 asks, which changes nothing on the wire.
 const WAIT_SLACK: Duration = Duration::from_millis(64);
 
-/// Token of the reactor timer that wakes the inline interpreter for its asyncio deadlines
-/// (transaction timers use 0).
-const SCRIPT_TIMER: u64 = 1;
-
 /// Messages between cores (and from the script host) over the reactor mesh.
 #[derive(Debug)]
 pub enum Msg {
@@ -196,6 +192,31 @@ struct Stream {
     transport: Transport,
 }
 
+/// Inline placement: the core's interpreter, run by the reactor's thread between the two
+/// halves of every loop turn with nothing of the engine borrowed (siphon_reactor's
+/// `handover.rs`: while a handler is stuck, the core's standby thread runs the engine).
+pub struct ScriptGuest(pub siphon_script::InlineWorker);
+
+impl siphon_reactor::Guest for ScriptGuest {
+    fn turn(&mut self) -> siphon_reactor::GuestTurn {
+        // A few batches per turn: enough to keep up, bounded so sockets are not starved.
+        let mut handled = 0;
+        for _ in 0..4 {
+            let n = self.0.turn();
+            handled += n;
+            if n == 0 {
+                break;
+            }
+        }
+        // asyncio's own timers (sleep, wait_for, call_later) have no doorbell: the reactor's
+        // wait ends at the loop's next deadline (far ones are re-read at the next wake-up).
+        siphon_reactor::GuestTurn {
+            handled,
+            next: self.0.next_wake().map(|d| d.min(Duration::from_secs(60))),
+        }
+    }
+}
+
 /// One core's engine.
 pub struct Engine {
     core: usize,
@@ -217,12 +238,6 @@ pub struct Engine {
     epoch: Instant,
     streams: FxHashMap<ConnId, Stream>,
     by_peer: HashMap<(Transport, SocketAddr), ConnId>,
-    /// This core's interpreter when `tuning.script_placement: inline` (driven every turn).
-    inline: Option<siphon_script::InlineWorker>,
-    /// The inline worker handled something last turn: take another turn before sleeping.
-    inline_busy: bool,
-    /// Reactor timer armed for the inline interpreter's next asyncio deadline.
-    script_timer: Option<(TimerId, Instant)>,
     /// Decisions waiting for DNS, by lookup id (at most [`MAX_PARKED`]).
     parked: FxHashMap<u64, Parked>,
     /// Destinations whose transport failed while sending; the proxy core hears of them in
@@ -287,9 +302,6 @@ impl Engine {
             epoch: Instant::now(),
             streams: FxHashMap::default(),
             by_peer: HashMap::new(),
-            inline: None,
-            inline_busy: false,
-            script_timer: None,
             parked: FxHashMap::default(),
             failed_dests: Vec::new(),
             faults: watchdog::Faults::default(),
@@ -299,11 +311,9 @@ impl Engine {
         }
     }
 
-    /// Drive this core's interpreter from the reactor thread (inline placement). Must be
-    /// called on the reactor thread; the worker is dropped with the engine on that thread.
-    pub fn with_inline_worker(mut self, worker: siphon_script::InlineWorker) -> Self {
-        self.inline = Some(worker);
-        self
+    /// What every core shares.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// Drain the proxy core: transmits, events, then re-arm the timer.
@@ -358,10 +368,6 @@ impl Engine {
 
 impl Handler for Engine {
     type Msg = Msg;
-
-    fn has_pending_work(&self) -> bool {
-        self.inline_busy
-    }
 
     fn on_datagram(&mut self, cx: &mut Cx<'_, Msg>, dgram: Datagram<'_>) {
         if self.shared.security.is_banned(dgram.peer.ip(), cx.now()) {
@@ -485,13 +491,6 @@ impl Handler for Engine {
             self.faults.timer_fired(id);
             return;
         }
-        if token == SCRIPT_TIMER {
-            // The inline interpreter's asyncio deadline: `on_turn_end` gives it its turn.
-            if self.script_timer.is_some_and(|(t, _)| t == id) {
-                self.script_timer = None;
-            }
-            return;
-        }
         if self.timer.is_some_and(|(t, _)| t == id) {
             self.timer = None;
         }
@@ -533,36 +532,8 @@ impl Handler for Engine {
     }
 
     fn on_turn_end(&mut self, cx: &mut Cx<'_, Msg>) {
-        if let Some(w) = self.inline.as_mut() {
-            // A few batches per turn: enough to keep up, bounded so sockets are not starved.
-            let mut handled = 0;
-            for _ in 0..4 {
-                let n = w.turn();
-                handled += n;
-                if n == 0 {
-                    break;
-                }
-            }
-            // asyncio's own timers (sleep, wait_for, call_later) have no doorbell: wake the
-            // reactor for the loop's next deadline, or keep it from sleeping when callbacks
-            // are ready now.
-            let wake = w.next_wake();
-            self.inline_busy = handled > 0 || wake == Some(Duration::ZERO);
-            if let Some(after) = wake.filter(|d| !d.is_zero()) {
-                // Far deadlines are re-read at the next wake-up (no Instant overflow).
-                let after = after.min(Duration::from_secs(60));
-                let at = cx.now() + after;
-                match self.script_timer {
-                    Some((_, armed)) if armed <= at => {}
-                    old => {
-                        if let Some((id, _)) = old {
-                            cx.cancel_timer(id);
-                        }
-                        self.script_timer = Some((cx.set_timer(after, SCRIPT_TIMER), at));
-                    }
-                }
-            }
-        }
+        // With inline placement the core's interpreter ran just before (a `Guest` turn,
+        // `ScriptGuest`): its actions are applied in the same loop turn.
         self.apply_actions(cx);
         #[cfg(feature = "smpp")]
         if let Some(s) = self.smpp.as_mut() {

@@ -121,21 +121,38 @@ pub(crate) struct UringBackend {
     shutting_down: bool,
 }
 
+// SAFETY: the raw pointers inside (the msghdr template, the buffer ring's pages, send slots)
+// point into memory this backend owns and frees, never into another thread's stack or
+// thread-local state, and the ring fd may be used from any thread. Moving the backend to
+// another thread, or using it from the core's standby thread while holding the core's mutex
+// (handover.rs: one thread at a time), is sound.
+unsafe impl Send for UringBackend {}
+
 impl UringBackend {
     pub(crate) fn new(
         config: &Config,
         socks: CoreSockets,
         bell: &std::sync::Arc<Bell>,
         core: usize,
+        shared_ring: bool,
     ) -> io::Result<Self> {
         let entries = config.ring_entries.max(64).next_power_of_two();
         let cq = (entries * 4).max(2 * (config.udp_buffers as u32 + config.tcp_buffers as u32));
-        let ring = IoUring::builder()
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .setup_cqsize(cq)
-            .build(entries)
-            .or_else(|_| IoUring::builder().setup_cqsize(cq).build(entries))?;
+        // A ring one thread drives takes SINGLE_ISSUER | DEFER_TASKRUN (completions run when
+        // that thread waits); a core with a standby thread (handover.rs) needs a ring either
+        // thread may submit to and reap.
+        let exclusive = || {
+            IoUring::builder()
+                .setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_cqsize(cq)
+                .build(entries)
+        };
+        let ring = if shared_ring {
+            IoUring::builder().setup_cqsize(cq).build(entries)?
+        } else {
+            exclusive().or_else(|_| IoUring::builder().setup_cqsize(cq).build(entries))?
+        };
         // Each UDP buffer offers the largest datagram plus the kernel's recvmsg header, the name
         // and the pktinfo cmsg (a multishot RECVMSG cannot re-read a truncated datagram), and
         // keeps `udp_buffer_size` bytes of it in memory (slab.rs).
