@@ -561,15 +561,18 @@ pub enum IoBackend {
 #[serde(rename_all = "lowercase")]
 pub enum ScriptPlacement {
     /// A worker thread per reactor (sleeps when idle; it spins briefly first only when no
-    /// worker shares a reactor's CPU, e.g. `script_cpus` on sibling hyperthreads). The default: a handler that blocks (`time.sleep`, a blocking socket) stops only
-    /// its worker, while the reactor keeps its timers and retransmissions and answers new
-    /// requests 503 with Retry-After until the worker is back (README, "Script faults").
-    #[default]
+    /// worker shares a reactor's CPU, e.g. `script_cpus` on sibling hyperthreads). Each
+    /// script event costs two cross-thread wake-ups (reactor → worker → reactor).
     Thread,
-    /// The reactor thread drives its core's interpreter at the end of each loop turn: no
-    /// thread hop (0.415 ms CPU per call against 0.49 ms with threads on the 2-vCPU bench VM,
-    /// bench/sip/run.sh, 200 cps), but a handler blocked in C stops the whole core until it
-    /// returns. Needs Python >= 3.12; on 3.11 the node falls back to threads and says so.
+    /// The default. The reactor's thread runs its core's interpreter between loop turns: no
+    /// thread hop (issue 16: 0.2975–0.3175 against 0.3325–0.3475 ms CPU per call with
+    /// `thread` at 400 calls/s, bench/sip/run.sh, same rounds). A handler that blocks
+    /// (`time.sleep`, a blocking socket) past `script.handler_stall_shed_ms` hands the core's
+    /// reactor loop to a standby thread, which keeps its sockets, timers and retransmissions
+    /// and answers new requests 503 with Retry-After until the handler returns (README,
+    /// "Script faults"). Needs Python >= 3.12 (one interpreter per core); on 3.11 the node
+    /// runs worker threads and says so.
+    #[default]
     Inline,
 }
 

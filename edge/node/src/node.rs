@@ -514,8 +514,10 @@ impl Node {
         let inline = c.tuning.script_placement == config::ScriptPlacement::Inline
             && siphon_script::python_version() >= "3.12";
         if c.tuning.script_placement == config::ScriptPlacement::Inline && !inline {
-            tracing::warn!(
-                "tuning.script_placement: inline needs Python >= 3.12; using worker threads"
+            tracing::info!(
+                python = siphon_script::python_version(),
+                "script placement inline (the default) needs Python >= 3.12 (one interpreter per \
+                 core); scripts run on worker threads"
             );
         }
         hc.inline = inline;

@@ -105,7 +105,8 @@ where
         let cell = Arc::clone(&cell);
         let shared = Arc::clone(&shared);
         std::thread::Builder::new()
-            .name(format!("{}-standby", placed.name))
+            // Short enough for the kernel's 15-byte thread name (`ps -L` shows it whole).
+            .name(format!("siphon-sb-{id}"))
             .spawn(move || {
                 if let Some(cpu) = placed.cpu {
                     core_affinity::set_for_current(core_affinity::CoreId { id: cpu });

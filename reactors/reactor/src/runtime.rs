@@ -54,11 +54,10 @@ impl Backend for AnyBackend {
     }
 }
 
-/// Where a core's thread runs: its index, the CPU it is pinned to, its thread name.
+/// Where a core's thread runs: its index and the CPU it is pinned to.
 pub(crate) struct Placed {
     pub(crate) core: usize,
     pub(crate) cpu: Option<usize>,
-    pub(crate) name: String,
 }
 
 /// What a core's thread runs once its backend is up: build the handler (and guest), loop.
@@ -399,7 +398,6 @@ impl<M: Send + 'static> Runtime<M> {
                             let placed = Placed {
                                 core,
                                 cpu: pin.then_some(cpu),
-                                name: format!("{}-{core}", config.name),
                             };
                             go(placed, b, st)
                         }

@@ -16,11 +16,11 @@ use siphon_reactor::{
     metrics,
 };
 
-/// Which thread answered (the standby's name ends in `-standby`).
+/// Which thread answered (the standby is `siphon-sb-<core>`).
 fn by_standby() -> bool {
     std::thread::current()
         .name()
-        .is_some_and(|n| n.ends_with("-standby"))
+        .is_some_and(|n| n.starts_with("siphon-sb-"))
 }
 
 /// Echoes datagrams and stream bytes, prefixed with `s` when the standby thread answered and
