@@ -36,18 +36,13 @@ use crate::runtime::{Backend, Core, Placed};
 /// Work a core's thread runs between loop turns without the reactor's state: an inline script
 /// interpreter. It may block; see [`crate::Runtime::start_with_guests`].
 pub trait Guest {
-    /// One bounded batch of work.
-    fn turn(&mut self) -> GuestTurn;
-}
+    /// One bounded batch of work. Returns when the guest needs its next turn with no new event
+    /// (`Some(ZERO)`: at once); the reactor's wait ends then at the latest.
+    fn turn(&mut self) -> Option<Duration>;
 
-/// What one [`Guest::turn`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct GuestTurn {
-    /// Items handled; non-zero keeps the reactor from sleeping before the next turn.
-    pub handled: usize,
-    /// When the guest needs its next turn with no new event (`Some(ZERO)`: at once); the
-    /// reactor's wait ends then at the latest.
-    pub next: Option<Duration>,
+    /// Whether work waits for the guest now (asked after the handler's `on_turn_end`, which
+    /// may have queued some): the reactor then takes another turn instead of sleeping.
+    fn pending(&self) -> bool;
 }
 
 /// One core's guest bookkeeping, shared with [`crate::RuntimeHandle::rescue`].
@@ -127,7 +122,7 @@ where
         let now = c.turn_start();
         drop(c);
         slot.since.store(stamp(epoch, now), Ordering::SeqCst);
-        let turn = guest.turn();
+        let next = guest.turn();
         slot.since.store(0, Ordering::SeqCst);
         c = match cell.try_lock() {
             Ok(c) => c,
@@ -138,7 +133,7 @@ where
             }
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
         };
-        if let Some(r) = c.turn_finish(Some(turn), &|| false) {
+        if let Some(r) = c.turn_finish(Some((&*guest, next)), &|| false) {
             break r;
         }
     };

@@ -50,7 +50,7 @@ use std::net::{IpAddr, SocketAddr};
 
 pub use config::{BackendPref, BpfInsn, Config, ListenTcp, Steering};
 pub use cx::{Cx, WriteError};
-pub use handover::{Guest, GuestTurn};
+pub use handover::Guest;
 pub use limits::Limits;
 pub use metrics::{BackendKind, ReactorMetrics, RuntimeInfo};
 pub use runtime::{Runtime, RuntimeHandle, StartError};

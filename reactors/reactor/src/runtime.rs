@@ -538,7 +538,7 @@ impl<B: Backend, H: Handler> Core<B, H> {
     /// loop must end (stop asked, or the backend failed).
     pub(crate) fn turn_finish(
         &mut self,
-        guest: Option<crate::GuestTurn>,
+        guest: Option<(&dyn crate::Guest, Option<Duration>)>,
         wake: &dyn Fn() -> bool,
     ) -> Option<io::Result<()>> {
         let st = &mut self.st;
@@ -552,12 +552,17 @@ impl<B: Backend, H: Handler> Core<B, H> {
         if shared.stop.load(Ordering::SeqCst) {
             return Some(Ok(()));
         }
-        let guest_now = guest.is_some_and(|g| g.handled > 0 || g.next == Some(Duration::ZERO));
+        // Work queued for the guest (by its own batch cap, or by this turn's `on_turn_end`) or
+        // its loop ready now: turn again. Not "the guest handled something": the actions of
+        // what it handled were applied above, and a turn for nothing costs a syscall.
+        let guest_next = guest.and_then(|(_, next)| next);
+        let guest_now =
+            guest_next == Some(Duration::ZERO) || guest.is_some_and(|(g, _)| g.pending());
         let busy = guest_now || self.handler.has_pending_work() || queues_pending(&shared, core);
         let mut timeout = if busy {
             Some(Duration::ZERO)
         } else {
-            match (st.timer_timeout(), guest.and_then(|g| g.next)) {
+            match (st.timer_timeout(), guest_next) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             }

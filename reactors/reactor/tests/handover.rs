@@ -12,8 +12,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use siphon_reactor::{
-    BackendPref, ConnId, Cx, Datagram, Guest, GuestTurn, Handler, ListenTcp, Runtime, TimerId,
-    metrics,
+    BackendPref, ConnId, Cx, Datagram, Guest, Handler, ListenTcp, Runtime, TimerId, metrics,
 };
 
 /// Which thread answered (the standby is `siphon-sb-<core>`).
@@ -67,17 +66,18 @@ struct Blocker {
 }
 
 impl Guest for Blocker {
-    fn turn(&mut self) -> GuestTurn {
+    fn turn(&mut self) -> Option<Duration> {
         self.turns.fetch_add(1, Ordering::SeqCst);
         if self.block.swap(false, Ordering::SeqCst) {
             self.blocked.store(true, Ordering::SeqCst);
             let _ = self.release.lock().expect("release lock").recv();
             self.blocked.store(false, Ordering::SeqCst);
         }
-        GuestTurn {
-            handled: 0,
-            next: Some(Duration::from_millis(5)),
-        }
+        Some(Duration::from_millis(5))
+    }
+
+    fn pending(&self) -> bool {
+        false
     }
 }
 

@@ -252,6 +252,9 @@ pub(crate) struct WorkerShared {
     pub(crate) busy_ns: AtomicU64,
     /// Events and timer callbacks handled.
     pub(crate) events: AtomicU64,
+    /// Wall-clock nanoseconds spent in turns that handled something (always accounted: one
+    /// clock read per such turn).
+    pub(crate) work_ns: AtomicU64,
     /// Lowest commit ticket among the 200 OKs this worker holds (`u64::MAX`: none).
     pub(crate) held_min: AtomicU64,
     /// Busy marks read by the fault watchdog.
@@ -607,14 +610,20 @@ impl HostHandle {
         Some(ws.watch.current_event.load(Ordering::Relaxed))
     }
 
-    /// Events and callbacks `core`'s script worker has handled since start (its throughput,
-    /// read by the reactor's overload estimate).
-    pub fn worker_events(&self, core: usize) -> u64 {
+    /// Events and callbacks `core`'s script worker has handled since start, and the wall-clock
+    /// nanoseconds its turns that handled them took: its rate per second of work, read by the
+    /// reactor's overload estimate (per second of wall time it would only be the offered load).
+    pub fn worker_load(&self, core: usize) -> (u64, u64) {
         self.shared
             .lane_worker
             .get(core)
             .and_then(|w| self.shared.workers.get(*w))
-            .map_or(0, |w| w.events.load(Ordering::Relaxed))
+            .map_or((0, 0), |w| {
+                (
+                    w.events.load(Ordering::Relaxed),
+                    w.work_ns.load(Ordering::Relaxed),
+                )
+            })
     }
 
     /// Events waiting in `core`'s ring for its script worker.
@@ -912,6 +921,12 @@ impl InlineWorker {
     pub fn next_wake(&self) -> Option<Duration> {
         self.core.next_wake()
     }
+
+    /// Whether work waits for the next [`InlineWorker::turn`] now: events, completions and
+    /// timers queued for this core, held replies whose registrar write is durable, a reload.
+    pub fn has_work(&self) -> bool {
+        self.core.has_work()
+    }
 }
 
 static STARTED: AtomicBool = AtomicBool::new(false);
@@ -1049,6 +1064,7 @@ impl Host {
                     last_reload_ok: AtomicBool::new(true),
                     busy_ns: AtomicU64::new(0),
                     events: AtomicU64::new(0),
+                    work_ns: AtomicU64::new(0),
                     held_min: AtomicU64::new(u64::MAX),
                     watch: crate::watchdog::WorkerWatch::default(),
                     suspended: AtomicU64::new(0),

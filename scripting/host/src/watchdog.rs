@@ -91,10 +91,18 @@ fn stamp(epoch: Instant) -> u64 {
 }
 
 /// A turn of worker `worker` begins (after any reload: loading a script is not a handler).
-pub(crate) fn enter(shared: &Shared, worker: usize) {
+/// Returns the turn's start (for [`busy_since_start`]).
+pub(crate) fn enter(shared: &Shared, worker: usize) -> u64 {
     let w = &shared.workers[worker].watch;
     w.turn_seq.fetch_add(1, Ordering::SeqCst);
-    w.busy_since.store(stamp(shared.epoch), Ordering::SeqCst);
+    let now = stamp(shared.epoch);
+    w.busy_since.store(now, Ordering::SeqCst);
+    now
+}
+
+/// Wall-clock nanoseconds since a turn began at `start` (from [`enter`]).
+pub(crate) fn busy_since_start(shared: &Shared, start: u64) -> u64 {
+    stamp(shared.epoch).saturating_sub(start)
 }
 
 /// A handler (event, callback, asyncio turn) begins inside a turn: the stall clock measures

@@ -714,7 +714,7 @@ impl WorkerCore {
             reload(shared, worker, engine, &self.path, generation_no);
         }
         let mut did = 0usize;
-        crate::watchdog::enter(shared, worker);
+        let turn_start = crate::watchdog::enter(shared, worker);
         // `enter` just started the stall clock: the turn's first handler needs no `touch`
         // (one clock read and store less for the usual lone event).
         let mut fresh = true;
@@ -896,6 +896,10 @@ impl WorkerCore {
                 );
             }
             me.events.fetch_add(did as u64, Ordering::Relaxed);
+            me.work_ns.fetch_add(
+                crate::watchdog::busy_since_start(shared, turn_start),
+                Ordering::Relaxed,
+            );
         }
         crate::watchdog::leave(shared, worker);
         did
@@ -904,6 +908,11 @@ impl WorkerCore {
     /// When this interpreter's asyncio loop next needs a turn without any new event: `Some(0)`
     /// when callbacks are ready now, `Some(d)` for its earliest timer (`asyncio.sleep`,
     /// `wait_for`, `call_later`), `None` when it only waits for completions that wake the core.
+    /// Whether work waits for the next turn now (what wakes a parked worker).
+    pub(crate) fn has_work(&self) -> bool {
+        has_work(&self.shared, self.worker, &self.lanes)
+    }
+
     pub(crate) fn next_wake(&self) -> Option<Duration> {
         self.loop_busy
             .then(|| Duration::try_from_secs_f64(self.next_due.max(0.0)).unwrap_or(Duration::MAX))

@@ -198,22 +198,20 @@ struct Stream {
 pub struct ScriptGuest(pub siphon_script::InlineWorker);
 
 impl siphon_reactor::Guest for ScriptGuest {
-    fn turn(&mut self) -> siphon_reactor::GuestTurn {
+    fn turn(&mut self) -> Option<Duration> {
         // A few batches per turn: enough to keep up, bounded so sockets are not starved.
-        let mut handled = 0;
         for _ in 0..4 {
-            let n = self.0.turn();
-            handled += n;
-            if n == 0 {
+            if self.0.turn() == 0 {
                 break;
             }
         }
         // asyncio's own timers (sleep, wait_for, call_later) have no doorbell: the reactor's
         // wait ends at the loop's next deadline (far ones are re-read at the next wake-up).
-        siphon_reactor::GuestTurn {
-            handled,
-            next: self.0.next_wake().map(|d| d.min(Duration::from_secs(60))),
-        }
+        self.0.next_wake().map(|d| d.min(Duration::from_secs(60)))
+    }
+
+    fn pending(&self) -> bool {
+        self.0.has_work()
     }
 }
 

@@ -82,9 +82,10 @@ pub(super) struct Faults {
     swept: bool,
     /// Start of the current reactor-load window and the reactor's sleep count then.
     window: Option<(Instant, u64)>,
-    /// The worker's events handled at the window start.
+    /// The worker's events handled, and its nanoseconds of work, at the window start.
     worker_events: u64,
-    /// Depth limit from the worker's measured throughput (`shed_delay` worth of events).
+    worker_work: u64,
+    /// Depth limit from the worker's measured rate (`shed_delay` worth of its work).
     delay_depth: Option<usize>,
     /// The reactor did not sleep once during the last whole window: it is saturated and the
     /// kernel queues (and soon drops) datagrams, so new INVITEs and REGISTERs are shed.
@@ -203,13 +204,18 @@ impl Engine {
         if let Some((start, _)) = self.faults.window
             && now.duration_since(start) >= LOAD_WINDOW
         {
-            // Worker throughput over the window: how many events `shed_delay` of queue holds.
-            let events = self.shared.host.worker_events(self.core);
+            // How many events the worker gets through in `shed_delay` of work: its rate per
+            // second spent in turns that handled something. (Per second of wall time it would
+            // be the offered load: at 200 events/s a 50 ms limit would shed a burst of 17
+            // arriving in one receive batch, while the worker clears them in a millisecond.)
+            let (events, work) = self.shared.host.worker_load(self.core);
             let done = events.saturating_sub(self.faults.worker_events);
+            let spent = work.saturating_sub(self.faults.worker_work);
             self.faults.worker_events = events;
+            self.faults.worker_work = work;
             let delay = self.shared.faults.shed_delay;
-            self.faults.delay_depth = (!delay.is_zero() && done > 0).then(|| {
-                let per_sec = done as f64 / now.duration_since(start).as_secs_f64();
+            self.faults.delay_depth = (!delay.is_zero() && done > 0 && spent > 0).then(|| {
+                let per_sec = done as f64 * 1e9 / spent as f64;
                 ((per_sec * delay.as_secs_f64()) as usize).max(MIN_SHED_DEPTH)
             });
         }
