@@ -529,3 +529,89 @@ fn a_burst_at_low_load_is_not_shed() {
         assert_eq!(status(m), Some(200), "{id}: {m}");
     }
 }
+
+/// A reload while a handler is stuck and the core's standby runs its reactor: requests
+/// meanwhile get answers (503 with Retry-After from the standby), and once the handler returns
+/// the core's own thread takes the reactor back and loads the new script.
+#[test]
+fn a_reload_while_the_standby_runs_the_core_applies_when_the_handler_returns() {
+    let script = |reason: &str| {
+        format!(
+            "import time\nfrom siphon import proxy\n\n@proxy.on_request\n\
+             def h(request):\n    if request.get_header(\"X-Hang\"):\n        time.sleep(3)\n\
+             \x20   request.reply(200, \"{reason}\")\n"
+        )
+    };
+    let mport = free_port();
+    let extra = format!("metrics:\n  prometheus:\n    listen: \"127.0.0.1:{mport}\"\n");
+    let node = Node::with_script("faults-reload", &script("one"), INLINE, &extra);
+    warm_up(&node);
+    let ua = Ua::new();
+    ua.send(
+        node.sip,
+        &request(
+            "OPTIONS",
+            "sip:x@127.0.0.1",
+            ua.addr,
+            "hang",
+            "X-Hang: 1\r\n",
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    // Stuck in C: the standby has the reactor. Change the script and ask for a reload.
+    std::fs::write(node.dir.join("s.py"), script("two")).expect("rewrite the script");
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &node.pid().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -HUP failed");
+    let during: Vec<String> = (0..5).map(|i| format!("during-{i}")).collect();
+    for id in &during {
+        ua.send(
+            node.sip,
+            &request("OPTIONS", "sip:x@127.0.0.1", ua.addr, id, ""),
+        );
+    }
+    let got = collect(&ua, &during, Instant::now() + Duration::from_secs(2));
+    for id in &during {
+        let m = got
+            .get(id)
+            .unwrap_or_else(|| panic!("{id} unanswered while stuck\n{}", node.log()));
+        assert_eq!(status(m), Some(503), "{id}: {m}");
+        assert!(!header(m, "Retry-After").is_empty(), "{m}");
+    }
+    // The handler returns after its 3 s; then the new script answers, on the core's thread.
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut reason = String::new();
+    for i in 0.. {
+        assert!(
+            Instant::now() < until,
+            "never answered by the new script (last: {reason})\n{}",
+            node.log()
+        );
+        let id = format!("after-{i}");
+        ua.send(
+            node.sip,
+            &request("OPTIONS", "sip:x@127.0.0.1", ua.addr, &id, ""),
+        );
+        let got = collect(
+            &ua,
+            std::slice::from_ref(&id),
+            Instant::now() + Duration::from_secs(1),
+        );
+        if let Some(m) = got.get(&id) {
+            reason = m.lines().next().unwrap_or_default().to_owned();
+            if reason == "SIP/2.0 200 two" {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let m = http_get(SocketAddr::from(([127, 0, 0, 1], mport)), "/metrics");
+    assert!(
+        m.contains("siphon_reactor_events_total{core=\"0\",event=\"handovers\"} 1"),
+        "one handover\n{m}"
+    );
+    let log = node.log();
+    assert!(log.contains("its own thread runs the loop again"), "{log}");
+}

@@ -14,6 +14,9 @@
 //! - TLS: rustls as a byte-stream transform above either backend ([`tls`]).
 //! - Mesh: a bounded lock-free queue per ordered pair of reactors plus one external queue per
 //!   reactor ([`RuntimeHandle::send`]), with the sleep-flag doorbell protocol ([`mesh`]).
+//! - Guests: [`Runtime::start_with_guests`] runs a [`Guest`] (an inline script interpreter) on
+//!   each core's thread between loop turns, with a parked standby thread that takes the loop
+//!   over while the guest is stuck ([`RuntimeHandle::rescue`]; `handover.rs`).
 //! - Fallback: [`probe::probe`] checks io_uring at start (setup, opcodes, buffer ring); on failure
 //!   the epoll backend (recvmmsg/sendmmsg, readv/writev) runs behind the same internal `Backend` trait.
 //!   The choice and reason are logged and exported ([`metrics::RuntimeInfo`]).
@@ -209,8 +212,8 @@ pub trait Handler: 'static {
         let _ = (cx, from, msg);
     }
 
-    /// End of a loop turn, before the reactor may sleep: drain side queues (for example an
-    /// inline script worker's ring) here.
+    /// End of a loop turn, before the reactor may sleep (and after the core's [`Guest`] turn,
+    /// if it has one): drain side queues (for example the actions a script worker pushed) here.
     fn on_turn_end(&mut self, cx: &mut Cx<'_, Self::Msg>) {
         let _ = cx;
     }
