@@ -526,14 +526,23 @@ impl HostHandle {
         self.shared.lanes.len()
     }
 
-    /// Queue an event on its core's ring; gives it back when the ring is full.
+    /// Queue an event on its core's ring; gives it back when the ring is full. With inline
+    /// placement, call it on that core's reactor thread (which then runs the interpreter
+    /// before it sleeps): nothing is woken.
     pub fn submit(&self, ev: Event) -> Result<(), Event> {
         let core = ev.core;
         let Some(lane) = self.shared.lanes.get(core) else {
             return Err(ev);
         };
         lane.inbound.push(ev)?;
-        self.shared.wake(self.shared.lane_worker[core]);
+        // Inline placement: the submitter is this lane's own reactor, which gives the
+        // interpreter its turn before it sleeps (`InlineWorker::has_work`); a doorbell here
+        // would only post a message to itself, an eventfd write while it dispatches (its
+        // doorbell says "asleep" until the wait's completions are handled) and one more loop
+        // turn per script event.
+        if !self.shared.cfg.inline {
+            self.shared.wake(self.shared.lane_worker[core]);
+        }
         Ok(())
     }
 

@@ -866,10 +866,14 @@ impl WorkerCore {
                 }
             }
         }
-        // One doorbell per core per turn (async completions above included).
+        // One doorbell per core per turn (async completions above included). Inline placement:
+        // not for this interpreter's own cores, whose reactor is the calling thread and
+        // applies the actions right after this turn (a doorbell would queue a message to
+        // itself and cost it one more loop turn per script event).
+        let own: &[usize] = if shared.cfg.inline { &self.lanes } else { &[] };
         let cancelled = with_ctx(|c| {
             for (core, b) in c.bells.iter_mut().enumerate() {
-                if std::mem::take(b) {
+                if std::mem::take(b) && !own.contains(&core) {
                     shared.ring(core);
                 }
             }
