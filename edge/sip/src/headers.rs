@@ -523,9 +523,9 @@ impl<'m, T> Iterator for ListIter<'m, T> {
             let idx = (self.next_header..headers.len()).find(|&i| headers[i].name == self.name)?;
             self.next_header = idx + 1;
             let raw = self.msg.slice(headers[idx].value);
-            match std::str::from_utf8(raw) {
-                Ok(s) => self.cur = Some((s, split_commas(s.as_bytes()))),
-                Err(_) => return Some(Err(HeaderError::new(self.name, K::NotUtf8))),
+            match self.msg.text(raw) {
+                Some(s) => self.cur = Some((s, split_commas(s.as_bytes()))),
+                None => return Some(Err(HeaderError::new(self.name, K::NotUtf8))),
             }
         }
     }

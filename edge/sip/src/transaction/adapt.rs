@@ -72,9 +72,10 @@ fn common(msg: &Message) -> Result<Common, FromMessageError> {
     })
 }
 
-fn text(base: &[u8], sp: Sp) -> &str {
-    base.get(sp.0 as usize..sp.1 as usize)
-        .and_then(|b| std::str::from_utf8(b).ok())
+fn text(msg: &Message, sp: Sp) -> &str {
+    msg.as_bytes()
+        .get(sp.0 as usize..sp.1 as usize)
+        .and_then(|b| msg.text(b))
         .unwrap_or("")
 }
 
@@ -95,7 +96,7 @@ impl TryFrom<&Message> for TxRequest {
             call_id: c.call_id,
             top_via: c.top_via,
             stamped: None,
-            top: ViaSpans::of_str(text(base, c.top_via)),
+            top: ViaSpans::of_str(text(msg, c.top_via)),
             cseq,
             max_forwards: c.max_forwards,
             popped: 0,
@@ -121,7 +122,7 @@ impl TryFrom<&Message> for TxResponse {
             to: c.to,
             call_id: c.call_id,
             top_via: c.top_via,
-            top: ViaSpans::of_str(text(base, c.top_via)),
+            top: ViaSpans::of_str(text(msg, c.top_via)),
             cseq: cseq.seq,
             cseq_method: Sp::of(base, cseq.method_str.as_bytes()),
             lists: OnceLock::new(),

@@ -113,7 +113,7 @@ impl Sp {
     fn get(self, m: &Message) -> &str {
         m.as_bytes()
             .get(self.0 as usize..self.1 as usize)
-            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(|b| m.text(b))
             .unwrap_or("")
     }
 }
