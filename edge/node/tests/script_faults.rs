@@ -65,31 +65,44 @@ fn collect(ua: &Ua, want: &[String], until: Instant) -> HashMap<String, String> 
     got
 }
 
-/// Wait until the node's interpreter answers (inline placement loads the script on the
-/// reactor thread after the sockets are bound): an OPTIONS with `X-Ping` gets 200.
-fn warm_up(node: &Node) {
+/// Send OPTIONS (with `extra` header lines) once a second or so until an answer satisfies
+/// `done`, for at most `limit`; panics with the last answer and the node's log otherwise.
+fn ask_until(node: &Node, extra: &str, limit: Duration, done: impl Fn(&str) -> bool) {
     let ua = Ua::new();
-    let until = Instant::now() + Duration::from_secs(30);
+    let until = Instant::now() + limit;
+    let mut last = String::new();
     for i in 0.. {
         assert!(
             Instant::now() < until,
-            "the node never answered:\n{}",
+            "no answer as expected (last: {last})\n{}",
             node.log()
         );
-        let id = format!("warm-{i}");
+        let id = format!("ask-{i}");
         ua.send(
             node.sip,
-            &request("OPTIONS", "sip:x@127.0.0.1", ua.addr, &id, "X-Ping: 1\r\n"),
+            &request("OPTIONS", "sip:x@127.0.0.1", ua.addr, &id, extra),
         );
         let got = collect(
             &ua,
             std::slice::from_ref(&id),
             Instant::now() + Duration::from_secs(1),
         );
-        if got.get(&id).and_then(|m| status(m)) == Some(200) {
-            return;
+        if let Some(m) = got.get(&id) {
+            if done(m) {
+                return;
+            }
+            last = m.lines().next().unwrap_or_default().to_owned();
         }
+        std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Wait until the node's interpreter answers (inline placement loads the script on the
+/// reactor thread after the sockets are bound): an OPTIONS with `X-Ping` gets 200.
+fn warm_up(node: &Node) {
+    ask_until(node, "X-Ping: 1\r\n", Duration::from_secs(30), |m| {
+        status(m) == Some(200)
+    });
 }
 
 /// Wait for the process to exit by itself within `limit`; kill it and return false otherwise.
@@ -581,32 +594,9 @@ fn a_reload_while_the_standby_runs_the_core_applies_when_the_handler_returns() {
         assert!(!header(m, "Retry-After").is_empty(), "{m}");
     }
     // The handler returns after its 3 s; then the new script answers, on the core's thread.
-    let until = Instant::now() + Duration::from_secs(20);
-    let mut reason = String::new();
-    for i in 0.. {
-        assert!(
-            Instant::now() < until,
-            "never answered by the new script (last: {reason})\n{}",
-            node.log()
-        );
-        let id = format!("after-{i}");
-        ua.send(
-            node.sip,
-            &request("OPTIONS", "sip:x@127.0.0.1", ua.addr, &id, ""),
-        );
-        let got = collect(
-            &ua,
-            std::slice::from_ref(&id),
-            Instant::now() + Duration::from_secs(1),
-        );
-        if let Some(m) = got.get(&id) {
-            reason = m.lines().next().unwrap_or_default().to_owned();
-            if reason == "SIP/2.0 200 two" {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    ask_until(&node, "", Duration::from_secs(20), |m| {
+        m.starts_with("SIP/2.0 200 two\r\n")
+    });
     let m = http_get(SocketAddr::from(([127, 0, 0, 1], mport)), "/metrics");
     assert!(
         m.contains("siphon_reactor_events_total{core=\"0\",event=\"handovers\"} 1"),
