@@ -65,6 +65,31 @@ fn collect(ua: &Ua, want: &[String], until: Instant) -> HashMap<String, String> 
     got
 }
 
+/// Send one `method` request per Call-ID in `ids` back to back (with `extra` header lines);
+/// the final answers that come within `wait`, by Call-ID.
+fn ask_all(
+    ua: &Ua,
+    node: &Node,
+    method: &str,
+    ids: &[String],
+    extra: &str,
+    wait: Duration,
+) -> HashMap<String, String> {
+    for id in ids {
+        ua.send(
+            node.sip,
+            &request(method, "sip:x@127.0.0.1", ua.addr, id, extra),
+        );
+    }
+    collect(ua, ids, Instant::now() + wait)
+}
+
+/// Send one OPTIONS with Call-ID `id` (and `extra` header lines); its final answer, if one
+/// comes within `wait`.
+fn ask_one(ua: &Ua, node: &Node, id: &str, extra: &str, wait: Duration) -> Option<String> {
+    ask_all(ua, node, "OPTIONS", &[id.to_owned()], extra, wait).remove(id)
+}
+
 /// Send OPTIONS (with `extra` header lines) once a second or so until an answer satisfies
 /// `done`, for at most `limit`; panics with the last answer and the node's log otherwise.
 fn ask_until(node: &Node, extra: &str, limit: Duration, done: impl Fn(&str) -> bool) {
@@ -78,17 +103,8 @@ fn ask_until(node: &Node, extra: &str, limit: Duration, done: impl Fn(&str) -> b
             node.log()
         );
         let id = format!("ask-{i}");
-        ua.send(
-            node.sip,
-            &request("OPTIONS", "sip:x@127.0.0.1", ua.addr, &id, extra),
-        );
-        let got = collect(
-            &ua,
-            std::slice::from_ref(&id),
-            Instant::now() + Duration::from_secs(1),
-        );
-        if let Some(m) = got.get(&id) {
-            if done(m) {
+        if let Some(m) = ask_one(&ua, node, &id, extra, Duration::from_secs(1)) {
+            if done(&m) {
                 return;
             }
             last = m.lines().next().unwrap_or_default().to_owned();
@@ -208,17 +224,9 @@ fn scenario(hang: &str, placement: Placement) {
         // Once the worker is back (or was never stuck), the node serves again.
         if hang == "loop" || hang == "never" {
             let id = format!("{name}-after");
-            ua.send(
-                node.sip,
-                &request("OPTIONS", "sip:x@127.0.0.1", ua.addr, &id, ""),
-            );
-            let got = collect(
-                &ua,
-                std::slice::from_ref(&id),
-                Instant::now() + Duration::from_secs(5),
-            );
+            let got = ask_one(&ua, &node, &id, "", Duration::from_secs(5));
             assert_eq!(
-                got.get(&id).and_then(|m| status(m)),
+                got.as_deref().and_then(status),
                 Some(200),
                 "{name}: served after"
             );
@@ -511,25 +519,18 @@ fn a_burst_at_low_load_is_not_shed() {
     let ua = Ua::new();
     for i in 0..5 {
         let id = format!("quiet-{i}");
-        ua.send(
-            node.sip,
-            &request("OPTIONS", "sip:x@127.0.0.1", ua.addr, &id, "X-Ping: 1\r\n"),
-        );
-        let _ = collect(
-            &ua,
-            std::slice::from_ref(&id),
-            Instant::now() + Duration::from_secs(5),
-        );
+        let _ = ask_one(&ua, &node, &id, "X-Ping: 1\r\n", Duration::from_secs(5));
         std::thread::sleep(Duration::from_millis(120));
     }
     let ids: Vec<String> = (0..60).map(|i| format!("burst-{i}")).collect();
-    for id in &ids {
-        ua.send(
-            node.sip,
-            &request("INVITE", "sip:x@127.0.0.1", ua.addr, id, "X-Ping: 1\r\n"),
-        );
-    }
-    let got = collect(&ua, &ids, Instant::now() + Duration::from_secs(15));
+    let got = ask_all(
+        &ua,
+        &node,
+        "INVITE",
+        &ids,
+        "X-Ping: 1\r\n",
+        Duration::from_secs(15),
+    );
     let shed: Vec<&String> = ids
         .iter()
         .filter(|id| got.get(*id).and_then(|m| status(m)) == Some(503))
@@ -579,13 +580,7 @@ fn a_reload_while_the_standby_runs_the_core_applies_when_the_handler_returns() {
         .is_ok_and(|s| s.success());
     assert!(ok, "kill -HUP failed");
     let during: Vec<String> = (0..5).map(|i| format!("during-{i}")).collect();
-    for id in &during {
-        ua.send(
-            node.sip,
-            &request("OPTIONS", "sip:x@127.0.0.1", ua.addr, id, ""),
-        );
-    }
-    let got = collect(&ua, &during, Instant::now() + Duration::from_secs(2));
+    let got = ask_all(&ua, &node, "OPTIONS", &during, "", Duration::from_secs(2));
     for id in &during {
         let m = got
             .get(id)
