@@ -217,10 +217,4 @@ pub trait Handler: 'static {
     fn on_turn_end(&mut self, cx: &mut Cx<'_, Self::Msg>) {
         let _ = cx;
     }
-
-    /// Return true if there is work this handler will do at the next turn end without any new
-    /// event (keeps the reactor from sleeping).
-    fn has_pending_work(&self) -> bool {
-        false
-    }
 }

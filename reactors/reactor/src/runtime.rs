@@ -483,6 +483,8 @@ pub(crate) struct Core<B, H: Handler> {
     pub(crate) backend: B,
     pub(crate) st: CoreState<H::Msg>,
     pub(crate) handler: H,
+    /// `st.shared`, held here too so a turn borrows it beside `&mut st` (no clone per turn).
+    shared: Arc<Shared<H::Msg>>,
     spin: Duration,
     fired: Vec<(crate::TimerId, crate::cx::TimerKind)>,
     msgs: Vec<H::Msg>,
@@ -491,6 +493,7 @@ pub(crate) struct Core<B, H: Handler> {
 impl<B: Backend, H: Handler> Core<B, H> {
     pub(crate) fn new(backend: B, st: CoreState<H::Msg>, handler: H, spin: Duration) -> Self {
         Self {
+            shared: Arc::clone(&st.shared),
             backend,
             st,
             handler,
@@ -506,7 +509,7 @@ impl<B: Backend, H: Handler> Core<B, H> {
         let st = &mut self.st;
         st.now = std::time::Instant::now();
         crate::metrics::add(&st.metrics.turns, 1);
-        let shared = st.shared.clone();
+        let shared = &*self.shared;
         let core = st.core;
         let mut d = Dispatch {
             handler: &mut self.handler,
@@ -542,7 +545,7 @@ impl<B: Backend, H: Handler> Core<B, H> {
         wake: &dyn Fn() -> bool,
     ) -> Option<io::Result<()>> {
         let st = &mut self.st;
-        let shared = st.shared.clone();
+        let shared = &*self.shared;
         let core = st.core;
         {
             let mut cx = crate::Cx { st: &mut *st };
@@ -558,7 +561,7 @@ impl<B: Backend, H: Handler> Core<B, H> {
         let guest_next = guest.and_then(|(_, next)| next);
         let guest_now =
             guest_next == Some(Duration::ZERO) || guest.is_some_and(|(g, _)| g.pending());
-        let busy = guest_now || self.handler.has_pending_work() || queues_pending(&shared, core);
+        let busy = guest_now || queues_pending(shared, core);
         let mut timeout = if busy {
             Some(Duration::ZERO)
         } else {
@@ -571,12 +574,12 @@ impl<B: Backend, H: Handler> Core<B, H> {
         if timeout != Some(Duration::ZERO) {
             if !self.spin.is_zero() && st.commands.is_empty() {
                 let t0 = std::time::Instant::now();
-                while t0.elapsed() < self.spin && !queues_pending(&shared, core) {
+                while t0.elapsed() < self.spin && !queues_pending(shared, core) {
                     std::hint::spin_loop();
                 }
             }
             bell.prepare_sleep();
-            if queues_pending(&shared, core) || shared.stop.load(Ordering::SeqCst) || wake() {
+            if queues_pending(shared, core) || shared.stop.load(Ordering::SeqCst) || wake() {
                 timeout = Some(Duration::ZERO);
             } else {
                 crate::metrics::add(&st.metrics.sleeps, 1);
